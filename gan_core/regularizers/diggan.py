@@ -1,0 +1,83 @@
+"""DigGAN: the discriminator gradient gap regularizer (Fang et al., NeurIPS 2022).
+
+For each real/fake pair the gap between D's input-gradient norms is squared:
+`DIG = (||grad D(x_real)|| - ||grad D(x_fake)||)^2`. Real and fake samples are
+paired at random within the minibatch, and each side's vector of per-sample
+norms is smoothed with a moving average to cut minibatch variance:
+
+    g_b(t) = alpha * ||grad D(x_b)|| + (1 - alpha) * g_b(t-1)      b in {real, fake}
+
+where g_b(t-1) is a constant (detached) and the current batch carries the
+gradient; alpha = 1 is no smoothing. The penalty added to D's loss is
+`lambda * mean((g_real(t) - g_fake(t))^2)`.
+
+Choices the paper leaves open, made as in the authors' BigGAN code: the moving
+average runs elementwise over the minibatch vector (slot i of this step blends
+with slot i of the last step), and pairing is a fresh random permutation of the
+fake norms each step. When the batch size changes the average restarts.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import DRegularizer, RegContext, register
+
+
+def gradient_gap(
+    real_norms: Tensor,
+    fake_norms: Tensor,
+    alpha: float,
+    prev_real: Tensor | None,
+    prev_fake: Tensor | None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The smoothed DigGAN term. Returns (mean squared gap, g_real(t), g_fake(t)).
+
+    Pure function so a hand computation can check it term by term.
+    """
+    perm = torch.randperm(fake_norms.shape[0], generator=generator, device="cpu").to(fake_norms.device)
+    fake_norms = fake_norms[perm]  # random real/fake pairing
+    if prev_real is not None and prev_real.shape == real_norms.shape:
+        real_norms = alpha * real_norms + (1 - alpha) * prev_real.detach().to(real_norms.device)
+    if prev_fake is not None and prev_fake.shape == fake_norms.shape:
+        fake_norms = alpha * fake_norms + (1 - alpha) * prev_fake.detach().to(fake_norms.device)
+    gap = (real_norms - fake_norms).square().mean()
+    return gap, real_norms, fake_norms
+
+
+@register
+class DigGAN(DRegularizer):
+    name = "diggan"
+    description = "Discriminator gradient gap penalty: lambda * mean((g_real - g_fake)^2), smoothed by alpha."
+    params = {"alpha": 0.5}
+    needs_real_grad = True
+    needs_fake_grad = True
+
+    def __init__(self, weight: float, interval: int = 1, **params: float) -> None:
+        super().__init__(weight, interval, **params)
+        alpha = self.hparams["alpha"]
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"diggan alpha must be in (0, 1], got {alpha}")
+        self.prev_real: Tensor | None = None
+        self.prev_fake: Tensor | None = None
+
+    def penalty(self, ctx: RegContext) -> tuple[Tensor, dict[str, float]]:
+        real_norms = ctx.real().norms
+        fake_norms = ctx.fake().norms
+        gap, g_real, g_fake = gradient_gap(
+            real_norms, fake_norms, self.hparams["alpha"], self.prev_real, self.prev_fake
+        )
+        self.prev_real, self.prev_fake = g_real.detach(), g_fake.detach()
+        stats = {"dig_smoothed": float(gap.detach())}
+        return gap * self.weight, stats
+
+    def extra_state(self) -> dict[str, Tensor]:
+        if self.prev_real is None or self.prev_fake is None:
+            return {}
+        return {"prev_real": self.prev_real.cpu(), "prev_fake": self.prev_fake.cpu()}
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        self.prev_real = state.get("prev_real")
+        self.prev_fake = state.get("prev_fake")

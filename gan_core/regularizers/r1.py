@@ -1,0 +1,21 @@
+"""R1: zero-centred gradient penalty on real images (Mescheder et al. 2018)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from .base import DRegularizer, RegContext, register
+
+
+@register
+class R1(DRegularizer):
+    """`weight / 2 * mean(||grad_x D(x_real)||^2)`; `weight` is NVlabs' r1_gamma."""
+
+    name = "r1"
+    description = "Zero-centred gradient penalty on real images; weight is gamma."
+    needs_real_grad = True
+
+    def penalty(self, ctx: RegContext) -> tuple[Tensor, dict[str, float]]:
+        sq = ctx.real().norms.square()
+        r1 = sq.mean()
+        return r1 * (self.weight / 2), {"r1": float(r1.detach())}

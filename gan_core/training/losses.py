@@ -1,0 +1,41 @@
+"""GAN losses as pure functions, plus the (stateful) path-length regularizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def g_nonsaturating_loss(fake_logits: Tensor) -> Tensor:
+    """Generator: -log sigmoid(D(G(z)))."""
+    return F.softplus(-fake_logits).mean()
+
+
+def d_logistic_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Discriminator: -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z))))."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+class PathLengthRegularizer(nn.Module):
+    """StyleGAN2 path-length regularization on the generator (Karras et al. 2020).
+
+    Penalises deviation of |J_w^T y| from its running mean `pl_mean`, which is a
+    buffer so it is saved in checkpoints.
+    """
+
+    def __init__(self, decay: float = 0.01) -> None:
+        super().__init__()
+        self.decay = decay
+        self.register_buffer("pl_mean", torch.zeros([]))
+
+    def forward(self, G: nn.Module, z: Tensor) -> Tensor:
+        ws = G.mapping(z)
+        img = G.synthesis(ws)
+        noise = torch.randn_like(img) / np.sqrt(img.shape[2] * img.shape[3])
+        (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+        lengths = grad.square().sum(2).mean(1).sqrt()
+        pl_mean = self.pl_mean.lerp(lengths.mean().detach(), self.decay)
+        self.pl_mean.copy_(pl_mean)
+        return (lengths - pl_mean).square().mean()

@@ -1,0 +1,431 @@
+"""The training loop: StyleGAN2-ADA with pluggable D regularizers (DigGAN, R1, ...).
+
+One `Trainer` owns the networks, optimizers, augmentation and the kimg-based
+schedule. Callers watch and steer it through `TrainingCallbacks` (ticks,
+snapshots, a stop flag): the CLI shows a progress bar with them, the Celery
+worker turns them into job progress and stored checkpoints.
+
+Schedule per minibatch (NVlabs phases, with the lazy regularizers folded into
+the D step so they reuse its forward pass):
+  G step   : non-saturating loss on D(aug(G(z))) (+ lazy path length)
+  D step   : logistic loss on D(aug(real)), D(aug(G(z))) + every regularizer due
+             at this step, weighted by its interval
+  ADA      : every `ada_interval` steps, p follows E[sign(D(real))] to its target
+  EMA      : G_ema tracks G with a half-life of `ema_kimg`
+A tick (every `tick_kimg`) reports averaged stats; every `snapshot_ticks`
+ticks a checkpoint and a sample grid are written.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .. import __version__
+from ..augment import AdaAugment, AdaptiveP, build_augment
+from ..config import TrainConfig, config_from_dict, config_to_dict, validate_config
+from ..data import BatchSampler, PreparedDataset, resize_images
+from ..networks import Discriminator, Generator
+from ..regularizers import RegContext, build_regularizers
+from .checkpoint import load_checkpoint, save_checkpoint
+from .losses import PathLengthRegularizer, d_logistic_loss, g_nonsaturating_loss
+from .stats import TickAccumulator
+
+LOSS_KEYS = ("loss_G", "loss_D")
+
+
+class TrainingCallbacks:
+    """Override what you need. All are called from the training thread."""
+
+    def on_tick(self, stats: dict[str, Any]) -> None:
+        pass
+
+    def on_snapshot(self, snapshot: "Snapshot") -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
+@dataclass
+class Snapshot:
+    kimg: float
+    checkpoint: Path
+    grid: Path
+    sha256: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    is_best: bool = False
+    final: bool = False
+
+
+@dataclass
+class TrainResult:
+    kimg: float
+    stopped: bool
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None = None
+
+
+class TrainingDiverged(RuntimeError):
+    """Losses became NaN/inf and a rollback with a lower learning rate did not help."""
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        dataset: PreparedDataset,
+        run_dir: Path,
+        device: str | None = "cpu",
+        callbacks: TrainingCallbacks | None = None,
+        resume_from: Path | None = None,
+        progress: bool = False,
+    ) -> None:
+        validate_config(cfg)
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(device)
+        self.callbacks = callbacks or TrainingCallbacks()
+        self.progress = progress
+        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "grids").mkdir(parents=True, exist_ok=True)
+
+        torch.manual_seed(cfg.seed)
+        net = cfg.network
+        self.G = Generator(net).to(self.device).train()
+        self.D = Discriminator(net).to(self.device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.augment = build_augment(cfg.augment).to(self.device)
+        self.ada = (
+            AdaptiveP(target=cfg.augment.ada_target, adjust_kimg=cfg.augment.ada_kimg)
+            if isinstance(self.augment, AdaAugment)
+            else None
+        )
+        self.regularizers = build_regularizers(cfg.regularizers)
+        self.path_length = PathLengthRegularizer().to(self.device) if cfg.pl_weight > 0 else None
+        betas = tuple(float(b) for b in cfg.adam_betas)
+        self.G_opt = torch.optim.Adam(self.G.parameters(), lr=cfg.g_lr, betas=betas, eps=1e-8)
+        self.D_opt = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=betas, eps=1e-8)
+
+        images = dataset.images
+        if images.shape[-1] != net.resolution:
+            images = resize_images(images, net.resolution)
+        self.sampler = BatchSampler(images, cfg.batch_size, seed=cfg.seed, mirror=cfg.mirror)
+
+        # Loop state: everything here is saved in checkpoints.
+        self.cur_nimg = 0
+        self.batch_idx = 0
+        self.tick = 0
+        self.elapsed = 0.0
+        self.best_value: float | None = None
+        self.rolled_back = False
+        self.last_checkpoint: Path | None = None
+        self.best_checkpoint: Path | None = None
+        self._real_features: np.ndarray | None = None
+        if resume_from is not None:
+            self.load(resume_from)
+
+    # ------------------------------------------------------------------ steps
+
+    @property
+    def total_nimg(self) -> int:
+        return int(round(self.cfg.kimg * 1000))
+
+    def _z(self, n: int) -> Tensor:
+        return torch.randn(n, self.G.z_dim, device=self.device)
+
+    def _generator_step(self, acc: TickAccumulator) -> None:
+        cfg = self.cfg
+        self.D.requires_grad_(False)
+        fake = self.G(self._z(cfg.batch_size))
+        loss_G = g_nonsaturating_loss(self.D(self.augment(fake)))
+        self.G_opt.zero_grad(set_to_none=True)
+        loss_G.backward()
+        if self.path_length is not None and self.batch_idx % cfg.pl_interval == 0:
+            pl = self.path_length(self.G, self._z(max(1, cfg.batch_size // 2)))
+            (pl * cfg.pl_weight * cfg.pl_interval).backward()
+            acc.add("pl", pl)
+        self.G_opt.step()
+        self.D.requires_grad_(True)
+        acc.add("loss_G", loss_G)
+
+    def _discriminator_step(self, real: Tensor, acc: TickAccumulator) -> None:
+        cfg = self.cfg
+        with torch.no_grad():
+            fake_aug = self.augment(self.G(self._z(cfg.batch_size)))
+            real_aug = self.augment(real)
+        due = [r for r in self.regularizers if r.is_due(self.batch_idx)]
+        # DIG is reported every tick, with or without DigGAN: measure it on the
+        # first step of a tick if no regularizer due this step computes both sides.
+        measure_dig = acc.count("dig") == 0
+        need_real = measure_dig or any(r.needs_real_grad for r in due)
+        need_fake = measure_dig or any(r.needs_fake_grad for r in due)
+        ctx = RegContext(self.D, real_aug, fake_aug, create_graph=bool(due))
+        real_out = ctx.real(with_grad=need_real)
+        fake_out = ctx.fake(with_grad=need_fake)
+
+        loss = d_logistic_loss(real_out.logits, fake_out.logits)
+        acc.add("loss_D", loss)
+        for reg in due:
+            penalty, reg_stats = reg.penalty(ctx)
+            loss = loss + penalty * reg.interval
+            for k, v in reg_stats.items():
+                acc.add(k, v)
+        self.D_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.D_opt.step()
+
+        acc.add("D_real", real_out.logits.mean())
+        acc.add("D_fake", fake_out.logits.mean())
+        if real_out.norms is not None and fake_out.norms is not None:
+            r, f = real_out.norms.detach(), fake_out.norms.detach()
+            perm = torch.randperm(f.shape[0], device="cpu").to(f.device)
+            acc.add("dig", (r - f[perm]).square().mean())
+            acc.add("grad_norm_real", r.mean())
+            acc.add("grad_norm_fake", f.mean())
+        if self.ada is not None:
+            self.ada.observe(real_out.logits.detach())
+
+    def _update_ema(self) -> None:
+        cfg = self.cfg
+        ema_nimg = cfg.ema_kimg * 1000
+        if cfg.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, self.cur_nimg * cfg.ema_rampup)
+        beta = 0.5 ** (cfg.batch_size / max(ema_nimg, 1e-8))
+        with torch.no_grad():
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                p_ema.copy_(p.detach().lerp(p_ema, beta))
+            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                b_ema.copy_(b)
+
+    def train_step(self, acc: TickAccumulator) -> None:
+        real = self.sampler.next_batch().to(self.device)
+        self._generator_step(acc)
+        self._discriminator_step(real, acc)
+        self.cur_nimg += self.cfg.batch_size
+        self.batch_idx += 1
+        self._update_ema()
+        if self.ada is not None and self.batch_idx % self.cfg.augment.ada_interval == 0:
+            p = self.ada.update(float(self.augment.p), self.cfg.batch_size * self.cfg.augment.ada_interval)
+            self.augment.p.fill_(p)
+
+    # ------------------------------------------------------------------- loop
+
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        pbar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            pbar = tqdm(total=self.total_nimg / 1000, initial=self.cur_nimg / 1000, unit="kimg",
+                        bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}]{postfix}")
+        stopped = False
+        try:
+            while self.cur_nimg < self.total_nimg and not stopped:
+                stats = self._run_tick(pbar)
+                done = self.cur_nimg >= self.total_nimg
+                stopped = not done and self.callbacks.should_stop()
+                if not self._finite(stats):
+                    self._handle_divergence(stats)
+                    continue
+                self.callbacks.on_tick(stats)
+                if done or stopped or self.tick % cfg.snapshot_ticks == 0:
+                    self.snapshot(final=done or stopped)
+        finally:
+            if pbar is not None:
+                pbar.close()
+        return TrainResult(self.cur_nimg / 1000, stopped, self.last_checkpoint, self.best_checkpoint)
+
+    def _run_tick(self, pbar: Any) -> dict[str, Any]:
+        acc = TickAccumulator()
+        tick_start_nimg = self.cur_nimg
+        tick_end_nimg = min(self.total_nimg, tick_start_nimg + int(round(self.cfg.tick_kimg * 1000)))
+        t0 = time.perf_counter()
+        while self.cur_nimg < tick_end_nimg:
+            self.train_step(acc)
+            if pbar is not None:
+                pbar.update(self.cfg.batch_size / 1000)
+        dt = time.perf_counter() - t0
+        self.elapsed += dt
+        self.tick += 1
+        kimg = self.cur_nimg / 1000
+        sec_per_kimg = dt / max((self.cur_nimg - tick_start_nimg) / 1000, 1e-9)
+        stats: dict[str, Any] = {
+            "tick": self.tick,
+            "kimg": round(kimg, 4),
+            "total_kimg": self.cfg.kimg,
+            **acc.means(("loss_G", "loss_D", "r1", "dig", "dig_smoothed", "grad_norm_real",
+                         "grad_norm_fake", "D_real", "D_fake", "pl")),
+            "augment_p": float(self.augment.p) if hasattr(self.augment, "p") else 0.0,
+            "ada_rt": self.ada.last_rt if self.ada is not None else None,
+            "sec_per_kimg": sec_per_kimg,
+            "eta_seconds": max(0.0, (self.total_nimg - self.cur_nimg) / 1000 * sec_per_kimg),
+            "time": self.elapsed,
+        }
+        with open(self.run_dir / "stats.jsonl", "a") as f:
+            f.write(json.dumps(stats) + "\n")
+        if pbar is not None:
+            pbar.set_postfix(lossG=f"{stats['loss_G']:.3f}", lossD=f"{stats['loss_D']:.3f}",
+                             dig=f"{stats['dig']:.3g}" if stats["dig"] is not None else "-",
+                             p=f"{stats['augment_p']:.2f}")
+        return stats
+
+    @staticmethod
+    def _finite(stats: dict[str, Any]) -> bool:
+        return all(stats.get(k) is None or math.isfinite(stats[k]) for k in LOSS_KEYS)
+
+    def _handle_divergence(self, stats: dict[str, Any]) -> None:
+        """Roll back once to the last good checkpoint with halved learning rates; then give up."""
+        where = f"kimg {stats['kimg']:.3f} (loss_G={stats['loss_G']}, loss_D={stats['loss_D']})"
+        if self.rolled_back or self.last_checkpoint is None:
+            hint = "after rolling back once with halved learning rates" if self.rolled_back else "before any checkpoint"
+            raise TrainingDiverged(
+                f"training diverged at {where} {hint}; lower g_lr/d_lr or raise the R1 weight and start again"
+            )
+        self.load(self.last_checkpoint)
+        for opt in (self.G_opt, self.D_opt):
+            for group in opt.param_groups:
+                group["lr"] *= 0.5
+        self.cfg.g_lr *= 0.5
+        self.cfg.d_lr *= 0.5
+        self.rolled_back = True
+
+    # ------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": config_to_dict(self.cfg),
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict(),
+            "G_opt": self.G_opt.state_dict(),
+            "D_opt": self.D_opt.state_dict(),
+            "augment_p": float(self.augment.p) if hasattr(self.augment, "p") else 0.0,
+            "ada": self.ada.state_dict() if self.ada is not None else {},
+            "regularizers": {f"{i}:{r.name}": r.extra_state() for i, r in enumerate(self.regularizers)},
+            "path_length": self.path_length.state_dict() if self.path_length is not None else {},
+            "sampler": self.sampler.state_dict(),
+            "progress": {
+                "cur_nimg": self.cur_nimg,
+                "batch_idx": self.batch_idx,
+                "tick": self.tick,
+                "elapsed": self.elapsed,
+                "best_value": self.best_value,
+                "rolled_back": self.rolled_back,
+            },
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "versions": {"gan_core": __version__, "torch": torch.__version__},
+        }
+
+    def load(self, path: Path) -> None:
+        """Restore everything from a checkpoint so training continues exactly."""
+        ckpt = load_checkpoint(Path(path))
+        saved_net = config_from_dict(ckpt["config"]).network
+        if saved_net != self.cfg.network:
+            raise ValueError(f"checkpoint {path} has a different network config ({saved_net}) than this run")
+        self.G.load_state_dict(ckpt["G"])
+        self.D.load_state_dict(ckpt["D"])
+        self.G_ema.load_state_dict(ckpt["G_ema"])
+        self.G_opt.load_state_dict(ckpt["G_opt"])
+        self.D_opt.load_state_dict(ckpt["D_opt"])
+        if hasattr(self.augment, "p"):
+            self.augment.p.fill_(ckpt["augment_p"])
+        if self.ada is not None and ckpt.get("ada"):
+            self.ada.load_state_dict(ckpt["ada"])
+        for i, reg in enumerate(self.regularizers):
+            reg.load_extra_state(ckpt["regularizers"].get(f"{i}:{reg.name}", {}))
+        if self.path_length is not None and ckpt.get("path_length"):
+            self.path_length.load_state_dict(ckpt["path_length"])
+        self.sampler.load_state_dict(ckpt["sampler"])
+        prog = ckpt["progress"]
+        self.cur_nimg, self.batch_idx, self.tick = prog["cur_nimg"], prog["batch_idx"], prog["tick"]
+        self.elapsed, self.best_value = prog["elapsed"], prog["best_value"]
+        self.rolled_back = prog.get("rolled_back", False)
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if torch.cuda.is_available() and ckpt["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        self.last_checkpoint = Path(path)
+
+    def snapshot(self, final: bool = False) -> Snapshot:
+        """Write a checkpoint and a sample grid; compute metrics if configured."""
+        from ..sampling import generate_images, make_grid
+
+        kimg = self.cur_nimg / 1000
+        rng_state = torch.get_rng_state()
+        grid_path = self.run_dir / "grids" / f"grid-{kimg:09.3f}.png"
+        images = generate_images(self.G_ema, list(range(self.cfg.num_grid)), psi=1.0, device=self.device)
+        make_grid(images).save(grid_path)
+        metrics, is_best = self._snapshot_metrics(kimg)
+        # Sampling and metrics must not change the training run: restore the RNG
+        # before the state is captured, so a resumed run matches an uninterrupted one.
+        torch.set_rng_state(rng_state)
+
+        ckpt_dir = self.run_dir / "checkpoints"
+        ckpt_path = ckpt_dir / f"ckpt-{kimg:09.3f}.pt"
+        sha = save_checkpoint(ckpt_path, self.state_dict())
+        _link_or_copy(ckpt_path, ckpt_dir / "latest.pt")
+        self.last_checkpoint = ckpt_path
+        if is_best:
+            _link_or_copy(ckpt_path, ckpt_dir / "best.pt")
+            self.best_checkpoint = ckpt_dir / "best.pt"
+        snap = Snapshot(kimg, ckpt_path, grid_path, sha, metrics, is_best, final)
+        self.callbacks.on_snapshot(snap)
+        return snap
+
+    def _snapshot_metrics(self, kimg: float) -> tuple[dict[str, float], bool]:
+        cfg = self.cfg
+        snapshot_index = self.tick // cfg.snapshot_ticks
+        if not cfg.metrics or snapshot_index % max(1, cfg.metrics_every) != 0:
+            return {}, False
+        from ..metrics import compute_metrics, dataset_features
+
+        if self._real_features is None:
+            self._real_features = dataset_features(
+                self.sampler.images, cache_dir=self.run_dir / "features", device=self.device
+            )
+        metrics = compute_metrics(
+            self.G_ema, self._real_features, metrics=tuple(cfg.metrics),
+            num_gen=cfg.metrics_num_gen, device=self.device,
+        )
+        metrics["kimg"] = kimg
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        key = cfg.best_metric or cfg.metrics[0]
+        value = metrics.get(key)
+        is_best = value is not None and (self.best_value is None or value < self.best_value)
+        if is_best:
+            self.best_value = value
+        return metrics, is_best
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Point `dst` at `src`'s bytes atomically (hard link if possible) with its checksum sidecar."""
+    for s, d in ((src, dst), (Path(str(src) + ".sha256"), Path(str(dst) + ".sha256"))):
+        tmp = d.with_name(f".{d.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(s, tmp)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(s, tmp)
+        os.replace(tmp, d)
