@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytest_plugins = ["tests.servers"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = Path(os.environ.get("DIGGAN_SHARED_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
 
