@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from .. import __version__
 from ..augment import AdaAugment, AdaptiveP, build_augment
 from ..config import TrainConfig, config_from_dict, config_to_dict, validate_config
-from ..data import BatchSampler, PreparedDataset, resize_images
+from ..data import BatchSampler, PreparedDataset, resize_images, to_float
 from ..networks import Discriminator, Generator
 from ..regularizers import RegContext, build_regularizers
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -126,7 +126,8 @@ class Trainer:
         images = dataset.images
         if images.shape[-1] != net.resolution:
             images = resize_images(images, net.resolution)
-        self.sampler = BatchSampler(images, cfg.batch_size, seed=cfg.seed, mirror=cfg.mirror)
+        self.images = images  # uint8 [N, 3, R, R] at the training resolution
+        self.sampler = BatchSampler(images.shape[0], cfg.batch_size, seed=cfg.seed, mirror=cfg.mirror)
 
         # Loop state: everything here is saved in checkpoints.
         self.cur_nimg = 0
@@ -214,8 +215,14 @@ class Trainer:
             for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
                 b_ema.copy_(b)
 
+    def next_real_batch(self) -> Tensor:
+        idx, flips = next(self.sampler)
+        x = self.images[idx]
+        x = torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
+        return to_float(x.to(self.device))
+
     def train_step(self, acc: TickAccumulator) -> None:
-        real = self.sampler.next_batch().to(self.device)
+        real = self.next_real_batch()
         self._generator_step(acc)
         self._discriminator_step(real, acc)
         self.cur_nimg += self.cfg.batch_size
@@ -239,12 +246,12 @@ class Trainer:
         try:
             while self.cur_nimg < self.total_nimg and not stopped:
                 stats = self._run_tick(pbar)
-                done = self.cur_nimg >= self.total_nimg
-                stopped = not done and self.callbacks.should_stop()
                 if not self._finite(stats):
                     self._handle_divergence(stats)
                     continue
                 self.callbacks.on_tick(stats)
+                done = self.cur_nimg >= self.total_nimg
+                stopped = not done and self.callbacks.should_stop()
                 if done or stopped or self.tick % cfg.snapshot_ticks == 0:
                     self.snapshot(final=done or stopped)
         finally:
@@ -317,7 +324,7 @@ class Trainer:
             "G_opt": self.G_opt.state_dict(),
             "D_opt": self.D_opt.state_dict(),
             "augment_p": float(self.augment.p) if hasattr(self.augment, "p") else 0.0,
-            "ada": self.ada.state_dict() if self.ada is not None else {},
+            "ada": _ada_state(self.ada),
             "regularizers": {f"{i}:{r.name}": r.extra_state() for i, r in enumerate(self.regularizers)},
             "path_length": self.path_length.state_dict() if self.path_length is not None else {},
             "sampler": self.sampler.state_dict(),
@@ -333,7 +340,7 @@ class Trainer:
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
-            "versions": {"gan_core": __version__, "torch": torch.__version__},
+            "versions": {"gan_core": __version__, "torch": str(torch.__version__)},
         }
 
     def load(self, path: Path) -> None:
@@ -350,7 +357,7 @@ class Trainer:
         if hasattr(self.augment, "p"):
             self.augment.p.fill_(ckpt["augment_p"])
         if self.ada is not None and ckpt.get("ada"):
-            self.ada.load_state_dict(ckpt["ada"])
+            _load_ada_state(self.ada, ckpt["ada"])
         for i, reg in enumerate(self.regularizers):
             reg.load_extra_state(ckpt["regularizers"].get(f"{i}:{reg.name}", {}))
         if self.path_length is not None and ckpt.get("path_length"):
@@ -400,7 +407,7 @@ class Trainer:
 
         if self._real_features is None:
             self._real_features = dataset_features(
-                self.sampler.images, cache_dir=self.run_dir / "features", device=self.device
+                self.images, cache_dir=self.run_dir / "features", device=self.device
             )
         metrics = compute_metrics(
             self.G_ema, self._real_features, metrics=tuple(cfg.metrics),
@@ -415,6 +422,19 @@ class Trainer:
         if is_best:
             self.best_value = value
         return metrics, is_best
+
+
+def _ada_state(ada: AdaptiveP | None) -> dict[str, Any]:
+    """The controller's pending accumulator, so p moves identically after a resume."""
+    if ada is None:
+        return {}
+    return {"sum": float(ada._sum) if ada._sum is not None else 0.0, "count": ada._count, "last_rt": ada.last_rt}
+
+
+def _load_ada_state(ada: AdaptiveP, state: dict[str, Any]) -> None:
+    ada._count = int(state["count"])
+    ada._sum = torch.tensor(float(state["sum"])) if ada._count else None
+    ada.last_rt = state.get("last_rt")
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

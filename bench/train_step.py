@@ -1,0 +1,188 @@
+"""Milliseconds per training phase, and DigGAN's overhead per kimg.
+
+    python bench/train_step.py [--quick] [--device cpu|cuda] [--out bench/results/train_step.json]
+    python bench/train_step.py --res 128 --cbase 8192 --cmax 256 --map 2 --batch 4   # any architecture
+
+Phases (each timed on its own, after warm-up, median of `--iters`):
+  augment   ADA at p=0.5 on one real batch (forward)
+  G_main    generator step: G(z) -> aug -> D -> loss -> backward -> Adam
+  D_main    discriminator step with no regularizer due
+  R1        extra cost of a D step when R1 is due (double backward on reals)
+  DigGAN    extra cost of a D step when DigGAN is due (double backward on reals and fakes)
+`diggan_overhead` is the ratio of seconds per kimg of the preset as configured
+(DigGAN at its lazy interval) to the same run with DigGAN removed, measured
+side by side in this process (interleaved rounds, median of each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gan_core.config import TrainConfig, get_preset  # noqa: E402
+from gan_core.data import PreparedDataset  # noqa: E402
+from gan_core.regularizers import build_regularizers  # noqa: E402
+from gan_core.training import Trainer  # noqa: E402
+from gan_core.training.stats import TickAccumulator  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_ms(fn, iters: int, warmup: int, device: torch.device) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def random_dataset(resolution: int, n: int = 32) -> PreparedDataset:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, resolution, resolution), dtype=torch.uint8, generator=g)
+    return PreparedDataset(images=images, names=[f"{i}.png" for i in range(n)], warnings=[], resolution=resolution)
+
+
+def phase_times(cfg: TrainConfig, device: str, iters: int, warmup: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        tr = Trainer(cfg, random_dataset(cfg.network.resolution), Path(tmp), device=device)
+        dev = tr.device
+        real = tr.next_real_batch()
+        if hasattr(tr.augment, "p"):
+            tr.augment.p.fill_(0.5)
+
+        def acc() -> TickAccumulator:
+            a = TickAccumulator()
+            a.add("dig", 0.0)  # skip the once-per-tick DIG measurement
+            return a
+
+        def d_step_with(regs: list) -> float:
+            tr.regularizers = build_regularizers(regs)
+            for r in tr.regularizers:
+                r.interval = 1
+            return _median_ms(lambda: tr._discriminator_step(real, acc()), iters, warmup, dev)
+
+        out = {
+            "augment": _median_ms(lambda: tr.augment(real), iters, warmup, dev),
+            "G_main": _median_ms(lambda: tr._generator_step(acc()), iters, warmup, dev),
+        }
+        d_main = d_step_with([])
+        out["D_main"] = d_main
+        out["R1"] = d_step_with([{"name": "r1", "weight": 1.0}]) - d_main
+        out["DigGAN"] = d_step_with([{"name": "diggan", "weight": 100.0, "params": {"alpha": 0.5}}]) - d_main
+        out["iteration_estimate"] = out["G_main"] + d_main
+        return {k: round(v, 2) for k, v in out.items()}
+
+
+def seconds_per_kimg(cfg: TrainConfig, device: str, kimg: float) -> float:
+    cfg.kimg = kimg
+    cfg.tick_kimg = kimg
+    cfg.snapshot_ticks = 10**9  # no snapshots inside the timed span
+    with tempfile.TemporaryDirectory() as tmp:
+        tr = Trainer(cfg, random_dataset(cfg.network.resolution), Path(tmp), device=device)
+        tr.snapshot = lambda final=False: None  # the final snapshot is I/O, not training
+        t0 = time.perf_counter()
+        tr.run()
+        _sync(tr.device)
+        return (time.perf_counter() - t0) / kimg
+
+
+def diggan_overhead(cfg: TrainConfig, device: str, kimg: float, rounds: int) -> dict[str, float]:
+    import copy
+
+    without = copy.deepcopy(cfg)
+    without.regularizers = [r for r in cfg.regularizers if r.name != "diggan"]
+    seconds_per_kimg(copy.deepcopy(cfg), device, kimg / 4)  # warm-up
+    a, b = [], []
+    for _ in range(rounds):  # interleaved, so machine noise hits both alike
+        a.append(seconds_per_kimg(copy.deepcopy(cfg), device, kimg))
+        b.append(seconds_per_kimg(copy.deepcopy(without), device, kimg))
+    with_s, without_s = statistics.median(a), statistics.median(b)
+    return {"with_diggan_s_per_kimg": round(with_s, 3), "without_diggan_s_per_kimg": round(without_s, 3),
+            "ratio": round(with_s / without_s, 4), "rounds": rounds, "kimg_per_round": kimg}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer iterations; finishes in under a minute on 2 cores")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, default=Path("bench/results/train_step.json"))
+    ap.add_argument("--res", type=int, help="custom architecture: resolution")
+    ap.add_argument("--cbase", type=int)
+    ap.add_argument("--cmax", type=int)
+    ap.add_argument("--map", type=int, help="mapping layers")
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--preset", action="append", help="presets to time (default: cpu-tiny and low-shot-256)")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    iters, warmup = (3, 1) if args.quick else (10, 2)
+    configs: dict[str, TrainConfig] = {}
+    if args.res:
+        cfg = get_preset((args.preset or ["cpu-tiny"])[0])
+        cfg.network.resolution = args.res
+        for field, val in (("channel_base", args.cbase), ("channel_max", args.cmax), ("mapping_layers", args.map)):
+            if val:
+                setattr(cfg.network, field, val)
+        if args.batch:
+            cfg.batch_size = args.batch
+        configs[f"custom-{args.res}"] = cfg
+    else:
+        for name in args.preset or ["cpu-tiny", "low-shot-256"]:
+            cfg = get_preset(name)
+            if name != "cpu-tiny" and args.device == "cpu":
+                cfg.batch_size = args.batch or 2  # "a small batch on CPU"
+            elif args.batch:
+                cfg.batch_size = args.batch
+            configs[name] = cfg
+
+    result: dict = {
+        "device": args.device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "quick": args.quick,
+        "phases_ms": {},
+    }
+    for name, cfg in configs.items():
+        big = cfg.network.resolution >= 256 and args.device == "cpu"
+        n_it, n_wu = (1, 1) if (big and args.quick) else (iters, warmup)
+        result["phases_ms"][name] = {"batch": cfg.batch_size, **phase_times(cfg, args.device, n_it, n_wu)}
+        print(name, json.dumps(result["phases_ms"][name]), flush=True)
+
+    # Overhead on the first configuration (cpu-tiny by default): whole runs, side by side.
+    first_name, first_cfg = next(iter(configs.items()))
+    big = first_cfg.network.resolution >= 256 and args.device == "cpu"
+    kimg = 0.064 if (args.quick or big) else 0.4
+    rounds = 2 if args.quick else 5
+    overhead = diggan_overhead(first_cfg, args.device, kimg, rounds)
+    result["diggan_overhead"] = overhead["ratio"]
+    result["diggan_overhead_detail"] = {"config": first_name, **overhead}
+    print("diggan_overhead", json.dumps(overhead), flush=True)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
