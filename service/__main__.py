@@ -1,0 +1,133 @@
+"""`python -m service up`: the API (uvicorn) plus Celery worker subprocesses, one command.
+
+    python -m service up --host 127.0.0.1 --port 8000 --data-dir data [--workers 1]
+
+With no DIGGAN_BROKER_URL / DIGGAN_STORAGE set this is the embedded mode: local-directory
+storage and a server-less SQLite broker under --data-dir. Ctrl-C stops the API, then asks the
+workers to stop (a training job stores a final checkpoint and is re-queued), then kills
+any that have not exited after --grace seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from service.settings import Settings
+
+log = logging.getLogger("service")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def worker_command(queue: str, name: str, pool: str = "solo", concurrency: int = 1, loglevel: str = "INFO") -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
+        "-Q", queue, "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h", "-l", loglevel,
+        "--without-gossip", "--without-mingle",
+    ]
+
+
+def spawn_workers(env: dict[str, str], n_train: int, loglevel: str = "INFO") -> list[subprocess.Popen]:
+    # Training and light work in separate processes, so a light task never waits behind a long job.
+    # DIGGAN_EXIT_WITH_PARENT: a worker whose parent died (even by SIGKILL) shuts itself down.
+    env = {**env, "DIGGAN_EXIT_WITH_PARENT": str(os.getpid())}
+    cmds = [worker_command("train", f"train{i}", "solo", 1, loglevel) for i in range(n_train)]
+    cmds.append(worker_command("light", "light", "threads", 2, loglevel))
+    # Own session: Ctrl-C reaches only this process, which then stops the workers in order.
+    return [subprocess.Popen(c, env=env, start_new_session=True) for c in cmds]
+
+
+def stop_workers(procs: list[subprocess.Popen], grace: float) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)  # warm shutdown: the job checkpoints and is re-queued
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("worker %d did not stop within %.0f s; killing it (its job resumes from its last checkpoint)",
+                        p.pid, grace)
+            p.kill()
+            p.wait()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def up(args: argparse.Namespace) -> int:
+    overrides: dict[str, object] = {"host": args.host, "port": args.port}
+    if args.data_dir:
+        overrides["data_dir"] = Path(args.data_dir)
+    settings = Settings(**overrides)
+    if not is_loopback(settings.host) and not settings.auth_configured:
+        print(
+            f"refusing to listen on {settings.host}: without API keys the service may only bind a loopback address "
+            "(127.0.0.1, ::1, localhost). Set DIGGAN_AUTH_REQUIRED=true and DIGGAN_API_KEYS, or use --host 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+    settings.ensure_dirs()
+    env = dict(os.environ)
+    env.update({"DIGGAN_DATA_DIR": str(settings.data_dir), "DIGGAN_BROKER_URL": settings.broker_url,
+                "DIGGAN_RESULT_BACKEND": settings.result_backend, "DIGGAN_STORAGE": settings.storage})
+    import uvicorn
+
+    from service.main import create_app
+
+    app = create_app(settings)
+    # Touch the broker once here: with the SQLite broker this creates its tables before
+    # several worker processes race to create them.
+    from service.queue import check_broker
+
+    check_broker(app.state.celery)
+    procs = spawn_workers(env, args.workers, args.log_level.upper()) if args.workers > 0 else []
+    mode = "embedded" if settings.embedded_broker else settings.broker_url.split(":", 1)[0]
+    print(f"diggan-service on http://{settings.host}:{settings.port} (docs at /docs); storage={settings.storage} "
+          f"broker={mode} data={settings.data_dir}; {len(procs)} worker process(es)", flush=True)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler the process
+    # would die before `finally` stops the workers. Turn it into SystemExit instead.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
+    finally:
+        stop_workers(procs, args.grace)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("up", help="start the API and worker(s)")
+    p.add_argument("--host", default=os.environ.get("DIGGAN_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("DIGGAN_PORT", "8000")))
+    p.add_argument("--data-dir", default=None, help="embedded storage + broker directory (DIGGAN_DATA_DIR)")
+    p.add_argument("--workers", type=int, default=1, help="training worker processes (0: API only)")
+    p.add_argument("--grace", type=float, default=60.0, help="seconds a worker gets to checkpoint on shutdown")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "up":
+        return up(args)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

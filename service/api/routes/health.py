@@ -1,0 +1,35 @@
+"""Liveness and readiness. /readyz really touches storage and the broker."""
+
+from __future__ import annotations
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from service.queue import check_broker
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Storage and broker are reachable (503 otherwise)",
+            responses={503: {"description": "a dependency is down"}})
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    checks: dict[str, str] = {}
+    for name, fn in (("storage", state.store.ping), ("broker", lambda: check_broker(state.celery))):
+        try:
+            with anyio.fail_after(5):
+                await run_in_threadpool(fn)
+            checks[name] = "ok"
+        except TimeoutError:
+            checks[name] = "timed out after 5 s"
+        except Exception as e:  # any failure means not ready; say which
+            checks[name] = f"{type(e).__name__}: {e}"[:300]
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)

@@ -1,0 +1,124 @@
+"""The FastAPI app: create_app(settings) builds one with its own storage, repos and Celery app."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.api.routes import datasets, health, jobs, samples
+from service.datasets import DatasetRepo
+from service.jobs import JobRepo
+from service.jobs.sweep import sweep_stale_jobs
+from service.queue import enqueue_train
+from service.sampling import GeneratorCache
+from service.settings import Settings, get_settings
+from service.storage import InvalidKey, ObjectNotFound, StorageFull, StorageUnavailable, build_store
+
+log = logging.getLogger(__name__)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:10]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts) or "invalid request"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error is {"detail": "<what is wrong and how to fix it>"} (plus `errors` for 422s)."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": e.get("type")} for e in exc.errors()[:20]]
+        return JSONResponse({"detail": _validation_message(exc), "errors": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ObjectNotFound)
+    async def _not_found(request: Request, exc: ObjectNotFound) -> JSONResponse:
+        return JSONResponse({"detail": "not found"}, status_code=404)
+
+    @app.exception_handler(InvalidKey)
+    async def _bad_key(request: Request, exc: InvalidKey) -> JSONResponse:
+        return JSONResponse({"detail": "not found"}, status_code=404)
+
+    @app.exception_handler(StorageFull)
+    async def _full(request: Request, exc: StorageFull) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=507)
+
+    @app.exception_handler(StorageUnavailable)
+    async def _unavailable(request: Request, exc: StorageUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": f"storage is unavailable; retry shortly ({exc})"}, status_code=503,
+                            headers={"Retry-After": "5"})
+
+
+class _Sweeper:
+    """The stale-heartbeat sweep on a daemon thread of the API process."""
+
+    def __init__(self, app: FastAPI):
+        self.app, self.stop = app, threading.Event()
+        self.thread = threading.Thread(target=self._run, name="stale-sweep", daemon=True)
+
+    def _run(self) -> None:
+        st = self.app.state
+        while not self.stop.wait(st.settings.sweep_interval_s):
+            try:
+                sweep_stale_jobs(st.jobs, st.settings, lambda t, j: enqueue_train(st.celery, t, j))
+            except Exception:
+                log.exception("stale-job sweep failed; will retry")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.ensure_dirs()
+    from worker.celery_app import make_celery  # light: no torch, no tasks imported
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sweeper = _Sweeper(app) if settings.sweep_interval_s > 0 else None
+        if sweeper:
+            sweeper.thread.start()
+        yield
+        if sweeper:
+            sweeper.stop.set()
+
+    app = FastAPI(
+        title="diggan-service",
+        version="0.1.0",
+        description="Fine-tune StyleGAN2-ADA + DigGAN on ~100 images: upload a dataset, start a job, "
+                    "follow its progress, download checkpoints and samples.",
+        lifespan=lifespan,
+    )
+    store = build_store(settings)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.jobs = JobRepo(store)
+    app.state.datasets = DatasetRepo(store)
+    app.state.celery = make_celery(settings)
+    app.state.generators = GeneratorCache(store, settings.generator_cache_size, settings.sample_device,
+                                          settings.sample_threads)
+    app.state.idempotency_lock = threading.Lock()
+    _install_error_handlers(app)
+    for module in (health, datasets, jobs, samples):
+        app.include_router(module.router)
+    return app
+
+
+def __getattr__(name: str):
+    # `uvicorn service.main:app` builds the app from the environment, on first access only.
+    if name == "app":
+        global app
+        app = create_app()
+        return app
+    raise AttributeError(name)

@@ -1,0 +1,114 @@
+"""Sampling for the API: an LRU of loaded generators, keyed by checkpoint key + sha256.
+
+Everything here blocks (storage reads, torch); routes call it through a threadpool.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import zipfile
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from service import keys
+from service.jobs.records import CheckpointInfo, JobRecord
+from service.storage import ObjectStore
+
+if TYPE_CHECKING:
+    import torch
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        return "cpu"
+    return name
+
+
+class GeneratorCache:
+    def __init__(self, store: ObjectStore, size: int = 4, device: str = "cpu", threads: int = 1):
+        self.store = store
+        self.threads = threads
+        self.size = max(1, size)
+        self.device = resolve_device(device)
+        self._items: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str, sha256: str) -> Any:
+        """The EMA generator of the checkpoint object `key`, verified against `sha256`."""
+        ident = (key, sha256)
+        with self._lock:
+            if ident in self._items:
+                self._items.move_to_end(ident)
+                self.hits += 1
+                return self._items[ident]
+            load_lock = self._loading.setdefault(ident, threading.Lock())
+        with load_lock:  # one load per checkpoint even under concurrent first requests
+            with self._lock:
+                if ident in self._items:
+                    self.hits += 1
+                    return self._items[ident]
+            G = self._load(key, sha256)
+            with self._lock:
+                self.misses += 1
+                self._items[ident] = G
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+                self._loading.pop(ident, None)
+            return G
+
+    def _load(self, key: str, sha256: str) -> Any:
+        from gan_core.sampling import generator_from_payload
+        from gan_core.training.checkpoint import load_checkpoint_bytes
+
+        payload = load_checkpoint_bytes(self.store.get_bytes(key), expected_sha256=sha256, source=key)
+        G, _cfg = generator_from_payload(payload, self.device)
+        return G
+
+
+def checkpoint_key(rec: JobRecord, ckpt: CheckpointInfo) -> str:
+    return keys.job_checkpoint(rec.tenant, rec.id, ckpt.name)
+
+
+def generate(cache: GeneratorCache, rec: JobRecord, ckpt: CheckpointInfo, seeds: list[int], psi: float) -> "torch.Tensor":
+    import torch
+    from gan_core.sampling import generate_images
+
+    if cache.threads and torch.get_num_threads() != cache.threads:
+        torch.set_num_threads(cache.threads)  # process-wide; oversubscribed OpenMP threads are very slow
+    G = cache.get(checkpoint_key(rec, ckpt), ckpt.sha256)
+    return generate_images(G, seeds, psi=psi, batch_size=16, device=cache.device)
+
+
+def png_bytes(img: Any) -> bytes:
+    """PIL image -> PNG bytes."""
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def grid_png(images: "torch.Tensor", nrow: int | None) -> bytes:
+    from gan_core.sampling import make_grid
+
+    return png_bytes(make_grid(images, nrow=nrow))
+
+
+def individual_pngs(images: "torch.Tensor") -> list[bytes]:
+    from gan_core.sampling import to_pil_list
+
+    return [png_bytes(im) for im in to_pil_list(images)]
+
+
+def zip_pngs(pngs: list[bytes], seeds: list[int]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
+        for png, seed in zip(pngs, seeds):
+            zf.writestr(f"seed{seed:010d}.png", png)
+    return buf.getvalue()

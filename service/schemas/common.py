@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: `detail` says what is wrong and how to fix it."""
+
+    detail: str
+    errors: list[dict[str, Any]] | None = None  # per-field problems for validation errors
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 422, 503)
+}

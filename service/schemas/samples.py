@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SampleRequest(BaseModel):
+    """`seeds` wins over `n` (n = len(seeds)); without seeds, seeds are 0..n-1."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(default=16, ge=1)  # upper bound is a setting, checked in the route
+    seeds: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] | None = Field(default=None, min_length=1)
+    psi: float = 0.7  # range is a setting, checked in the route
+    checkpoint: str = Field(default="latest", min_length=1, max_length=64, description="'latest', 'best' or a name")
+    format: Literal["grid", "zip", "json"] = "grid"
+    nrow: int | None = Field(default=None, ge=1, le=64, description="grid columns (default: near-square)")
+
+
+class SampleImage(BaseModel):
+    index: int
+    seed: int
+    url: str
+
+
+class SampleSet(BaseModel):
+    id: str
+    job_id: str
+    checkpoint: str
+    psi: float
+    created_at: datetime
+    images: list[SampleImage]

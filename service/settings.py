@@ -1,0 +1,110 @@
+"""Service settings from the environment (prefix DIGGAN_), via pydantic-settings.
+
+The defaults are the embedded mode: local-directory storage and a server-less
+Celery broker, both under `data_dir`, so `make run` needs no Redis and no MinIO.
+Deployment selects Redis and MinIO purely through environment variables.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIGGAN_", env_file=None, extra="ignore")
+
+    # --- where things live
+    data_dir: Path = Path("data")  # embedded-mode root: store/, broker.sqlite, caches
+    storage: Literal["local", "s3"] = "local"
+    s3_endpoint: str = "localhost:9000"  # host:port, no scheme (minio SDK style)
+    s3_access_key: str = ""
+    s3_secret_key: SecretStr | None = None
+    s3_bucket: str = "diggan"
+    s3_secure: bool = False
+    s3_region: str | None = None
+    s3_public_endpoint: str | None = None  # host:port clients reach for presigned URLs (e.g. localhost:9000)
+
+    # --- queueing. Empty broker/backend = embedded, server-less (SQLite files under data_dir).
+    broker_url: str = ""
+    result_backend: str = ""
+    redis_url: str | None = None  # optional live state / pubsub; not required
+    visibility_timeout_s: int = 12 * 3600  # Redis re-delivers unacked tasks after this; > longest tick
+    broker_polling_interval_s: float = 0.25  # filesystem:// broker poll period (pickup latency)
+
+    # --- HTTP
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # --- uploads (issue 6 tightens these; they are settings so ops can tune them)
+    max_upload_bytes: int = 256 * 1024 * 1024
+    max_upload_files: int = 2000
+    min_dataset_images: int = 8
+    max_dataset_images: int = 5000
+    max_image_pixels: int = 40_000_000  # decompression-bomb guard per image
+
+    # --- jobs
+    default_preset: str = "cpu-tiny"
+    max_kimg: float = 25_000.0
+    max_attempts: int = 3  # a job whose worker died is re-queued at most this many times in total
+    worker_heartbeat_s: float = 10.0
+    stale_after_s: float = 120.0  # a running job with an older heartbeat is presumed orphaned
+    sweep_interval_s: float = 30.0  # the API's stale-job sweep period (0 = off)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Intra-op CPU threads per training process. 0 = cores - 1 (at least 1): leaves a core for the
+    # API, and OpenMP threads spinning on an oversubscribed CPU slow training down 10-30x.
+    torch_threads: int = Field(default=0, ge=0, le=256)
+
+    # --- samples
+    max_samples: int = 64
+    psi_min: float = -2.0
+    psi_max: float = 2.0
+    sample_device: Literal["auto", "cpu", "cuda"] = "cpu"
+    sample_threads: int = Field(default=1, ge=1, le=256)  # torch threads per API sampling call
+    generator_cache_size: int = 4
+
+    # --- auth (issue 6 will replace the placeholder with hashed keys from a CLI)
+    auth_required: bool = False
+    # "tenant:sha256hex-of-key" entries; a key maps to its tenant.
+    api_keys: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> "Settings":
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
+        if not self.result_backend:
+            self.result_backend = f"db+sqlite:///{self.data_dir / 'results.sqlite'}"
+        if self.psi_min > self.psi_max:
+            raise ValueError("psi_min must be <= psi_max")
+        return self
+
+    @property
+    def training_threads(self) -> int:
+        import os
+
+        return self.torch_threads or max(1, (os.cpu_count() or 1) - 1)
+
+    @property
+    def storage_root(self) -> Path:
+        return self.data_dir / "store"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url.startswith(("sqla+", "filesystem:"))
+
+    @property
+    def auth_configured(self) -> bool:
+        return self.auth_required and bool(self.api_keys)
+
+    def ensure_dirs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,123 @@
+"""A real worker process trains real (tiny) jobs: sampling while training, cancel with a final
+checkpoint, checkpoint download with its checksum, and duplicate deliveries dropped."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+from PIL import Image
+
+from service.queue import enqueue_train
+from tests.e2e.harness import LiveServer, Worker, images_zip, make_settings, upload_zip, wait_job
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    settings = make_settings(root, worker_heartbeat_s=1.0)
+    worker = Worker(settings, root / "worker.log").start()
+    try:
+        with LiveServer(settings) as srv:
+            worker.wait_ready()
+            yield srv, worker
+    finally:
+        worker.stop()
+
+
+def test_sample_while_training_then_cancel_keeps_final_checkpoint(stack):
+    srv, worker = stack
+    c = srv.client
+    ds = upload_zip(c, images_zip(8)).json()
+    # Long enough that it is still running when we cancel; a snapshot every 2 ticks.
+    job = c.post("/v1/jobs", json={"dataset_id": ds["id"], "kimg": 5, "tick_kimg": 0.016, "snapshot_kimg": 0.032}).json()
+    job = wait_job(c, job["id"], lambda j: j["latest_checkpoint"] is not None, 180, worker)
+    assert job["status"] == "running" and job["progress"]["kimg"] > 0 and job["heartbeat_at"]
+
+    r = c.post(f"/v1/jobs/{job['id']}/samples", json={"n": 4, "psi": 0.5})  # sampling while it trains
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    res = job["config"]["network"]["resolution"]  # the preset's; the trainer resizes the dataset to it
+    assert Image.open(io.BytesIO(r.content)).size == (2 * (res + 2) + 2,) * 2
+
+    r = c.post(f"/v1/jobs/{job['id']}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelling"
+    assert c.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] in ("cancelling", "canceled")  # idempotent
+    done = wait_job(c, job["id"], lambda j: j["status"] in ("canceled", "failed", "succeeded"), 120, worker)
+    assert done["status"] == "canceled", done
+    ckpts = c.get(f"/v1/jobs/{job['id']}/checkpoints").json()["data"]
+    final = ckpts[-1]
+    assert final["final"] is True and final["name"] == done["latest_checkpoint"]
+    assert final["kimg"] == pytest.approx(done["progress"]["kimg"])
+    assert done["progress"]["kimg"] < 5
+
+    # Download it: streamed, with its checksum; `latest` is an alias.
+    r = c.get(f"/v1/jobs/{job['id']}/checkpoints/latest")
+    assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == final["sha256"] == r.headers["x-checksum-sha256"]
+    assert c.get(f"/v1/jobs/{job['id']}/checkpoints/{final['name']}/grid").headers["content-type"] == "image/png"
+    assert c.get(f"/v1/jobs/{job['id']}/checkpoints/ckpt-99999.000.pt").status_code == 404
+
+    # Zip and stored-json samples from the final checkpoint.
+    r = c.post(f"/v1/jobs/{job['id']}/samples", json={"seeds": [3, 5, 7], "format": "zip"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    r = c.post(f"/v1/jobs/{job['id']}/samples", json={"seeds": [3, 5], "format": "json", "checkpoint": final["name"]})
+    assert r.status_code == 201
+    images = r.json()["images"]
+    assert [i["seed"] for i in images] == [3, 5]
+    img = c.get(images[1]["url"])
+    assert img.status_code == 200 and Image.open(io.BytesIO(img.content)).size == (res, res)
+    assert c.get(f"/v1/jobs/{job['id']}/samples/{r.json()['id']}").json()["id"] == r.json()["id"]
+
+    # The metrics series carries the tick stats the trainer reports.
+    m = c.get(f"/v1/jobs/{job['id']}/metrics").json()
+    assert m["ticks"] and {"loss_G", "loss_D", "dig", "augment_p", "sec_per_kimg"} <= set(m["ticks"][0])
+    assert m["snapshots"][-1]["final"] is True
+
+
+def test_duplicate_delivery_of_finished_job_is_dropped(stack):
+    srv, worker = stack
+    c = srv.client
+    ds = upload_zip(c, images_zip(8)).json()
+    job = c.post("/v1/jobs", json={"dataset_id": ds["id"], "kimg": 0.016, "tick_kimg": 0.016}).json()
+    done = wait_job(c, job["id"], lambda j: j["status"] in ("succeeded", "failed"), 120, worker)
+    assert done["status"] == "succeeded", done
+    enqueue_train(srv.app.state.celery, "default", job["id"])  # a re-delivery after the fact
+    wait_job(c, job["id"], lambda j: True, 1)
+    import time
+
+    deadline = time.monotonic() + 30
+    while b"duplicate delivery dropped" not in worker.log_path.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    after = c.get(f"/v1/jobs/{job['id']}").json()
+    assert after["status"] == "succeeded" and after["attempt"] == done["attempt"] == 1
+    assert b"duplicate delivery dropped" in worker.log_path.read_bytes()
+
+
+def test_sigterm_checkpoints_requeues_and_another_worker_resumes(tmp_path):
+    """Warm shutdown (docker stop, Ctrl-C on `make run`): the job stores a final checkpoint, goes back
+    to `queued`, and the next worker resumes it from there."""
+    settings = make_settings(tmp_path, worker_heartbeat_s=1.0, sweep_interval_s=1.0)
+    first = Worker(settings, tmp_path / "w1.log", name="first").start()
+    second = Worker(settings, tmp_path / "w2.log", name="second")
+    try:
+        with LiveServer(settings) as srv:
+            c = srv.client
+            ds = upload_zip(c, images_zip(8)).json()
+            job = c.post("/v1/jobs", json={"dataset_id": ds["id"], "kimg": 0.064, "tick_kimg": 0.016,
+                                           "snapshot_kimg": 0.064}).json()
+            wait_job(c, job["id"], lambda j: j["progress"]["kimg"] > 0, 180, first)
+            first.stop(90)
+            assert first.proc.returncode == 0
+            stopped = c.get(f"/v1/jobs/{job['id']}").json()
+            assert stopped["status"] in ("queued", "running"), stopped  # running: the new worker already took it
+            ckpt = c.get(f"/v1/jobs/{job['id']}/checkpoints").json()["data"][-1]
+            assert ckpt["final"] and ckpt["kimg"] > 0
+            second.start()
+            done = wait_job(c, job["id"], lambda j: j["status"] in ("succeeded", "failed"), 180, second)
+            assert done["status"] == "succeeded", done["error"]
+            assert done["resumes"][0]["kimg"] == pytest.approx(ckpt["kimg"])
+    finally:
+        first.kill()
+        second.stop()

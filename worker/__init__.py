@@ -1,0 +1,1 @@
+"""Celery worker: adapts gan_core's trainer to jobs stored by the service."""
