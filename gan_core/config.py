@@ -104,7 +104,7 @@ PRESETS: dict[str, TrainConfig] = {
     "cpu-tiny": TrainConfig(
         preset="cpu-tiny",
         network=NetworkConfig(
-            resolution=64, z_dim=64, w_dim=64, mapping_layers=2, channel_base=2048, channel_max=64
+            resolution=64, z_dim=64, w_dim=64, mapping_layers=2, channel_base=1024, channel_max=32
         ),
         augment=AugmentConfig(kind="ada"),
         regularizers=[_diggan(100.0), _r1(1.0)],
