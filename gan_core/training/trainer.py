@@ -154,7 +154,8 @@ class Trainer:
     def _generator_step(self, acc: TickAccumulator) -> None:
         cfg = self.cfg
         self.D.requires_grad_(False)
-        fake = self.G(self._z(cfg.batch_size))
+        # update_w_avg: track the mean w (what truncation pulls towards), as NVlabs does in its G phase.
+        fake = self.G(self._z(cfg.batch_size), update_w_avg=True)
         loss_G = g_nonsaturating_loss(self.D(self.augment(fake)))
         self.G_opt.zero_grad(set_to_none=True)
         loss_G.backward()
