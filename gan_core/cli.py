@@ -23,6 +23,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--diggan-alpha", type=float, help="DigGAN moving-average factor in (0, 1]")
     p.add_argument("--diggan-interval", type=int, help="apply DigGAN every k minibatches")
     p.add_argument("--r1-gamma", type=float, help="R1 weight (0 disables)")
+    p.add_argument("--reg", action="append", default=[], metavar="NAME:WEIGHT[:INTERVAL][:k=v,...]",
+                   help="add or replace a regularizer, e.g. --reg lecam:0.3:1:decay=0.99 --reg r2:1 "
+                        "(names: diggan r1 r2 gp1 dragan lecam nice maskedgan)")
     p.add_argument("--batch", type=int, help="batch size")
     p.add_argument("--tick-kimg", type=float)
     p.add_argument("--snapshot-ticks", type=int)
@@ -69,6 +72,9 @@ def build_train_config(args: argparse.Namespace) -> Any:
             cfg.regularizers.append(RegularizerConfig("r1", args.r1_gamma, 16))
         else:
             r1.weight = args.r1_gamma
+    for spec in args.reg:
+        reg = parse_reg(spec)
+        cfg.regularizers = [r for r in cfg.regularizers if r.name != reg.name] + [reg]
     cfg.regularizers = [r for r in cfg.regularizers if r.weight > 0 or r.name == "diggan"]
     overrides = {}
     for item in args.set:
@@ -78,6 +84,23 @@ def build_train_config(args: argparse.Namespace) -> Any:
         except json.JSONDecodeError:
             overrides[key] = raw
     return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+def parse_reg(spec: str) -> Any:
+    """'lecam:0.3:1:decay=0.99' -> RegularizerConfig (interval defaults to the regularizer's suggestion)."""
+    from .config import RegularizerConfig
+    from .regularizers import REGISTRY, suggested_defaults
+
+    parts = spec.split(":")
+    name = parts[0]
+    if name not in REGISTRY or len(parts) < 2:
+        raise ValueError(f"--reg {spec!r}: use NAME:WEIGHT[:INTERVAL][:k=v,...] with NAME in {', '.join(sorted(REGISTRY))}")
+    interval = int(parts[2]) if len(parts) > 2 and parts[2] else (suggested_defaults(name)[1] or 16)
+    params = {}
+    for item in (parts[3].split(",") if len(parts) > 3 and parts[3] else []):
+        k, _, v = item.partition("=")
+        params[k] = float(v)
+    return RegularizerConfig(name, float(parts[1]), interval, params)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

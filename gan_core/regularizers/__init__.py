@@ -2,28 +2,46 @@
 
 `build_regularizers(configs)` turns `RegularizerConfig`s into modules;
 `describe_regularizers()` lists what exists for API forms and the CLI.
+
+Built-ins: diggan, r1, r2, gp1, dragan, lecam, nice, maskedgan (docs/regularizers.md).
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable
 
-from . import diggan, r1  # noqa: F401  (registers the built-ins)
+from . import diggan, gradient_penalties, lecam, maskedgan, nice, r1, r2  # noqa: F401  (registers the built-ins)
 from .base import REGISTRY, DRegularizer, InputGradient, RegContext
 from .diggan import DigGAN, gradient_gap
+from .gradient_penalties import DRAGAN, GP1
+from .lecam import LeCam
+from .maskedgan import MaskedGAN
+from .nice import NICE
 from .r1 import R1
+from .r2 import R2
 
 __all__ = [
+    "DRAGAN",
     "DRegularizer",
     "DigGAN",
+    "GP1",
     "InputGradient",
+    "LeCam",
+    "MaskedGAN",
+    "NICE",
     "R1",
+    "R2",
     "REGISTRY",
     "RegContext",
     "build_regularizers",
     "describe_regularizers",
     "gradient_gap",
+    "suggested_defaults",
 ]
+
+# Suggested weight / interval for the regularizers that do not declare their own
+# (`default_weight` / `default_interval` class attributes): the presets' values.
+_SUGGESTED = {"diggan": (100.0, 4), "r1": (1.0, 16)}
 
 
 def build_regularizers(configs: Iterable[Any]) -> list[DRegularizer]:
@@ -38,8 +56,17 @@ def build_regularizers(configs: Iterable[Any]) -> list[DRegularizer]:
     return regs
 
 
+def suggested_defaults(name: str) -> tuple[float | None, int | None]:
+    """(weight, interval) a form should start from for regularizer `name`."""
+    cls = REGISTRY[name]
+    weight, interval = _SUGGESTED.get(name, (None, None))
+    return getattr(cls, "default_weight", weight), getattr(cls, "default_interval", interval)
+
+
 def describe_regularizers() -> list[dict[str, Any]]:
-    return [
-        {"name": cls.name, "description": cls.description, "params": dict(cls.params)}
-        for cls in sorted(REGISTRY.values(), key=lambda c: c.name)
-    ]
+    out = []
+    for cls in sorted(REGISTRY.values(), key=lambda c: c.name):
+        weight, interval = suggested_defaults(cls.name)
+        out.append({"name": cls.name, "description": cls.description, "params": dict(cls.params),
+                    "default_weight": weight, "default_interval": interval})
+    return out

@@ -20,6 +20,9 @@ class TickAccumulator:
     def count(self, key: str) -> int:
         return len(self._values.get(key, ()))
 
+    def keys(self) -> list[str]:
+        return list(self._values)
+
     def mean(self, key: str) -> float | None:
         vals = self._values.get(key)
         if not vals:

@@ -278,8 +278,10 @@ class Trainer:
             "tick": self.tick,
             "kimg": round(kimg, 4),
             "total_kimg": self.cfg.kimg,
+            # Fixed keys first (null when not measured this tick), then whatever regularizers report.
             **acc.means(("loss_G", "loss_D", "r1", "dig", "dig_smoothed", "grad_norm_real",
                          "grad_norm_fake", "D_real", "D_fake", "pl")),
+            **acc.means(acc.keys()),
             "augment_p": float(self.augment.p) if hasattr(self.augment, "p") else 0.0,
             "ada_rt": self.ada.last_rt if self.ada is not None else None,
             "sec_per_kimg": sec_per_kimg,
