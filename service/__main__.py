@@ -1,6 +1,12 @@
 """`python -m service up`: the API (uvicorn) plus Celery worker subprocesses, one command.
 
     python -m service up --host 127.0.0.1 --port 8000 --data-dir data [--workers 1]
+    python -m service keys create --tenant acme [--name ci] [--max-concurrent-jobs 2 ...]   # prints the key once
+    python -m service keys list
+    python -m service keys revoke KEY_ID
+
+Keys are kept hashed in the configured object store (DIGGAN_STORAGE / DIGGAN_DATA_DIR / DIGGAN_S3_*),
+so the CLI must see the same settings as the API. Once any key exists, every API request needs one.
 
 With no DIGGAN_BROKER_URL / DIGGAN_STORAGE set this is the embedded mode: local-directory
 storage and a server-less SQLite broker under --data-dir. Ctrl-C stops the API, then asks the
@@ -76,10 +82,11 @@ def up(args: argparse.Namespace) -> int:
     if args.data_dir:
         overrides["data_dir"] = Path(args.data_dir)
     settings = Settings(**overrides)
-    if not is_loopback(settings.host) and not settings.auth_configured:
+    if not is_loopback(settings.host) and not _keys_exist(settings):
         print(
             f"refusing to listen on {settings.host}: without API keys the service may only bind a loopback address "
-            "(127.0.0.1, ::1, localhost). Set DIGGAN_AUTH_REQUIRED=true and DIGGAN_API_KEYS, or use --host 127.0.0.1.",
+            "(127.0.0.1, ::1, localhost). Create a key first (python -m service keys create --tenant NAME), "
+            "or set DIGGAN_API_KEYS, or use --host 127.0.0.1.",
             file=sys.stderr,
         )
         return 2
@@ -111,6 +118,93 @@ def up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_exist(settings: Settings) -> bool:
+    """An active key in the key store, or static keys in the settings."""
+    if settings.auth_configured:
+        return True
+    from service.auth import KeyStore
+    from service.storage import build_store
+
+    settings.ensure_dirs()
+    return KeyStore(build_store(settings), settings).has_active_keys()
+
+
+def _key_settings(args: argparse.Namespace) -> Settings:
+    return Settings(**({"data_dir": Path(args.data_dir)} if args.data_dir else {}))
+
+
+def keys_cmd(args: argparse.Namespace) -> int:
+    import json
+
+    from service.auth import KeyStore
+    from service.storage import build_store
+
+    settings = _key_settings(args)
+    settings.ensure_dirs()
+    ks = KeyStore(build_store(settings), settings)
+    if args.keys_command == "create":
+        quotas = {"concurrent_jobs": args.max_concurrent_jobs, "total_kimg": args.max_total_kimg,
+                  "storage_bytes": args.max_storage_bytes, "requests_per_s": args.rate, "burst": args.burst}
+        try:
+            rec, token = ks.create(args.tenant, args.name or "", quotas)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if args.json:
+            print(json.dumps({**rec.public(), "key": token}))
+        else:
+            print(f"created {rec.id} for tenant {rec.tenant!r}; the key is shown only this once:", file=sys.stderr)
+            print(token)
+        return 0
+    if args.keys_command == "list":
+        recs = [r.public() for r in ks.list()]
+        if args.json:
+            print(json.dumps(recs))
+        else:
+            for r in recs:
+                state = f"revoked {r['revoked_at']}" if r["revoked_at"] else "active"
+                print(f"{r['id']}  tenant={r['tenant']}  name={r['name']!r}  created={r['created_at']}  {state}"
+                      + (f"  quotas={json.dumps(r['quotas'])}" if r["quotas"] else ""))
+        return 0
+    if args.keys_command == "revoke":
+        try:
+            rec = ks.revoke(args.key_id)
+        except KeyError as e:
+            print(f"error: {e.args[0]}", file=sys.stderr)
+            return 1
+        print(f"revoked {rec.id} (tenant {rec.tenant!r}) at {rec.revoked_at}")
+        return 0
+    return 1
+
+
+def _positive_int(v: str) -> int:
+    n = int(v)
+    if n < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return n
+
+
+def _positive_float(v: str) -> float:
+    x = float(v)
+    if not x >= 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError("must be a finite number >= 0")
+    return x
+
+
+def _rate_burst(v: str) -> int:
+    n = _positive_int(v)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return n
+
+
+def _rate(v: str) -> float:
+    x = _positive_float(v)
+    if x <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return x
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -122,7 +216,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="training worker processes (0: API only)")
     p.add_argument("--grace", type=float, default=60.0, help="seconds a worker gets to checkpoint on shutdown")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    k = sub.add_parser("keys", help="create, list and revoke API keys")
+    k.add_argument("--data-dir", default=None, help="embedded storage directory (DIGGAN_DATA_DIR)")
+    k.add_argument("--json", action="store_true", help="machine-readable output")
+    ksub = k.add_subparsers(dest="keys_command", required=True)
+    kc = ksub.add_parser("create", help="create a key for a tenant; prints it once")
+    kc.add_argument("--tenant", required=True)
+    kc.add_argument("--name", default="")
+    kc.add_argument("--max-concurrent-jobs", type=_positive_int, default=None)
+    kc.add_argument("--max-total-kimg", type=_positive_float, default=None)
+    kc.add_argument("--max-storage-bytes", type=_positive_int, default=None)
+    kc.add_argument("--rate", type=_rate, default=None, help="requests per second (token bucket refill)")
+    kc.add_argument("--burst", type=_rate_burst, default=None, help="token bucket size")
+    ksub.add_parser("list", help="list keys (never the secrets)")
+    kr = ksub.add_parser("revoke", help="revoke a key by id")
+    kr.add_argument("key_id")
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        return keys_cmd(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "up":
         return up(args)

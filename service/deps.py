@@ -6,12 +6,11 @@ apps with different settings side by side.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from service.auth import DEFAULT_TENANT, AuthError, Principal, QuotaExceeded
 from service.settings import Settings
 from service.storage import ObjectStore
 
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     from service.jobs import JobRepo
     from service.sampling import GeneratorCache
 
-
-DEFAULT_TENANT = "default"
 
 
 def get_settings(request: Request) -> Settings:
@@ -52,34 +49,37 @@ def get_generators(request: Request) -> "GeneratorCache":
 
 def _presented_key(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
+    if auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
-    return request.headers.get("x-api-key") or None
+    return request.headers.get("x-api-key", "").strip() or None
 
 
-def get_tenant(request: Request) -> str:
-    """'default' when auth is off; otherwise the tenant of the presented API key.
+def get_principal(request: Request) -> Principal:
+    """Who is calling (tenant, key, quotas), after the rate limit. Cached per request by FastAPI."""
+    state = request.app.state
+    try:
+        principal = state.keys.authenticate(_presented_key(request))
+    except AuthError as e:
+        raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
+    q = principal.quotas
+    if q is not None:
+        try:
+            state.rate_limiter.take(principal.key_id or principal.tenant, q.requests_per_s, q.burst)
+        except QuotaExceeded as e:
+            raise HTTPException(429, str(e), headers={"Retry-After": str(e.retry_after)}) from None
+    request.state.principal = principal
+    return principal
 
-    Placeholder for issue 6: keys come from settings as 'tenant:sha256hex' and are compared
-    in constant time; a key store + CLI replaces this without touching any route.
-    """
-    settings: Settings = request.app.state.settings
-    if not settings.auth_required:
-        return DEFAULT_TENANT
-    key = _presented_key(request)
-    if key:
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        for entry in settings.api_keys:
-            tenant, _, expected = entry.partition(":")
-            if expected and hmac.compare_digest(digest, expected.strip().lower()):
-                return tenant
-    raise HTTPException(401, "missing or invalid API key; send it as 'Authorization: Bearer <key>'",
-                        headers={"WWW-Authenticate": "Bearer"})
+
+def get_tenant(principal: Annotated[Principal, Depends(get_principal)]) -> str:
+    """'default' when auth is off; otherwise the tenant of the presented API key (see service/auth.py)."""
+    return principal.tenant
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 TenantDep = Annotated[str, Depends(get_tenant)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
 JobsDep = Annotated["JobRepo", Depends(get_jobs)]
 DatasetsDep = Annotated["DatasetRepo", Depends(get_datasets)]
 CeleryDep = Annotated["Celery", Depends(get_celery)]

@@ -12,12 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.api.routes import datasets, health, jobs, samples
+from service.api.routes import catalog, datasets, health, jobs, reports, samples
+from service.auth import KeyStore, QuotaExceeded, RateLimiter
 from service.datasets import DatasetRepo
 from service.jobs import JobRepo
 from service.jobs.sweep import sweep_stale_jobs
 from service.queue import enqueue_train
-from service.sampling import GeneratorCache
+from service.sampling import CheckpointUnreadable, GeneratorCache
 from service.settings import Settings, get_settings
 from service.storage import InvalidKey, ObjectNotFound, StorageFull, StorageUnavailable, build_store
 
@@ -43,7 +44,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        detail = str(exc.detail)
+        path = request.url.path[:200]
+        if exc.status_code == 404 and detail == "Not Found":  # no route matched at all
+            detail = f"no such resource {path!r}; the API's routes are listed at /docs"
+        elif exc.status_code == 405 and detail == "Method Not Allowed":
+            detail = f"method {request.method} is not allowed on {path!r}; see /docs for what is"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(ObjectNotFound)
     async def _not_found(request: Request, exc: ObjectNotFound) -> JSONResponse:
@@ -56,6 +63,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StorageFull)
     async def _full(request: Request, exc: StorageFull) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=507)
+
+    @app.exception_handler(CheckpointUnreadable)
+    async def _bad_checkpoint(request: Request, exc: CheckpointUnreadable) -> JSONResponse:
+        # A stored checkpoint that fails its checksum or does not load is never used (nor unpickled).
+        return JSONResponse({"detail": f"the checkpoint could not be loaded ({exc}); use another one "
+                                       "(GET /v1/jobs/{job_id}/checkpoints lists them)"}, status_code=409)
+
+    @app.exception_handler(QuotaExceeded)
+    async def _quota(request: Request, exc: QuotaExceeded) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(StorageUnavailable)
     async def _unavailable(request: Request, exc: StorageUnavailable) -> JSONResponse:
@@ -109,8 +126,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.generators = GeneratorCache(store, settings.generator_cache_size, settings.sample_device,
                                           settings.sample_threads)
     app.state.idempotency_lock = threading.Lock()
+    app.state.keys = KeyStore(store, settings)
+    app.state.rate_limiter = RateLimiter()
     _install_error_handlers(app)
-    for module in (health, datasets, jobs, samples):
+    for module in (health, datasets, jobs, samples, reports, catalog):
         app.include_router(module.router)
     return app
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from service import keys
 from service.jobs.records import CheckpointInfo, JobRecord
-from service.storage import ObjectStore
+from service.storage import ObjectNotFound, ObjectStore
 
 if TYPE_CHECKING:
     import torch
@@ -27,6 +27,10 @@ def resolve_device(name: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         return "cpu"
     return name
+
+
+class CheckpointUnreadable(Exception):
+    """A stored checkpoint failed its checksum or does not load as a generator (409 for the API)."""
 
 
 class GeneratorCache:
@@ -66,10 +70,21 @@ class GeneratorCache:
 
     def _load(self, key: str, sha256: str) -> Any:
         from gan_core.sampling import generator_from_payload
-        from gan_core.training.checkpoint import load_checkpoint_bytes
+        from gan_core.training.checkpoint import CheckpointError, load_checkpoint_bytes
 
-        payload = load_checkpoint_bytes(self.store.get_bytes(key), expected_sha256=sha256, source=key)
-        G, _cfg = generator_from_payload(payload, self.device)
+        try:
+            # Verified against the recorded sha256, then torch.load(weights_only=True): never unpickled.
+            payload = load_checkpoint_bytes(self.store.get_bytes(key), expected_sha256=sha256, source=key.rsplit("/", 1)[-1])
+            G, _cfg = generator_from_payload(payload, self.device)
+        except CheckpointError as e:
+            raise CheckpointUnreadable(str(e)) from e
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:  # loads, but not a generator we can build
+            if isinstance(e, ObjectNotFound):
+                raise
+            raise CheckpointUnreadable(f"{key.rsplit('/', 1)[-1]}: {type(e).__name__}: {str(e)[:200]}") from e
+        finally:
+            with self._lock:
+                self._loading.pop((key, sha256), None)
         return G
 
 

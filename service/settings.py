@@ -28,6 +28,14 @@ class Settings(BaseSettings):
     s3_secure: bool = False
     s3_region: str | None = None
     s3_public_endpoint: str | None = None  # host:port clients reach for presigned URLs (e.g. localhost:9000)
+    # Each S3 operation retries with exponential backoff for at most this long / this many tries, then
+    # fails with StorageUnavailable (a training job then fails with that reason, or the sweep resumes it).
+    s3_retry_max_s: float = Field(default=20.0, gt=0, le=600)
+    s3_retry_attempts: int = Field(default=5, ge=1, le=100)
+    # A training worker rides out a storage outage this long (waiting, with backoff, at its next tick or
+    # snapshot) before the job fails with a storage error; work done meanwhile is kept in memory.
+    storage_outage_tolerance_s: float = Field(default=120.0, ge=0, le=3600)
+    presign_expires_s: int = Field(default=900, ge=1, le=7 * 24 * 3600)  # lifetime of presigned download URLs
 
     # --- queueing. Empty broker/backend = embedded, server-less (SQLite files under data_dir).
     broker_url: str = ""
@@ -67,10 +75,23 @@ class Settings(BaseSettings):
     sample_threads: int = Field(default=1, ge=1, le=256)  # torch threads per API sampling call
     generator_cache_size: int = 4
 
-    # --- auth (issue 6 will replace the placeholder with hashed keys from a CLI)
+    # --- auth. Keys live hashed in the object store (service/auth.py; `python -m service keys ...`).
+    # Auth is enforced when auth_required is set, when api_keys is non-empty, or as soon as the key
+    # store holds any key (created, even if later revoked: revoking the last key must not open the API).
     auth_required: bool = False
-    # "tenant:sha256hex-of-key" entries; a key maps to its tenant.
+    # Static extra keys, "tenant:sha256hex-of-key" entries (for deployments that inject secrets).
     api_keys: list[str] = Field(default_factory=list)
+    key_cache_s: float = Field(default=5.0, ge=0, le=300)  # a revoked key stops working within this
+
+    # --- quotas per key (defaults; `keys create --max-...` overrides them per key). Usage is counted
+    # per tenant; the request rate per key. Anonymous (loopback, no keys) use is unlimited unless
+    # quotas_for_anonymous is set.
+    quota_concurrent_jobs: int = Field(default=4, ge=0)  # queued + running + cancelling
+    quota_total_kimg: float = Field(default=100_000.0, ge=0)  # finished jobs count what they trained
+    quota_storage_bytes: int = Field(default=20 * 1024**3, ge=0)  # everything under tenants/{tenant}/
+    quota_requests_per_s: float = Field(default=20.0, gt=0)  # token bucket refill rate
+    quota_burst: int = Field(default=100, ge=1)  # token bucket size
+    quotas_for_anonymous: bool = False
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> "Settings":
@@ -99,7 +120,8 @@ class Settings(BaseSettings):
 
     @property
     def auth_configured(self) -> bool:
-        return self.auth_required and bool(self.api_keys)
+        """Static keys are configured (the key store is consulted separately, see service/auth.py)."""
+        return bool(self.api_keys)
 
     def ensure_dirs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -107,10 +107,36 @@ class JobRunner:
             except Exception as e:  # storage blip: the next beat retries
                 log.warning("heartbeat for %s failed: %s", self.job_id, e)
 
+    def _outlast_outage(self, fn, what: str):
+        """Run a storage write; while storage is unavailable, wait with backoff (training pauses, nothing
+        is lost) up to settings.storage_outage_tolerance_s, then let the error end the job."""
+        from service.storage import StorageError
+
+        deadline = time.monotonic() + self.settings.storage_outage_tolerance_s
+        pause = 0.5
+        while True:
+            try:
+                return fn()
+            except (ObjectNotFound, LeaseLost):
+                raise
+            except StorageError as e:
+                if time.monotonic() + pause > deadline or self.shutdown.is_set():
+                    raise
+                log.warning("job %s: %s failed (%s); storage looks down, retrying in %.1f s", self.job_id, what, e, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 10.0)
+
     # --- callbacks
     def on_tick(self, stats: dict[str, Any]) -> None:
+        self._outlast_outage(lambda: self._on_tick(stats), "recording a tick")
+
+    def on_snapshot(self, snap: Any) -> None:
+        self._outlast_outage(lambda: self._on_snapshot(snap), "storing a snapshot")
+
+    def _on_tick(self, stats: dict[str, Any]) -> None:
         stats = {k: _clean(v) for k, v in stats.items()}
-        self.series["ticks"].append(stats)
+        ticks = [t for t in self.series["ticks"] if t.get("tick") != stats.get("tick")]  # a retried tick once
+        self.series["ticks"] = ticks + [stats]
         self.repo.put_series(self.tenant, self.job_id, self.series)
         total = float(stats.get("total_kimg") or self.rec.progress.total_kimg or 1.0)
         kimg = float(stats.get("kimg") or 0.0)
@@ -126,7 +152,7 @@ class JobRunner:
 
         self._update(tick)
 
-    def on_snapshot(self, snap: Any) -> None:
+    def _on_snapshot(self, snap: Any) -> None:
         ckpt_path, grid_path = Path(snap.checkpoint), Path(snap.grid)
         name = ckpt_path.name
         # Objects first, pointer last: a crash in between leaves the old `latest`, never a dangling one.
@@ -140,8 +166,9 @@ class JobRunner:
         info = CheckpointInfo(name=name, kimg=float(snap.kimg), sha256=snap.sha256, size=ckpt_path.stat().st_size,
                               created_at=utcnow(), metrics=metrics, is_best=bool(snap.is_best), final=bool(snap.final),
                               grid=grid_name)
-        self.series["snapshots"].append({"kimg": info.kimg, "checkpoint": name, "grid": grid_name, "metrics": metrics,
-                                         "is_best": info.is_best, "final": info.final})
+        self.series["snapshots"] = [x for x in self.series["snapshots"] if x.get("checkpoint") != name] + [
+            {"kimg": info.kimg, "checkpoint": name, "grid": grid_name, "metrics": metrics, "is_best": info.is_best,
+             "final": info.final}]
         self.repo.put_series(self.tenant, self.job_id, self.series)
 
         def point(r: JobRecord) -> None:
@@ -170,7 +197,7 @@ class JobRunner:
     def run(self) -> str:
         """Train to the end, to a cancel, or to a worker shutdown. Returns the final status."""
         from gan_core.data import load_prepared
-        from gan_core.training import Trainer, TrainingCallbacks
+        from gan_core.training import Trainer, TrainingCallbacks, TrainingDiverged
 
         class _Callbacks(JobCallbacks, TrainingCallbacks):
             pass
@@ -190,19 +217,52 @@ class JobRunner:
             resume = self._fetch_resume(run_dir)
             trainer = Trainer(cfg, dataset, run_dir / "run", device=self.device, callbacks=_Callbacks(self),
                               resume_from=resume)
-            result = trainer.run()
+            try:
+                result = trainer.run()
+            except TrainingDiverged as e:
+                if trainer.last_checkpoint is not None:
+                    raise  # the trainer rolled back to its last good checkpoint once already; its message says so
+                # Diverged before the first checkpoint: the rollback target is the start. Once, with halved rates.
+                trainer = self._restart_after_divergence(cfg, dataset, run_dir, _Callbacks, e)
+                try:
+                    result = trainer.run()
+                except TrainingDiverged as again:
+                    raise TrainingDiverged(
+                        f"{again}. This was after one rollback to the start of training with halved learning rates "
+                        f"(g_lr={cfg.g_lr:g}, d_lr={cfg.d_lr:g}), so the job was stopped: start a new job with "
+                        "lower g_lr/d_lr (the preset's are a safe choice) or a higher R1 weight"
+                    ) from None
             self._upload_last(result)
             if self.lease_lost:
                 raise LeaseLost(self.job_id)
             if result.stopped and self.cancel:
-                return self._finish(JobStatus.canceled)
+                return self._outlast_outage(lambda: self._finish(JobStatus.canceled), "recording the cancel")
             if result.stopped:  # worker shutdown: hand the job back, it resumes from the final checkpoint
                 self._update(lambda r: _requeue(r))
                 return JobStatus.queued.value
-            return self._finish(JobStatus.succeeded)
+            return self._outlast_outage(lambda: self._finish(JobStatus.succeeded), "recording the end")
         finally:
             self._stop_hb.set()
             shutil.rmtree(run_dir, ignore_errors=True)
+
+    def _restart_after_divergence(self, cfg: Any, dataset: Any, run_dir: Path, callbacks_cls: type, exc: Exception):
+        from gan_core.training import Trainer
+
+        cfg.g_lr *= 0.5
+        cfg.d_lr *= 0.5
+        log.warning("job %s diverged before its first checkpoint (%s); restarting from the start with g_lr=%g d_lr=%g",
+                    self.job_id, exc, cfg.g_lr, cfg.d_lr)
+        self.series = {"ticks": [], "snapshots": []}
+        self.repo.put_series(self.tenant, self.job_id, self.series)
+
+        def note(r: JobRecord) -> None:
+            r.resumes.append({"attempt": r.attempt, "kimg": 0.0, "checkpoint": None, "at": utcnow().isoformat(),
+                              "reason": f"rollback after divergence: {str(exc)[:300]}",
+                              "g_lr": cfg.g_lr, "d_lr": cfg.d_lr})
+            r.progress.kimg, r.progress.fraction, r.latest_tick = 0.0, 0.0, None
+
+        self._update(note)
+        return Trainer(cfg, dataset, run_dir / "run-rollback", device=self.device, callbacks=callbacks_cls(self))
 
     def _fetch_resume(self, run_dir: Path) -> Path | None:
         ckpt = self.rec.checkpoint("latest")
@@ -249,11 +309,24 @@ class JobRunner:
         self._update(done)
         return status.value
 
-    def fail(self, message: str) -> None:
-        try:
-            self._finish(JobStatus.failed, message)
-        except LeaseLost:
-            pass
+    def fail(self, message: str, bound_s: float = 120.0) -> None:
+        """Record the failure, retrying while storage is down (bounded: after that the stale sweep
+        takes the job over, so it is never left `running` forever)."""
+        deadline, pause = time.monotonic() + bound_s, 1.0
+        while True:
+            try:
+                self._finish(JobStatus.failed, message)
+                return
+            except LeaseLost:
+                return
+            except Exception as e:
+                if time.monotonic() + pause > deadline:
+                    log.error("could not record the failure of job %s (%s); the stale sweep will handle it",
+                              self.job_id, e)
+                    return
+                log.warning("recording the failure of job %s failed (%s); retrying in %.0f s", self.job_id, e, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 15.0)
 
 
 def _requeue(r: JobRecord) -> None:

@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from fastapi import HTTPException, Request
 from starlette.datastructures import UploadFile
@@ -134,8 +134,12 @@ def upload_limits(settings: Settings):  # -> gan_core.data.UploadLimits
     return UploadLimits(**{k: v for k, v in wanted.items() if k in known})
 
 
-def ingest(upload: Upload, tenant: str, settings: Settings, store: ObjectStore, repo: DatasetRepo) -> DatasetRecord:
-    """Blocking (run it in a threadpool): validate with gan_core, then store, then publish."""
+def ingest(upload: Upload, tenant: str, settings: Settings, store: ObjectStore, repo: DatasetRepo,
+           before_store: Callable[[int], None] | None = None) -> DatasetRecord:
+    """Blocking (run it in a threadpool): validate with gan_core, then store, then publish.
+
+    `before_store(nbytes)` runs once the upload is accepted, before anything is written (the storage
+    quota check; it raises to refuse)."""
     from gan_core.data import DatasetError, prepare_dataset, save_prepared
 
     with tempfile.TemporaryDirectory(prefix="diggan-upload-") as tmp:
@@ -183,6 +187,8 @@ def ingest(upload: Upload, tenant: str, settings: Settings, store: ObjectStore, 
             size_bytes=prepared.stat().st_size, original_bytes=original.stat().st_size,
             source="zip" if upload.archive is not None else "files",
         )
+        if before_store is not None:
+            before_store(rec.size_bytes + rec.original_bytes)
         try:
             store.put_file(keys.dataset_original(tenant, dataset_id), original, "application/zip")
             store.put_file(keys.dataset_prepared(tenant, dataset_id), prepared, "application/zip")

@@ -25,8 +25,16 @@ def resolve_config(body: JobCreate, settings: Settings) -> TrainConfig:
         cfg.augment.kind = body.augment
     if body.batch_size is not None:
         cfg.batch_size = body.batch_size
+    if body.g_lr is not None:
+        cfg.g_lr = float(body.g_lr)
+    if body.d_lr is not None:
+        cfg.d_lr = float(body.d_lr)
     if body.metrics is not None:
         cfg.metrics = list(body.metrics)
+    if body.metrics_every is not None:
+        cfg.metrics_every = body.metrics_every
+    if body.metrics_num_gen is not None:
+        cfg.metrics_num_gen = body.metrics_num_gen
     if body.regularizers is not None:
         cfg.regularizers = [_regularizer(spec.name, spec.weight, spec.interval, spec.params, cfg) for spec in body.regularizers]
     _apply_schedule(cfg, body)

@@ -69,7 +69,14 @@ class JobCreate(BaseModel):
     snapshot_kimg: float | None = Field(default=None, gt=0, le=1e5)
     tick_kimg: float | None = Field(default=None, gt=0, le=1e5)
     batch_size: int | None = Field(default=None, ge=1, le=256)
-    metrics: list[Literal["fid", "kid"]] | None = Field(default=None, max_length=2)
+    # Learning rates (the preset's by default). Bounded only loosely (finite, positive, <= 1e9): a run
+    # that diverges is caught at the tick (one rollback with halved rates, then a clear failure).
+    g_lr: float | None = Field(default=None, gt=0, le=1e9, description="generator learning rate")
+    d_lr: float | None = Field(default=None, gt=0, le=1e9, description="discriminator learning rate")
+    metrics: list[Literal["fid", "kid"]] | None = Field(
+        default=None, max_length=2, description="computed at snapshots; the first one selects the `best` checkpoint")
+    metrics_every: int | None = Field(default=None, ge=1, le=1000, description="compute metrics every k snapshots")
+    metrics_num_gen: int | None = Field(default=None, ge=16, le=50_000, description="generated images per metric")
 
     @field_validator("preset")
     @classmethod

@@ -48,9 +48,10 @@ def build_store(settings: "Settings") -> ObjectStore:
     if settings.storage == "local":
         return LocalStore(settings.storage_root)
     if settings.storage == "s3":
-        from .s3 import S3Store
+        from .s3 import RetryPolicy, S3Store
 
         return S3Store(
+            retry=RetryPolicy(attempts=settings.s3_retry_attempts, max_seconds=settings.s3_retry_max_s),
             endpoint=settings.s3_endpoint,
             access_key=settings.s3_access_key,
             secret_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else "",

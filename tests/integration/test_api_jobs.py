@@ -57,7 +57,7 @@ def test_create_with_overrides(server, dataset_id):
 @pytest.mark.parametrize("patch,needle", [
     ({"preset": "huge"}, "cpu-tiny, low-shot-256, paper256"),
     ({"augment": "mixup"}, "'ada', 'diffaugment' or 'none'"),
-    ({"regularizers": [{"name": "gp", "weight": 1}]}, "diggan, r1"),
+    ({"regularizers": [{"name": "gp", "weight": 1}]}, "diggan, dragan, gp1, lecam, maskedgan, nice, r1, r2"),
     ({"regularizers": [{"name": "diggan", "weight": 1, "beta": 2}]}, "alpha"),
     ({"regularizers": [{"name": "r1", "weight": -1}]}, "greater than or equal"),
     ({"kimg": -1}, "greater than 0"),

@@ -7,7 +7,8 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.datasets.ingest import ingest, receive_upload
 from service.datasets.records import DatasetRecord
-from service.deps import DatasetsDep, JobsDep, SettingsDep, StoreDep, TenantDep
+from service.auth import check_storage
+from service.deps import DatasetsDep, JobsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
 from service.ids import is_valid_id
 from service.schemas.common import ERROR_RESPONSES
 from service.schemas.datasets import Dataset, DatasetList
@@ -49,10 +50,17 @@ def load_dataset(repo, tenant: str, dataset_id: str) -> DatasetRecord:
 @router.post("", status_code=201, response_model=Dataset, openapi_extra=_UPLOAD_BODY,
              summary="Upload a dataset: field `file` (a zip) or repeated `files` (images)")
 async def create_dataset(request: Request, settings: SettingsDep, store: StoreDep, repo: DatasetsDep,
-                         tenant: TenantDep) -> Dataset:
+                         tenant: TenantDep, principal: PrincipalDep) -> Dataset:
+    if principal.quotas is not None:  # already full: refuse before reading the body
+        await run_in_threadpool(check_storage, store, principal)
     upload = await receive_upload(request, settings)
+
+    def fits(nbytes: int) -> None:
+        check_storage(store, principal, nbytes)
+
     try:
-        rec = await run_in_threadpool(ingest, upload, tenant, settings, store, repo)  # decoding images is CPU work
+        # Decoding images is CPU work: off the event loop.
+        rec = await run_in_threadpool(ingest, upload, tenant, settings, store, repo, fits)
     finally:
         await upload.close()
     return _view(rec)

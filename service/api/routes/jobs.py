@@ -14,7 +14,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from service import keys
-from service.deps import CeleryDep, DatasetsDep, JobsDep, SettingsDep, StoreDep, TenantDep
+from service.auth import Principal, check_new_job, check_storage, quota_lock
+from service.deps import CeleryDep, DatasetsDep, JobsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
 from service.ids import is_valid_id, new_id
 from service.jobs.config import JobConfigError, resolve_config_dict
 from service.jobs.records import CheckpointInfo, JobRecord, JobRepo, JobStatus, Progress, utcnow
@@ -48,7 +49,7 @@ def _sha(text: str) -> str:
              summary="Start a fine-tuning job (send an Idempotency-Key header to make retries safe)")
 def create_job(
     body: JobCreate, request: Request, response: Response, settings: SettingsDep, store: StoreDep, jobs: JobsDep,
-    datasets: DatasetsDep, celery: CeleryDep, tenant: TenantDep,
+    datasets: DatasetsDep, celery: CeleryDep, tenant: TenantDep, principal: PrincipalDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Job:
     body_hash = _sha(json.dumps(body.model_dump(mode="json"), sort_keys=True))
@@ -69,17 +70,26 @@ def create_job(
                     response.status_code = 200
                     response.headers["Idempotent-Replayed"] = "true"
                     return job_view(rec)
-        return _create(body, body_hash, idem_key, settings, store, jobs, datasets, celery, tenant)
+        return _create(body, body_hash, idem_key, settings, store, jobs, datasets, celery, tenant, principal)
 
 
 def _create(body: JobCreate, body_hash: str, idem_key: str | None, settings, store, jobs: JobRepo, datasets,
-            celery, tenant: str) -> Job:
+            celery, tenant: str, principal: Principal) -> Job:
     if not is_valid_id(body.dataset_id, "ds") or datasets.find(tenant, body.dataset_id) is None:
         raise HTTPException(404, f"no dataset {body.dataset_id!r}; upload one with POST /v1/datasets")
     try:
         config = resolve_config_dict(body, settings)
     except JobConfigError as e:
         raise HTTPException(422, str(e)) from None
+    # Quotas (429): checked and the job recorded under one lock, so two racing creates cannot both fit.
+    with quota_lock() if principal.quotas is not None else contextlib.nullcontext():
+        check_storage(store, principal)  # checkpoints will add to it: refuse new jobs once it is full
+        check_new_job(jobs, principal, float(config["kimg"]))
+        return _record_and_enqueue(body, config, idem_key, body_hash, store, jobs, celery, tenant)
+
+
+def _record_and_enqueue(body: JobCreate, config: dict, idem_key: str | None, body_hash: str, store, jobs: JobRepo,
+                        celery, tenant: str) -> Job:
     rec = JobRecord(
         id=new_id("job"), tenant=tenant, dataset_id=body.dataset_id, config=config,
         request=body.model_dump(mode="json", exclude_unset=True),
@@ -226,12 +236,12 @@ def _checkpoint(rec: JobRecord, name: str) -> CheckpointInfo:
             response_class=StreamingResponse,
             responses={200: {"content": {"application/octet-stream": {}}}, 307: {"description": "presigned URL"}})
 def download_checkpoint(job_id: str, name: str, jobs: JobsDep, store: StoreDep, tenant: TenantDep,
-                        redirect: bool = False) -> Response:
+                        settings: SettingsDep, redirect: bool = False) -> Response:
     rec = load_job(jobs, tenant, job_id)
     ckpt = _checkpoint(rec, name)
     key = keys.job_checkpoint(tenant, rec.id, ckpt.name)
     if redirect:
-        url = store.presigned_get_url(key, expires_seconds=900)
+        url = store.presigned_get_url(key, expires_seconds=settings.presign_expires_s)
         if url:
             return RedirectResponse(url, status_code=307)
     return StreamingResponse(

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 
 from service import keys
 from service.api.routes.jobs import load_job
-from service.deps import GeneratorsDep, JobsDep, SettingsDep, StoreDep, TenantDep
+from service.auth import check_storage
+from service.deps import GeneratorsDep, JobsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
 from service.ids import is_valid_id, new_id
 from service.jobs.records import JobRecord, utcnow
 from service.sampling import generate, grid_png, individual_pngs, zip_pngs
@@ -22,9 +23,10 @@ router = APIRouter(prefix="/v1/jobs/{job_id}/samples", tags=["samples"], respons
 
 
 def _check(req: SampleRequest, settings) -> list[int]:
+    count = len(req.seeds) if req.seeds is not None else req.n
+    if count > settings.max_samples:  # before building any list: n may be astronomically large
+        raise HTTPException(422, f"at most {settings.max_samples} samples per request, got {count}")
     seeds = list(req.seeds) if req.seeds is not None else list(range(req.n))
-    if len(seeds) > settings.max_samples:
-        raise HTTPException(422, f"at most {settings.max_samples} samples per request, got {len(seeds)}")
     if not settings.psi_min <= req.psi <= settings.psi_max:
         raise HTTPException(422, f"psi must be within [{settings.psi_min:g}, {settings.psi_max:g}], got {req.psi:g}")
     return seeds
@@ -34,6 +36,9 @@ def _no_checkpoint(rec: JobRecord, ref: str) -> HTTPException:
     if rec.checkpoints:
         names = ", ".join(c.name for c in rec.checkpoints[-5:])
         return HTTPException(404, f"job {rec.id} has no checkpoint {ref!r}; use 'latest', 'best' or one of: {names}")
+    if rec.terminal:
+        return HTTPException(409, f"job {rec.id} ended {rec.status.value} without storing a checkpoint, so there is "
+                                  "nothing to sample from; start a new job")
     snap = rec.config.get("tick_kimg", 0) * rec.config.get("snapshot_ticks", 1)
     return HTTPException(409, f"job {rec.id} has no checkpoint yet (status {rec.status.value}, "
                               f"{rec.progress.kimg:g}/{rec.progress.total_kimg:g} kimg); the first one is stored "
@@ -43,13 +48,16 @@ def _no_checkpoint(rec: JobRecord, ref: str) -> HTTPException:
 @router.post("", summary="Generate samples: `grid` -> image/png, `zip` -> PNGs zipped, `json` -> stored, 201 with URLs",
              responses={200: {"content": {"image/png": {}, "application/zip": {}}}, 201: {"model": SampleSet}})
 async def create_samples(job_id: str, req: SampleRequest, request: Request, settings: SettingsDep, store: StoreDep,
-                         jobs: JobsDep, generators: GeneratorsDep, tenant: TenantDep) -> Response:
+                         jobs: JobsDep, generators: GeneratorsDep, tenant: TenantDep,
+                         principal: PrincipalDep) -> Response:
     seeds = _check(req, settings)
     rec = await run_in_threadpool(load_job, jobs, tenant, job_id)
+    if req.format == "json" and principal.quotas is not None:  # only this format stores anything
+        await run_in_threadpool(check_storage, store, principal)
     ckpt = rec.checkpoint(req.checkpoint)
     if ckpt is None:
         raise _no_checkpoint(rec, req.checkpoint)
-    images = await run_in_threadpool(generate, generators, rec, ckpt, seeds, req.psi)
+    images = await run_in_threadpool(generate, generators, rec, ckpt, seeds, req.psi)  # 409 if unreadable
     headers = {"X-Checkpoint": ckpt.name, "X-Seeds": ",".join(map(str, seeds))[:2000]}
     if req.format == "grid":
         png = await run_in_threadpool(grid_png, images, req.nrow)

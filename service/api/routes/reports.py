@@ -1,0 +1,109 @@
+"""Pictures of a job: training curves, and the memorization check (paper Fig. 7).
+
+Both block (matplotlib, Inception on the CPU), so they run in the threadpool.
+A memorization report is computed once per (checkpoint, n, psi) and stored
+under the job, so asking again is a storage read.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from service import keys
+from service.api.routes.jobs import load_job
+from service.api.routes.samples import _no_checkpoint
+from service.deps import GeneratorsDep, JobsDep, StoreDep, TenantDep
+from service.jobs.records import JobRecord
+from service.sampling import generate, png_bytes
+from service.schemas.common import ERROR_RESPONSES
+from service.storage import ObjectNotFound, ObjectStore
+
+router = APIRouter(prefix="/v1/jobs/{job_id}/report", tags=["reports"], responses=ERROR_RESPONSES)
+
+_extractor_lock = threading.Lock()
+_extractor: Any = None
+_train_features: Any = None  # FeatureCache, in memory: training sets are few and small
+
+
+def _features() -> tuple[Any, Any]:
+    """One Inception network and feature cache per API process, loaded on first use."""
+    global _extractor, _train_features
+    with _extractor_lock:
+        if _extractor is None:
+            from gan_core.metrics import FeatureCache, FeatureExtractor
+
+            _extractor = FeatureExtractor(device="cpu")
+            _train_features = FeatureCache(extractor=_extractor, max_entries=8)
+    return _extractor, _train_features
+
+
+def curves_png(series: dict[str, list[dict[str, Any]]], title: str) -> bytes:
+    from gan_core.metrics import plot_curves
+
+    snaps = [{"kimg": s["kimg"], **s["metrics"]} for s in series.get("snapshots", []) if s.get("metrics")]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plot_curves(series.get("ticks", []), snaps, Path(tmp) / "curves.png", title=title)
+        return Path(path).read_bytes()
+
+
+@router.get("/curves.png", response_class=Response, responses={200: {"content": {"image/png": {}}}},
+            summary="Losses, DIG and gradient norms, augment p, and KID/FID over kimg, as a PNG")
+async def job_curves(job_id: str, jobs: JobsDep, tenant: TenantDep) -> Response:
+    rec = await run_in_threadpool(load_job, jobs, tenant, job_id)
+    series = await run_in_threadpool(jobs.get_series, tenant, rec.id)
+    png = await run_in_threadpool(curves_png, series, f"job {rec.id} ({rec.status.value})")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def memorization(store: ObjectStore, generators: Any, rec: JobRecord, ckpt_ref: str, n: int, psi: float) -> tuple[dict, bytes]:
+    from gan_core.data import load_prepared, resize_images
+    from gan_core.metrics import memorization_report
+
+    ckpt = rec.checkpoint(ckpt_ref)
+    if ckpt is None:
+        raise _no_checkpoint(rec, ckpt_ref)
+    base = f"{keys.job_prefix(rec.tenant, rec.id)}reports/memorization-{ckpt.sha256[:16]}-n{n}-psi{psi:g}"
+    try:
+        return json.loads(store.get_bytes(base + ".json")), store.get_bytes(base + ".png")
+    except ObjectNotFound:
+        pass
+    generated = generate(generators, rec, ckpt, list(range(n)), psi)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "dataset.zip"
+        store.get_file(keys.dataset_prepared(rec.tenant, rec.dataset_id), path)
+        dataset = load_prepared(path)
+    train = dataset.images
+    if train.shape[-1] != generated.shape[-1]:
+        train = resize_images(train, generated.shape[-1])  # compare at the resolution G was trained on
+    extractor, cache = _features()
+    report, grid = memorization_report(generated, train, k=3, extractor=extractor,
+                                       train_features=cache.get_or_compute(train), train_names=dataset.names)
+    report.update(job_id=rec.id, checkpoint=ckpt.name, seeds=list(range(n)), psi=psi)
+    png = png_bytes(grid)
+    store.put_bytes(base + ".png", png, "image/png")
+    store.put_bytes(base + ".json", json.dumps(report).encode(), "application/json")  # published last
+    return report, png
+
+
+@router.get("/memorization", responses={200: {"content": {"image/png": {}, "application/json": {}}}},
+            summary="Nearest training images of generated samples in Inception space (JSON or a PNG grid)")
+async def job_memorization(
+    job_id: str, jobs: JobsDep, tenant: TenantDep, store: StoreDep, generators: GeneratorsDep,
+    format: Literal["json", "png"] = "json",
+    n: int = Query(8, ge=1, le=32, description="generated samples (seeds 0..n-1)"),
+    psi: float = Query(1.0, ge=0.0, le=1.0, description="truncation psi of the samples"),
+    checkpoint: str = Query("latest", max_length=80, description="'latest', 'best' or a checkpoint name"),
+) -> Response:
+    rec = await run_in_threadpool(load_job, jobs, tenant, job_id)
+    report, png = await run_in_threadpool(memorization, store, generators, rec, checkpoint, n, psi)
+    if format == "png":
+        return Response(png, media_type="image/png")
+    return JSONResponse(report)
