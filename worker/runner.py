@@ -162,6 +162,8 @@ class JobRunner:
             grid_name = grid_path.name
             self.store.put_file(keys.job_grid(self.tenant, self.job_id, grid_name), grid_path, "image/png")
         self._uploaded.add(name)
+        if snap.metrics:
+            self._publish_feature_cache()
         metrics = {k: float(v) for k, v in (snap.metrics or {}).items() if isinstance(v, (int, float)) and math.isfinite(v)}
         info = CheckpointInfo(name=name, kimg=float(snap.kimg), sha256=snap.sha256, size=ckpt_path.stat().st_size,
                               created_at=utcnow(), metrics=metrics, is_best=bool(snap.is_best), final=bool(snap.final),
@@ -215,7 +217,9 @@ class JobRunner:
                                 "upload it again and start a new job") from None
             dataset = load_prepared(ds_path)
             resume = self._fetch_resume(run_dir)
-            trainer = Trainer(cfg, dataset, run_dir / "run", device=self.device, callbacks=_Callbacks(self),
+            self.run_root = run_dir / "run"
+            self._fetch_feature_cache()
+            trainer = Trainer(cfg, dataset, self.run_root, device=self.device, callbacks=_Callbacks(self),
                               resume_from=resume)
             try:
                 result = trainer.run()
@@ -262,7 +266,28 @@ class JobRunner:
             r.progress.kimg, r.progress.fraction, r.latest_tick = 0.0, 0.0, None
 
         self._update(note)
-        return Trainer(cfg, dataset, run_dir / "run-rollback", device=self.device, callbacks=callbacks_cls(self))
+        self.run_root = run_dir / "run-rollback"
+        return Trainer(cfg, dataset, self.run_root, device=self.device, callbacks=callbacks_cls(self))
+
+    # Inception features of the dataset are computed once per dataset (and resolution), then
+    # shared by every job on it through storage: gan_core caches them as run/features/<hash>.npz.
+    def _features_prefix(self) -> str:
+        return keys.dataset_prefix(self.tenant, self.rec.dataset_id) + "features/"
+
+    def _fetch_feature_cache(self) -> None:
+        if not self.rec.config.get("metrics"):
+            return
+        try:
+            for obj in self.store.list(self._features_prefix()):
+                self.store.get_file(obj.key, self.run_root / "features" / obj.key.rsplit("/", 1)[-1])
+        except Exception as e:  # a cache: on any trouble the trainer recomputes
+            log.warning("feature cache fetch for %s failed: %s", self.job_id, e)
+
+    def _publish_feature_cache(self) -> None:
+        for path in sorted((self.run_root / "features").glob("*.npz")):
+            key = self._features_prefix() + path.name
+            if not self.store.exists(key):
+                self.store.put_file(key, path, "application/octet-stream")
 
     def _fetch_resume(self, run_dir: Path) -> Path | None:
         ckpt = self.rec.checkpoint("latest")

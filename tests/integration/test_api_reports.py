@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from tests.e2e.harness import LiveServer, Worker, images_zip, make_settings, upload_zip, wait_job
+from tests.e2e.harness import LiveServer, Worker, images_zip, make_settings, store_keys, upload_zip, wait_job
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +32,10 @@ def test_snapshot_metrics_best_checkpoint_and_reports(tmp_path):
         best = [s for s in snaps if s["is_best"]]
         assert best and done["best_checkpoint"] == best[-1]["checkpoint"]
         assert min(s["metrics"]["kid"] for s in snaps) == best[-1]["metrics"]["kid"]
+
+        # The dataset's Inception features were computed once and cached in storage for later jobs.
+        assert any(k.startswith(f"tenants/default/datasets/{ds['id']}/features/") and k.endswith(".npz")
+                   for k in store_keys(srv.store))
 
         r = c.post(f"/v1/jobs/{job['id']}/samples", json={"n": 4, "checkpoint": "best"})
         assert r.status_code == 200 and r.headers["x-checkpoint"] == done["best_checkpoint"]
