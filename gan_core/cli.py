@@ -1,4 +1,4 @@
-"""Command line: `python -m gan_core {train,sample,toy,metrics,fid} ...` (also `gan-core`)."""
+"""Command line: `python -m gan_core {train,sample,memorization,toy,metrics,fid} ...` (also `gan-core`)."""
 
 from __future__ import annotations
 
@@ -173,11 +173,41 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_memorization(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("memorization", help="nearest training images of generated samples (paper Fig. 7)")
+    p.add_argument("--ckpt", required=True, type=Path)
+    p.add_argument("--data", required=True, help="the training folder or zip")
+    p.add_argument("--seeds", default="0-7")
+    p.add_argument("--psi", type=float, default=1.0)
+    p.add_argument("--k", type=int, default=3, help="neighbours per sample")
+    p.add_argument("--out", required=True, type=Path, help="directory for memorization.png and memorization.json")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_memorization)
+
+
+def _cmd_memorization(args: argparse.Namespace) -> int:
+    from .data import prepare_dataset
+    from .metrics import memorization_report
+    from .sampling import generate_images, load_generator, parse_seeds
+
+    G, cfg = load_generator(args.ckpt, args.device)
+    dataset = prepare_dataset(args.data, resolution=cfg.network.resolution)
+    generated = generate_images(G, parse_seeds(args.seeds), psi=args.psi)
+    report, grid = memorization_report(generated, dataset.images, k=args.k, train_names=dataset.names)
+    args.out.mkdir(parents=True, exist_ok=True)
+    grid.save(args.out / "memorization.png")
+    (args.out / "memorization.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps({"png": str(args.out / "memorization.png"), "nearest_distance": report["nearest_distance"],
+                      "suspected_copies": report["suspected_copies"]}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gan-core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_sample(sub)
+    _add_memorization(sub)
     from . import toy
 
     toy.add_cli(sub)
