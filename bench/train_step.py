@@ -17,6 +17,7 @@ side by side in this process (interleaved rounds, median of each).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -105,8 +106,6 @@ def seconds_per_kimg(cfg: TrainConfig, device: str, kimg: float) -> float:
 
 
 def diggan_overhead(cfg: TrainConfig, device: str, kimg: float, rounds: int) -> dict[str, float]:
-    import copy
-
     without = copy.deepcopy(cfg)
     without.regularizers = [r for r in cfg.regularizers if r.name != "diggan"]
     seconds_per_kimg(copy.deepcopy(cfg), device, kimg / 4)  # warm-up
@@ -178,6 +177,17 @@ def main() -> None:
     result["diggan_overhead"] = overhead["ratio"]
     result["diggan_overhead_detail"] = {"config": first_name, **overhead}
     print("diggan_overhead", json.dumps(overhead), flush=True)
+
+    # The same ratio at other lazy intervals (1 = every minibatch, as the authors' code; 16 = with R1).
+    by_interval = {}
+    for interval in ([16] if args.quick else [1, 2, 8, 16]):
+        cfg = copy.deepcopy(first_cfg)
+        for r in cfg.regularizers:
+            if r.name == "diggan":
+                r.interval = interval
+        by_interval[str(interval)] = diggan_overhead(cfg, args.device, kimg, rounds)["ratio"]
+    result["diggan_overhead_by_interval"] = by_interval
+    print("diggan_overhead_by_interval", json.dumps(by_interval), flush=True)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
