@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -233,8 +234,9 @@ def load_features(path: str | os.PathLike[str], expected_key: str | None = None)
 class FeatureCache:
     """Inception features of real datasets, computed once per distinct image tensor.
 
-    Keyed by :func:`content_hash` of the uint8 images. Kept in memory (LRU, `max_entries`)
-    and, if `directory` is given, as ``{directory}/{key}.npz`` (save_features format).
+    Keyed by :func:`content_hash` of the uint8 images. Kept in memory (LRU, `max_entries`,
+    thread-safe) and, if `directory` is given, as ``{directory}/{key}.npz`` (save_features
+    format, written atomically). Two threads missing the same key at once both compute it.
 
     >>> cache = FeatureCache("/data/feature-cache")
     >>> real = cache.get_or_compute(dataset.images)     # computed the first time only
@@ -250,6 +252,7 @@ class FeatureCache:
         self.extractor = extractor
         self.max_entries = max_entries
         self._mem: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # the API server shares one cache between threads
 
     key = staticmethod(content_hash)
 
@@ -258,9 +261,10 @@ class FeatureCache:
 
     def get(self, images: Any, key: str | None = None) -> np.ndarray | None:
         key = key or content_hash(images)
-        if key in self._mem:
-            self._mem.move_to_end(key)
-            return self._mem[key]
+        with self._lock:
+            if key in self._mem:
+                self._mem.move_to_end(key)
+                return self._mem[key]
         path = self.path_for(key)
         if path is not None and path.is_file():
             try:
@@ -291,10 +295,11 @@ class FeatureCache:
         return feats
 
     def _remember(self, key: str, feats: np.ndarray) -> None:
-        self._mem[key] = feats
-        self._mem.move_to_end(key)
-        while len(self._mem) > self.max_entries:
-            self._mem.popitem(last=False)
+        with self._lock:
+            self._mem[key] = feats
+            self._mem.move_to_end(key)
+            while len(self._mem) > self.max_entries:
+                self._mem.popitem(last=False)
 
 
 def dataset_features(

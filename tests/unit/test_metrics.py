@@ -5,7 +5,7 @@ The equivalence tests run clean-fid's *own* code path (``cleanfid.fid.compute_fi
 i.e. ``compare_folders`` -> ``get_folder_features`` -> ``ResizeDataset`` -> clean-fid's resize
 -> ``frechet_distance``) on 16 Obama vs 16 Grumpy Cat images. Its single scipy ``sqrtm`` of a
 2048x2048 matrix dominates this file's run time. Everything that needs no real network uses
-a cheap fake one.
+a cheap fake one; ``-m "not slow"`` skips the two clean-fid tests (~15 s instead of ~1-2 min).
 """
 
 from __future__ import annotations
@@ -109,8 +109,19 @@ def extractor() -> FeatureExtractor:
 
 
 @pytest.fixture(scope="module")
-def equivalence(image_dirs: tuple[Path, Path], extractor: FeatureExtractor) -> dict:
-    """clean-fid's compute_fid on the two folders (features captured on the way) and ours."""
+def ours(image_dirs: tuple[Path, Path], extractor: FeatureExtractor) -> dict:
+    """Our features: set A through the folder path, set B through the in-memory uint8 NCHW path."""
+    a, b = image_dirs
+    b_images = np.stack([load_rgb(f) for f in list_image_files(b)])
+    return {
+        "a": extractor.features_from_folder(a),
+        "b": extractor.features_from_uint8(torch.from_numpy(b_images).permute(0, 3, 1, 2).contiguous()),
+    }
+
+
+@pytest.fixture(scope="module")
+def cleanfid_run(image_dirs: tuple[Path, Path]) -> dict:
+    """clean-fid's own compute_fid on the two folders, its features captured on the way."""
     a, b = image_dirs
     cf = _cleanfid.cleanfid_fid()
     ref_model = _cleanfid.cleanfid_reference_model("cpu")
@@ -129,15 +140,7 @@ def equivalence(image_dirs: tuple[Path, Path], extractor: FeatureExtractor) -> d
             batch_size=BATCH, device=torch.device("cpu"), verbose=False,
         )
     assert len(captured) == 2
-    # Ours: set A through the folder path, set B through the in-memory uint8 NCHW path.
-    b_images = np.stack([load_rgb(f) for f in list_image_files(b)])
-    return {
-        "fid_cleanfid": float(fid_cleanfid),
-        "cf_a": captured[0],
-        "cf_b": captured[1],
-        "ours_a": extractor.features_from_folder(a),
-        "ours_b": extractor.features_from_uint8(torch.from_numpy(b_images).permute(0, 3, 1, 2).contiguous()),
-    }
+    return {"fid": float(fid_cleanfid), "a": captured[0], "b": captured[1]}
 
 
 @pytest.fixture()
@@ -180,25 +183,25 @@ def test_inception_file_is_local() -> None:
 
 @pytest.mark.needs_shared
 @pytest.mark.slow
-def test_features_equal_cleanfid_path(equivalence: dict) -> None:
-    for ours, theirs in ((equivalence["ours_a"], equivalence["cf_a"]), (equivalence["ours_b"], equivalence["cf_b"])):
-        assert ours.shape == theirs.shape == (N_PER_SET, 2048)
-        assert ours.dtype == theirs.dtype == np.float32
-        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+def test_features_equal_cleanfid_path(ours: dict, cleanfid_run: dict) -> None:
+    for key in ("a", "b"):
+        assert ours[key].shape == cleanfid_run[key].shape == (N_PER_SET, 2048)
+        assert ours[key].dtype == cleanfid_run[key].dtype == np.float32
+        np.testing.assert_allclose(ours[key], cleanfid_run[key], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.needs_shared
 @pytest.mark.slow
-def test_fid_equals_cleanfid_compute_fid(equivalence: dict) -> None:
-    ours = compute_fid(equivalence["ours_a"], equivalence["ours_b"])
-    ref = equivalence["fid_cleanfid"]
+def test_fid_equals_cleanfid_compute_fid(ours: dict, cleanfid_run: dict) -> None:
+    fid = compute_fid(ours["a"], ours["b"])
+    ref = cleanfid_run["fid"]
     assert ref > 50  # Obama vs Grumpy Cat, very different
-    assert ours == pytest.approx(ref, rel=1e-5)
+    assert fid == pytest.approx(ref, rel=1e-5)
 
 
 @pytest.mark.needs_shared
-def test_kid_identical_and_different_sets(equivalence: dict) -> None:
-    a, b = equivalence["ours_a"], equivalence["ours_b"]
+def test_kid_identical_and_different_sets(ours: dict) -> None:
+    a, b = ours["a"], ours["b"]
     kid_diff, se_diff = compute_kid(a, b, num_subsets=50, max_subset_size=12)
     kid_same, se_same = compute_kid(a, a, num_subsets=50, max_subset_size=12)
     assert kid_diff > 0 and kid_diff > 10 * se_diff
@@ -211,13 +214,13 @@ def test_kid_identical_and_different_sets(equivalence: dict) -> None:
 
 
 @pytest.mark.needs_shared
-def test_memorization_finds_training_images(equivalence: dict, image_dirs, extractor: FeatureExtractor) -> None:
+def test_memorization_finds_training_images(ours: dict, image_dirs, extractor: FeatureExtractor) -> None:
     files = list_image_files(image_dirs[0])[:8]
     train = torch.from_numpy(np.stack([load_rgb(f) for f in files])).permute(0, 3, 1, 2).contiguous()
     pick = [5, 2, 7]
     report, grid = memorization_report(
         train[pick], train, k=3, extractor=extractor,
-        train_features=equivalence["ours_a"][:8], train_names=[Path(f).name for f in files],
+        train_features=ours["a"][:8], train_names=[Path(f).name for f in files],
     )
     json.dumps(report)  # JSON-able
     assert report["metric"] == "cosine" and report["k"] == 3
