@@ -27,7 +27,7 @@ def _arm(name: str, augment: str, diggan_weight: float) -> Arm:
         cfg.augment.kind = augment
         cfg.regularizers = [r for r in cfg.regularizers if r.name != "diggan"]
         if diggan_weight > 0:
-            cfg.regularizers.append(RegularizerConfig("diggan", diggan_weight, 4, {"alpha": 0.5}))
+            cfg.regularizers.append(RegularizerConfig("diggan", diggan_weight, 8, {"alpha": 0.5}))
 
     return Arm(name, configure)
 

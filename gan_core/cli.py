@@ -57,7 +57,7 @@ def build_train_config(args: argparse.Namespace) -> Any:
         cfg.metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     dig = cfg.regularizer("diggan")
     if any(v is not None for v in (args.diggan_weight, args.diggan_alpha, args.diggan_interval)) and dig is None:
-        dig = RegularizerConfig("diggan", 100.0, 4, {"alpha": 0.5})
+        dig = RegularizerConfig("diggan", 100.0, 8, {"alpha": 0.5})
         cfg.regularizers.append(dig)
     if dig is not None:
         if args.diggan_weight is not None:
