@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -384,7 +385,11 @@ class Trainer:
         grid_path = self.run_dir / "grids" / f"grid-{kimg:09.3f}.png"
         images = generate_images(self.G_ema, list(range(self.cfg.num_grid)), psi=1.0, device=self.device)
         make_grid(images).save(grid_path)
-        metrics, is_best = self._snapshot_metrics(kimg)
+        try:
+            metrics, is_best = self._snapshot_metrics(kimg)
+        except (RuntimeError, ValueError, OSError) as exc:  # a metric must never cost the checkpoint
+            warnings.warn(f"snapshot metrics at kimg {kimg:.3f} failed: {exc}")
+            metrics, is_best = {}, False
         # Sampling and metrics must not change the training run: restore the RNG
         # before the state is captured, so a resumed run matches an uninterrupted one.
         torch.set_rng_state(rng_state)
