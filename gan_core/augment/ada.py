@@ -396,3 +396,13 @@ class AdaptiveP:
     def reset(self) -> None:
         self._sum = None
         self._count = 0
+
+    def state_dict(self) -> dict[str, float | int | None]:
+        """The pending accumulator, so p moves identically after a resume (plain numbers only)."""
+        return {"sum": float(self._sum) if self._sum is not None else 0.0, "count": self._count,
+                "last_rt": self.last_rt}
+
+    def load_state_dict(self, state: dict[str, float | int | None]) -> None:
+        self._count = int(state["count"])
+        self._sum = torch.tensor(float(state["sum"])) if self._count else None
+        self.last_rt = state.get("last_rt")

@@ -328,7 +328,7 @@ class Trainer:
             "G_opt": self.G_opt.state_dict(),
             "D_opt": self.D_opt.state_dict(),
             "augment_p": float(self.augment.p) if hasattr(self.augment, "p") else 0.0,
-            "ada": _ada_state(self.ada),
+            "ada": self.ada.state_dict() if self.ada is not None else {},
             "regularizers": {f"{i}:{r.name}": r.extra_state() for i, r in enumerate(self.regularizers)},
             "path_length": self.path_length.state_dict() if self.path_length is not None else {},
             "sampler": self.sampler.state_dict(),
@@ -361,7 +361,7 @@ class Trainer:
         if hasattr(self.augment, "p"):
             self.augment.p.fill_(ckpt["augment_p"])
         if self.ada is not None and ckpt.get("ada"):
-            _load_ada_state(self.ada, ckpt["ada"])
+            self.ada.load_state_dict(ckpt["ada"])
         for i, reg in enumerate(self.regularizers):
             reg.load_extra_state(ckpt["regularizers"].get(f"{i}:{reg.name}", {}))
         if self.path_length is not None and ckpt.get("path_length"):
@@ -430,19 +430,6 @@ class Trainer:
         if is_best:
             self.best_value = value
         return metrics, is_best
-
-
-def _ada_state(ada: AdaptiveP | None) -> dict[str, Any]:
-    """The controller's pending accumulator, so p moves identically after a resume."""
-    if ada is None:
-        return {}
-    return {"sum": float(ada._sum) if ada._sum is not None else 0.0, "count": ada._count, "last_rt": ada.last_rt}
-
-
-def _load_ada_state(ada: AdaptiveP, state: dict[str, Any]) -> None:
-    ada._count = int(state["count"])
-    ada._sum = torch.tensor(float(state["sum"])) if ada._count else None
-    ada.last_rt = state.get("last_rt")
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
