@@ -61,8 +61,8 @@ def seed_latents(seeds: Sequence[int], z_dim: int) -> Tensor:
 
 
 def to_uint8(images: Tensor) -> Tensor:
-    """[-1, 1] float -> uint8, NCHW."""
-    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    """[-1, 1] float NCHW -> uint8 NCHW (NVlabs' conversion; any float dtype)."""
+    return (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
 @torch.inference_mode()

@@ -293,6 +293,20 @@ def read_zip(source: str | Path | bytes | bytearray | memoryview, limits: Upload
         fp.close()
 
 
+def _triage(name: str, out: "SourceFiles") -> str:
+    """classify(name), after recording junk and refusing nested archives and unsupported types.
+
+    Shared by the zip and folder readers so both apply exactly the same rules."""
+    kind = classify(name)
+    if kind == "junk":
+        out.skipped_junk.append(name)
+    elif kind == "archive":
+        raise _nested_archive_error(name)
+    elif kind == "unsupported":
+        raise _unsupported_error(name)
+    return kind
+
+
 def _read_zipfile(zf: zipfile.ZipFile, label: str, size: int, limits: UploadLimits) -> SourceFiles:
     infos = zf.infolist()
     if len(infos) > limits.max_entries:
@@ -313,14 +327,10 @@ def _read_zipfile(zf: zipfile.ZipFile, label: str, size: int, limits: UploadLimi
         if name in seen:
             raise DatasetError(f"{shown}: appears twice in the zip. Re-create the zip so every file appears once.")
         seen.add(name)
-        kind = classify(name)
+        kind = _triage(name, out)
         if kind == "junk":
-            out.skipped_junk.append(name)
-        elif kind == "archive":
-            raise _nested_archive_error(name)
-        elif kind == "unsupported":
-            raise _unsupported_error(name)
-        elif kind == "image":
+            continue
+        if kind == "image":
             wanted.append((name, info))
         elif name == PREPARED_JSON:
             prepared = info
@@ -356,16 +366,10 @@ def read_folder(root: str | Path, limits: UploadLimits) -> SourceFiles:
         dirnames.sort()
         for fn in filenames:
             name = rel_dir + fn
-            kind = classify(name)
-            if kind == "junk":
-                out.skipped_junk.append(name)
-            elif kind == "archive":
-                raise _nested_archive_error(name)
-            elif kind == "unsupported":
-                raise _unsupported_error(name)
-            elif kind == "image":
+            kind = _triage(name, out)
+            if kind == "image":
                 wanted.append((name, Path(dirpath) / fn))
-            else:
+            elif kind != "junk":
                 out.skipped_other.append(name)
     if len(wanted) > limits.max_files:
         raise DatasetError(f"{display_name(str(root))}: {len(wanted)} images, over the limit of {limits.max_files}. Use fewer images.")

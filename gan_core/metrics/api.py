@@ -23,13 +23,11 @@ import torch
 from .features import FEATURE_SPEC, FeatureExtractor
 from .fid import compute_fid
 from .kid import compute_kid
+from ..sampling import to_uint8  # one conversion for sampling and metrics; re-exported here
 
 METRIC_NAMES = ("kid", "fid")
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float NCHW -> uint8 NCHW (NVlabs' conversion)."""
-    return (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
 def _model_device(G: torch.nn.Module) -> torch.device:
