@@ -41,7 +41,7 @@ __all__ = [
 
 # Suggested weight / interval for the regularizers that do not declare their own
 # (`default_weight` / `default_interval` class attributes): the presets' values.
-_SUGGESTED = {"diggan": (100.0, 4), "r1": (1.0, 16)}
+_SUGGESTED = {"diggan": (100.0, 8), "r1": (1.0, 16)}
 
 
 def build_regularizers(configs: Iterable[Any]) -> list[DRegularizer]:
