@@ -1,4 +1,4 @@
-"""Command line: `python -m gan_core {train,sample,memorization,toy,metrics,fid} ...` (also `gan-core`)."""
+"""Command line: `python -m gan_core {train,sample,memorization,export,toy,metrics,fid} ...` (also `gan-core`)."""
 
 from __future__ import annotations
 
@@ -202,12 +202,38 @@ def _cmd_memorization(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint's generator as safetensors+config or TorchScript")
+    p.add_argument("--ckpt", required=True, type=Path)
+    p.add_argument("--format", required=True, choices=["safetensors", "torchscript"],
+                   help="safetensors: weights + config.json (loads back with gan_core.export.load_safetensors); "
+                        "torchscript: one .pt that only needs torch")
+    p.add_argument("-o", "--out", required=True, type=Path,
+                   help="torchscript: a .pt file; safetensors: a .zip, or a folder for model.safetensors + config.json")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_checkpoint
+    from .training.checkpoint import CheckpointError
+
+    try:
+        config = export_checkpoint(args.ckpt, args.format, args.out)
+    except CheckpointError as exc:  # missing, corrupt, or not ours: a message, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"out": str(args.out), "format": args.format, "z_dim": config["z_dim"],
+                      "c_dim": config["c_dim"], "resolution": config["resolution"]}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gan-core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_sample(sub)
     _add_memorization(sub)
+    _add_export(sub)
     from . import toy
 
     toy.add_cli(sub)
