@@ -18,6 +18,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="cpu-tiny", choices=preset_names())
     p.add_argument("--kimg", type=float, help="training length in thousands of real images")
     p.add_argument("--resume", type=Path, help="checkpoint to continue from")
+    p.add_argument("--init-from", type=Path, metavar="PATH",
+                   help="start from pretrained weights: a .pt checkpoint of ours or an NVlabs stylegan2-ada-pytorch "
+                        ".pkl (read without running its code); the run takes its network shape and resizes the "
+                        "images to its resolution")
     p.add_argument("--augment", choices=["ada", "diffaugment", "none"])
     p.add_argument("--diggan-weight", type=float, help="DigGAN lambda (0 disables the penalty; DIG is still logged)")
     p.add_argument("--diggan-alpha", type=float, help="DigGAN moving-average factor in (0, 1]")
@@ -109,6 +113,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .training import Trainer, TrainingCallbacks
 
     cfg = build_train_config(args)
+    pretrained = _init_from(args, cfg) if args.init_from else None
     dataset = prepare_dataset(args.data, resolution=cfg.network.resolution)
     for w in dataset.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -123,11 +128,35 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     trainer = Trainer(cfg, dataset, args.out, device=args.device, callbacks=PrintSnapshots(),
                       resume_from=args.resume, progress=True)
+    if pretrained is not None and args.resume is None:  # a resumed run has its own weights
+        from .training.transfer import apply_pretrained
+
+        apply_pretrained(trainer, pretrained)
+        print(f"starting from pretrained {pretrained.kind} {args.init_from}", file=sys.stderr)
     result = trainer.run()
     _write_curves(args.out)
     print(json.dumps({"kimg": result.kimg, "last_checkpoint": str(result.last_checkpoint),
                       "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None}))
     return 0
+
+
+def _init_from(args: argparse.Namespace, cfg: Any) -> Any:
+    """Load --init-from and give `cfg` its network; explicit --set network.* values must agree with it."""
+    from .training.transfer import adopt_network, load_pretrained
+
+    pretrained = load_pretrained(args.init_from)
+    explicit = {}
+    for item in args.set:
+        key, _, raw = item.partition("=")
+        if key.startswith("network."):
+            try:
+                explicit[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                explicit[key] = raw
+    adopt_network(cfg, pretrained, explicit)
+    for note in pretrained.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return pretrained
 
 
 def _write_curves(run_dir: Path) -> None:
