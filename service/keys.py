@@ -69,6 +69,23 @@ def job_sample_prefix(tenant: str, job_id: str, sample_id: str) -> str:
     return f"{job_prefix(tenant, job_id)}samples/{sample_id}/"
 
 
+# --- pretrained models (uploaded .pt checkpoints and NVlabs pkls, stored converted to our checkpoint format)
+def model_records_prefix(tenant: str) -> str:
+    return f"tenants/{tenant}/records/models/"
+
+
+def model_record(tenant: str, model_id: str) -> str:
+    return f"{model_records_prefix(tenant)}{model_id}.json"
+
+
+def model_prefix(tenant: str, model_id: str) -> str:
+    return f"tenants/{tenant}/models/{model_id}/"
+
+
+def model_weights(tenant: str, model_id: str) -> str:
+    return f"{model_prefix(tenant, model_id)}model.pt"
+
+
 def idempotency(tenant: str, key_hash: str) -> str:
     return f"tenants/{tenant}/idempotency/{key_hash}.json"
 

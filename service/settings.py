@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     min_dataset_images: int = 8
     max_dataset_images: int = 5000
     max_image_pixels: int = 40_000_000  # decompression-bomb guard per image
+    # Pretrained model uploads (POST /v1/models): NVlabs' FFHQ 1024 pkl (G, D, G_ema, augment pipe) is ~364 MB.
+    max_model_upload_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
 
     # --- jobs
     default_preset: str = "cpu-tiny"
