@@ -78,6 +78,7 @@ ROUTES = [
     ("GET", "/v1/jobs/{job}/checkpoints/latest?redirect=true", None, 200),
     ("GET", "/v1/jobs/{job}/checkpoints/{ckpt}/grid", None, 200),
     ("POST", "/v1/jobs/{job}/samples", {"n": 1, "format": "json"}, 409),  # owner: the fake checkpoint is refused
+    ("POST", "/v1/jobs/{job}/samples/interpolation", {"seed_a": 0, "seed_b": 1}, 409),  # the fake checkpoint again
     ("GET", "/v1/jobs/{job}/samples/{smp}", None, 200),
     ("GET", "/v1/jobs/{job}/samples/{smp}/images/0", None, 200),
     ("GET", "/v1/jobs/{job}/report/curves.png", None, 200),

@@ -1,0 +1,59 @@
+"""An interpolation between two seeds of a job's checkpoint, as an animated GIF (the dashboard's sampler).
+
+Generation runs in the threadpool with the same generator cache as /samples.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response
+from fastapi.concurrency import run_in_threadpool
+
+from service.api.routes.jobs import load_job
+from service.api.routes.samples import _no_checkpoint
+from service.deps import GeneratorsDep, JobsDep, SettingsDep, TenantDep
+from service.jobs.records import CheckpointInfo, JobRecord
+from service.sampling import GeneratorCache, checkpoint_key
+from service.schemas.common import ERROR_RESPONSES
+from service.schemas.interpolation import InterpolationRequest
+
+router = APIRouter(prefix="/v1/jobs/{job_id}/samples", tags=["samples"], responses=ERROR_RESPONSES)
+
+
+def _check(req: InterpolationRequest, settings: Any) -> None:
+    if req.steps > settings.max_samples:
+        raise HTTPException(422, f"at most {settings.max_samples} frames (steps) per request, got {req.steps}")
+    if not settings.psi_min <= req.psi <= settings.psi_max:
+        raise HTTPException(422, f"psi must be within [{settings.psi_min:g}, {settings.psi_max:g}], got {req.psi:g}")
+
+
+def interpolation_gif(cache: GeneratorCache, rec: JobRecord, ckpt: CheckpointInfo, req: InterpolationRequest) -> bytes:
+    import torch
+    from gan_core.sampling import interpolation_frames
+
+    if cache.threads and torch.get_num_threads() != cache.threads:
+        torch.set_num_threads(cache.threads)  # as in service.sampling.generate
+    G = cache.get(checkpoint_key(rec, ckpt), ckpt.sha256)
+    frames = interpolation_frames(G, req.seed_a, req.seed_b, steps=req.steps, psi=req.psi, device=cache.device)
+    if req.boomerang and len(frames) > 2:
+        frames = frames + frames[-2:0:-1]  # back again, without repeating either end
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=req.duration_ms, loop=0)
+    return buf.getvalue()
+
+
+@router.post("/interpolation", response_class=Response, responses={200: {"content": {"image/gif": {}}}},
+             summary="Walk in W space between two seeds: an animated GIF")
+async def create_interpolation(job_id: str, req: InterpolationRequest, settings: SettingsDep, jobs: JobsDep,
+                               generators: GeneratorsDep, tenant: TenantDep) -> Response:
+    _check(req, settings)
+    rec = await run_in_threadpool(load_job, jobs, tenant, job_id)
+    ckpt = rec.checkpoint(req.checkpoint)
+    if ckpt is None:
+        raise _no_checkpoint(rec, req.checkpoint)
+    gif = await run_in_threadpool(interpolation_gif, generators, rec, ckpt, req)  # 409 if unreadable
+    return Response(gif, media_type="image/gif",
+                    headers={"X-Checkpoint": ckpt.name, "Content-Disposition": f'inline; filename="{rec.id}-'
+                             f'{req.seed_a}-{req.seed_b}.gif"'})

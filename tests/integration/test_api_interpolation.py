@@ -1,0 +1,100 @@
+"""POST /v1/jobs/{id}/samples/interpolation over real HTTP, on a real (randomly initialised) cpu-tiny
+generator stored as a job's checkpoint exactly as the worker stores one. No worker needed."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gan_core.config import config_to_dict, get_preset
+from gan_core.networks import Generator
+from gan_core.training.checkpoint import checkpoint_bytes, sha256_hex
+from service import keys as objkeys
+from service.jobs.records import CheckpointInfo, utcnow
+from tests.e2e.harness import LiveServer, images_zip, make_settings, upload_zip
+
+NAME = "ckpt-00000.032.pt"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("interp")
+    with LiveServer(make_settings(root)) as srv:
+        c = srv.client
+        ds = upload_zip(c, images_zip(8)).json()["id"]
+        job = c.post("/v1/jobs", json={"dataset_id": ds, "kimg": 1}).json()["id"]
+        bare = c.post("/v1/jobs", json={"dataset_id": ds, "kimg": 1}).json()["id"]  # never gets a checkpoint
+        for j in (job, bare):
+            assert c.post(f"/v1/jobs/{j}/cancel").json()["status"] == "canceled"  # queued -> canceled, no worker
+        cfg = get_preset("cpu-tiny")
+        torch.manual_seed(0)
+        G = Generator(cfg.network)
+        data = checkpoint_bytes({"config": config_to_dict(cfg), "G_ema": G.state_dict()})
+        srv.store.put_bytes(objkeys.job_checkpoint("default", job, NAME), data)
+        info = CheckpointInfo(name=NAME, kimg=0.032, sha256=sha256_hex(data), size=len(data), created_at=utcnow(), final=True)
+
+        def add(r):
+            r.checkpoints, r.latest_checkpoint = [info], NAME
+        srv.app.state.jobs.update("default", job, add)
+        yield {"c": c, "job": job, "bare": bare, "res": cfg.network.resolution}
+
+
+def frames_of(data: bytes) -> list[np.ndarray]:
+    gif = Image.open(io.BytesIO(data))
+    out = []
+    for i in range(gif.n_frames):
+        gif.seek(i)
+        out.append(np.asarray(gif.convert("RGB"), dtype=np.float32))
+    return out
+
+
+def test_gif_walks_from_seed_a_to_seed_b(world):
+    c, job, res = world["c"], world["job"], world["res"]
+    r = c.post(f"/v1/jobs/{job}/samples/interpolation", json={"seed_a": 3, "seed_b": 11, "steps": 5, "psi": 0.7,
+                                                             "boomerang": False, "duration_ms": 50})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/gif" and r.headers["x-checkpoint"] == NAME
+    frames = frames_of(r.content)
+    assert len(frames) == 5 and frames[0].shape == (res, res, 3)
+    assert Image.open(io.BytesIO(r.content)).info.get("duration") == 50
+
+    # The ends are the seeds' own samples (as /samples makes them), up to the GIF palette.
+    grid = c.post(f"/v1/jobs/{job}/samples", json={"seeds": [3, 11], "psi": 0.7, "format": "zip"})
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(grid.content)) as zf:
+        a, b = (np.asarray(Image.open(io.BytesIO(zf.read(n))).convert("RGB"), dtype=np.float32) for n in sorted(zf.namelist()))
+    diff = lambda x, y: float(np.abs(x - y).mean())  # noqa: E731
+    assert diff(frames[0], a) < 8 and diff(frames[-1], b) < 8, (diff(frames[0], a), diff(frames[-1], b))
+    assert diff(frames[0], b) > 2 * diff(frames[0], a)  # and they really differ from the other end
+
+    # Boomerang (default) plays back without repeating the ends: 2 * steps - 2 frames.
+    r = c.post(f"/v1/jobs/{job}/samples/interpolation", json={"seed_a": 3, "seed_b": 11, "steps": 5})
+    assert r.status_code == 200 and len(frames_of(r.content)) == 8
+
+
+@pytest.mark.parametrize("body,status,words", [
+    ({"seed_a": 0, "seed_b": 1, "steps": 1}, 422, "steps"),
+    ({"seed_a": 0, "seed_b": 1, "steps": 65}, 422, "at most 64 frames"),
+    ({"seed_a": 0, "seed_b": 1, "psi": 9}, 422, "psi must be within"),
+    ({"seed_a": -1, "seed_b": 1}, 422, "seed_a"),
+    ({"seed_a": 0}, 422, "seed_b"),
+    ({"seed_a": 0, "seed_b": 1, "duration_ms": 5}, 422, "duration_ms"),
+    ({"seed_a": 0, "seed_b": 1, "frames": 8}, 422, "frames"),  # unknown field: said, not ignored
+    ({"seed_a": 0, "seed_b": 1, "checkpoint": "ckpt-nope.pt"}, 404, "no checkpoint"),
+], ids=["steps-1", "steps-65", "psi", "seed-negative", "no-seed-b", "duration", "unknown-field", "unknown-ckpt"])
+def test_bad_requests_say_what_to_fix(world, body, status, words):
+    r = world["c"].post(f"/v1/jobs/{world['job']}/samples/interpolation", json=body)
+    assert r.status_code == status and words in r.json()["detail"], r.text
+
+
+def test_no_checkpoint_or_no_job(world):
+    c = world["c"]
+    r = c.post(f"/v1/jobs/{world['bare']}/samples/interpolation", json={"seed_a": 0, "seed_b": 1})
+    assert r.status_code == 409 and "without storing a checkpoint" in r.json()["detail"]
+    r = c.post("/v1/jobs/job_00000000000000000000000000/samples/interpolation", json={"seed_a": 0, "seed_b": 1})
+    assert r.status_code == 404
