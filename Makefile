@@ -9,7 +9,7 @@ PORT   ?= 8000
 DATA   ?= ./data
 PYTEST_ARGS ?=
 
-.PHONY: venv run test bench-quick clean
+.PHONY: venv run test browser bench-quick clean
 
 venv: $(STAMP)
 
@@ -29,8 +29,22 @@ run: venv
 	$(BIN)/python -m service up --host $(HOST) --port $(PORT) --data-dir $(DATA)
 
 # Tests start what they need (an S3 server process, Redis if none answers on 6379).
-test: venv
+test: venv browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The dashboard's browser test (tests/e2e/test_dashboard.py) drives Debian's Chromium through
+# playwright; installed here when missing (sudo unless root). Without apt-get the test skips,
+# except in CI, where a missing browser fails.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	  else \
+	    echo "make browser: no chromium and no apt-get here: install Chromium to run the dashboard test" >&2; \
+	    [ -z "$$CI" ]; \
+	  fi; }
 
 bench-quick: venv
 	$(BIN)/python bench/train_step.py --quick
