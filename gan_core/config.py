@@ -13,11 +13,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 AUGMENT_KINDS = ("ada", "diffaugment", "none")
+ARCHS = ("stylegan2", "sngan", "biggan")
+CONDITIONAL_ARCHS = ("biggan",)
+FIXED_RESOLUTION_ARCHS = {"sngan": 32, "biggan": 32}  # the papers' CIFAR architectures only
+LOSSES = ("logistic", "hinge")
+# Regularizers that cannot work on an architecture, and why (validate_config says so).
+UNSUPPORTED_REGULARIZERS = {
+    "biggan": {"gp1": "GP-1 needs D's value between a real and a fake image, which have different classes, so a "
+                      "class-conditional D has no label for it (the DigGAN paper, Tab. 10); use r1, r2, dragan or diggan"},
+}
 
 
 @dataclass
 class NetworkConfig:
-    """StyleGAN2 generator + residual discriminator shape (NVlabs naming)."""
+    """Which G/D pair (`arch`) and its shape. The StyleGAN2 fields use NVlabs naming;
+    sngan/biggan read resolution (32 only), img_channels, z_dim, num_classes, g/d_channels, shared_dim."""
 
     resolution: int = 64  # output resolution, a power of two in [32, 1024]
     img_channels: int = 3
@@ -30,6 +40,12 @@ class NetworkConfig:
     mbstd_num_channels: int = 1
     conv_clamp: float | None = 256.0  # clamp activations to +-conv_clamp (NVlabs: 256 with fp16)
     mapping_lr_mult: float = 0.01  # learning-rate multiplier of the mapping network
+    # Which G/D pair, and the sngan/biggan shape (new fields last: positional construction keeps working).
+    arch: str = "stylegan2"  # "stylegan2" | "sngan" | "biggan" (gan_core.networks.build_networks)
+    num_classes: int = 0  # biggan: classes of the conditional nets (0 = take it from the dataset, 1 = unconditional)
+    g_channels: int = 0  # sngan/biggan widths; 0 = the paper's (SNGAN G 256 / D 128, BigGAN 256 / 256)
+    d_channels: int = 0
+    shared_dim: int = 128  # biggan: shared class embedding + hierarchical z (0 = per-layer embeddings, BigGAN-PyTorch CIFAR)
 
 
 @dataclass
@@ -72,6 +88,8 @@ class TrainConfig:
     ema_rampup: float | None = 0.05  # EMA half-life ramps up to ema_kimg over this fraction of images seen
     pl_weight: float = 0.0  # path-length regularization weight (0 = off)
     pl_interval: int = 4
+    loss: str = "logistic"  # "logistic" (non-saturating G, StyleGAN2) | "hinge" (SNGAN/BigGAN)
+    d_steps: int = 1  # D updates per G update (SNGAN 5, BigGAN CIFAR 4); kimg counts real images shown to D
     kimg: float = 10.0  # total training length, thousands of real images shown to D
     tick_kimg: float = 1.0  # one progress report every tick_kimg
     snapshot_ticks: int = 5  # a checkpoint + sample grid every snapshot_ticks ticks
@@ -148,6 +166,49 @@ PRESETS: dict[str, TrainConfig] = {
         tick_kimg=4.0,
         snapshot_ticks=50,
     ),
+    # SNGAN (Miyato et al. 2018) CIFAR ResNet at 32x32 with the paper's optimiser: hinge loss, Adam
+    # lr 2e-4, betas (0, 0.9), 5 D steps per G step. Widths 32/32 instead of the paper's 256 (G) / 128 (D)
+    # (set network.g_channels/d_channels, or 0 for the paper's) so a CPU minibatch stays near 0.1 s.
+    "sngan-32": TrainConfig(
+        preset="sngan-32",
+        network=NetworkConfig(arch="sngan", resolution=32, z_dim=128, g_channels=32, d_channels=32),
+        augment=AugmentConfig(kind="none"),  # the papers' baselines; DiffAugment is the usual add-on
+        regularizers=[_diggan(100.0, interval=5)],  # lambda = 1000 / (percent of data) at 10%; once per G step
+        batch_size=16,
+        g_lr=2e-4,
+        d_lr=2e-4,
+        adam_betas=(0.0, 0.9),
+        loss="hinge",
+        d_steps=5,
+        ema_kimg=2.0,
+        kimg=50.0,
+        tick_kimg=1.0,
+        snapshot_ticks=10,
+        metrics_num_gen=500,
+    ),
+    # BigGAN (Brock et al. 2019) at 32x32 as in BigGAN-PyTorch's CIFAR scripts, which the DiffAugment and
+    # DigGAN CIFAR experiments run: hinge loss, Adam lr 2e-4 with betas (0, 0.999) (BigGAN-PyTorch's
+    # defaults; its CIFAR scripts do not change them), 4 D steps per G step, no attention. Shared
+    # embedding + hierarchical z as in the BigGAN paper (network.shared_dim=0 for the CIFAR scripts'
+    # per-layer embeddings). Widths 32/32 instead of 256/256 for CPU speed. num_classes 0 = the dataset's.
+    "biggan-32": TrainConfig(
+        preset="biggan-32",
+        network=NetworkConfig(arch="biggan", resolution=32, z_dim=128, g_channels=32, d_channels=32,
+                              num_classes=0, shared_dim=128),
+        augment=AugmentConfig(kind="none"),
+        regularizers=[_diggan(100.0, interval=4)],
+        batch_size=16,
+        g_lr=2e-4,
+        d_lr=2e-4,
+        adam_betas=(0.0, 0.999),
+        loss="hinge",
+        d_steps=4,
+        ema_kimg=2.0,
+        kimg=50.0,
+        tick_kimg=1.0,
+        snapshot_ticks=10,
+        metrics_num_gen=500,
+    ),
 }
 
 
@@ -213,3 +274,59 @@ def validate_config(cfg: TrainConfig) -> None:
     for r in cfg.regularizers:
         if r.weight < 0 or r.interval < 1:
             raise ValueError(f"regularizer {r.name}: weight must be >= 0 and interval >= 1")
+    _validate_arch(cfg)
+
+
+def _validate_arch(cfg: TrainConfig) -> None:
+    """The architecture, loss and D-step fields, and the combinations that cannot work."""
+    net, arch = cfg.network, cfg.network.arch
+    if arch not in ARCHS:
+        raise ValueError(f"network.arch must be one of {ARCHS}, got {arch!r}")
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {cfg.loss!r}")
+    if not isinstance(cfg.d_steps, int) or not 1 <= cfg.d_steps <= 100:
+        raise ValueError(f"d_steps (D updates per G update) must be an integer in [1, 100], got {cfg.d_steps!r}")
+    if net.num_classes < 0 or net.g_channels < 0 or net.d_channels < 0 or net.shared_dim < 0:
+        raise ValueError("network.num_classes, g_channels, d_channels and shared_dim must be >= 0")
+    fixed = FIXED_RESOLUTION_ARCHS.get(arch)
+    if fixed is not None and net.resolution != fixed:
+        raise ValueError(f"network.arch {arch!r} is the {fixed}x{fixed} CIFAR architecture; set network.resolution="
+                         f"{fixed} (images are resized to it) or use arch 'stylegan2' for {net.resolution}x{net.resolution}")
+    if arch not in CONDITIONAL_ARCHS and net.num_classes:
+        raise ValueError(f"network.arch {arch!r} is unconditional: set network.num_classes=0, or use arch "
+                         f"{' or '.join(repr(a) for a in CONDITIONAL_ARCHS)} for class-conditional training")
+    if arch == "biggan" and net.shared_dim and net.z_dim < 4:
+        raise ValueError(f"biggan splits z into 4 chunks (shared_dim > 0): network.z_dim must be >= 4, got {net.z_dim}")
+    if cfg.pl_weight > 0 and arch != "stylegan2":
+        raise ValueError(f"path-length regularization (pl_weight) needs StyleGAN2's W space; set pl_weight=0 for {arch!r}")
+    if cfg.pl_weight > 0 and cfg.d_steps > 1:
+        raise ValueError("path-length regularization runs in G steps: use d_steps=1 with pl_weight > 0")
+    for r in cfg.regularizers:
+        why = UNSUPPORTED_REGULARIZERS.get(arch, {}).get(r.name)
+        if why:
+            raise ValueError(f"regularizer {r.name!r} cannot be used with arch {arch!r}: {why}")
+
+
+def fit_to_dataset(cfg: TrainConfig, dataset_classes: int) -> TrainConfig:
+    """Resolve what depends on the data (BigGAN's num_classes) or say what does not fit.
+
+    `dataset_classes`: the dataset's class count (0 = no labels). For a conditional arch,
+    num_classes 0 becomes the dataset's count (1 for an unlabelled set: an unconditional BigGAN);
+    num_classes 1 ignores any labels; num_classes K > 1 needs a dataset with exactly K classes.
+    Returns `cfg` itself when nothing changes, else a changed copy. Raises ValueError on a mismatch.
+    """
+    net = cfg.network
+    if net.arch not in CONDITIONAL_ARCHS:
+        return cfg  # labels, if any, are not used
+    want = net.num_classes
+    if want == 0:
+        out = copy.deepcopy(cfg)
+        out.network.num_classes = max(1, dataset_classes)
+        return out
+    if dataset_classes == 0 and want > 1:
+        raise ValueError(f"network.num_classes={want} but the dataset has no class labels; upload it with one folder "
+                         "per class (class_folders), or set num_classes=1 (unconditional) or 0 (from the data)")
+    if want > 1 and dataset_classes and want != dataset_classes:  # want == 1: labels are ignored
+        raise ValueError(f"network.num_classes={want} but the dataset has {dataset_classes} classes; "
+                         "set num_classes=0 to take it from the dataset")
+    return cfg

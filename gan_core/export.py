@@ -24,6 +24,7 @@ eager generator at a batch size and psi it was not traced with, and refused if t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import io
 import json
@@ -66,6 +67,10 @@ def export_config(G: nn.Module, cfg: TrainConfig | dict[str, Any], source: dict[
     """The JSON that travels with every export: enough to rebuild G and to sample it as we do."""
     train = config_to_dict(cfg) if isinstance(cfg, TrainConfig) else copy.deepcopy(cfg)
     classes = num_classes(G)
+    # The network config G was built from is the truth (a trainer may fill fields in, e.g. BigGAN's
+    # num_classes from the dataset); the training config carries it too, so it loads back alike.
+    if dataclasses.is_dataclass(getattr(G, "cfg", None)):
+        train["network"] = dataclasses.asdict(G.cfg)
     network = train.get("network", {})
     return {
         "format": "diggan-generator",

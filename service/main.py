@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.api.routes import catalog, datasets, health, interpolation, jobs, reports, samples, ui
+from service.api.routes import catalog, datasets, export, health, interpolation, jobs, reports, samples, ui
 from service.auth import KeyStore, QuotaExceeded, RateLimiter
 from service.datasets import DatasetRepo
 from service.jobs import JobRepo
@@ -129,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keys = KeyStore(store, settings)
     app.state.rate_limiter = RateLimiter()
     _install_error_handlers(app)
-    for module in (health, datasets, jobs, samples, interpolation, reports, catalog, ui):
+    for module in (health, datasets, jobs, samples, interpolation, export, reports, catalog, ui):
         app.include_router(module.router)
     ui.mount(app)  # the dashboard's static files under /ui/
     return app

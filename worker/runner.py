@@ -216,6 +216,7 @@ class JobRunner:
                 raise UserError(f"dataset {self.rec.dataset_id} no longer exists (was it deleted?); "
                                 "upload it again and start a new job") from None
             dataset = load_prepared(ds_path)
+            self._record_provenance(ds_path)
             resume = self._fetch_resume(run_dir)
             self.run_root = run_dir / "run"
             self._fetch_feature_cache()
@@ -268,6 +269,18 @@ class JobRunner:
         self._update(note)
         self.run_root = run_dir / "run-rollback"
         return Trainer(cfg, dataset, self.run_root, device=self.device, callbacks=callbacks_cls(self))
+
+    def _record_provenance(self, ds_path: Path) -> None:
+        """What this attempt trains with, beside the resolved config: software versions and the data's hash."""
+        from gan_core.training.checkpoint import sha256_hex
+        from gan_core.versions import runtime_versions
+
+        versions, digest = runtime_versions(self.device), sha256_hex(ds_path.read_bytes())
+
+        def note(r: JobRecord) -> None:
+            r.versions, r.dataset_sha256 = versions, digest
+
+        self._update(note)
 
     # Inception features of the dataset are computed once per dataset (and resolution), then
     # shared by every job on it through storage: gan_core caches them as run/features/<hash>.npz.

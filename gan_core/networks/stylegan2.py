@@ -5,7 +5,7 @@ Architecture, parameter and buffer names follow NVlabs stylegan2-ada-pytorch
 state_dict keys of an unconditional NVlabs G/D are exactly these, and outputs
 match NVlabs' reference (non-CUDA) ops to float rounding. Modules are built in
 NVlabs' order, so a given `torch.manual_seed` also yields NVlabs' initial weights.
-Deviations: fp32 only (no num_fp16_res), no conditioning, no freeze_layers,
+Deviations: fp32 only (no num_fp16_res), no conditioning (`c` is accepted and ignored), no freeze_layers,
 and MinibatchStdLayer accepts any batch size (see its docstring).
 
     G = Generator(cfg)          # cfg: gan_core.config.NetworkConfig
@@ -397,6 +397,7 @@ class Generator(torch.nn.Module):
         self.cfg = cfg
         self.z_dim = cfg.z_dim
         self.w_dim = cfg.w_dim
+        self.c_dim = self.num_classes = 0  # unconditional (the uniform interface of gan_core.networks)
         self.img_resolution = cfg.resolution
         self.img_channels = cfg.img_channels
         # NVlabs builds synthesis first (it defines num_ws); same RNG order here.
@@ -420,13 +421,15 @@ class Generator(torch.nn.Module):
     def forward(
         self,
         z: torch.Tensor,
+        c: torch.Tensor | None = None,
         truncation_psi: float = 1.0,
         noise_mode: str = "random",
         update_w_avg: bool = False,
         truncation_cutoff: int | None = None,
         fused_modconv: bool | None = None,
     ) -> torch.Tensor:
-        """z [N, z_dim] -> img [N, img_channels, R, R]."""
+        """z [N, z_dim] -> img [N, img_channels, R, R]. `c` (NVlabs' position) is accepted and ignored:
+        this generator is unconditional (c_dim = 0), like every G in gan_core.networks takes `c`."""
         ws = self.mapping(
             z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_w_avg=update_w_avg
         )
@@ -590,6 +593,7 @@ class Discriminator(torch.nn.Module):
         self.cfg = cfg
         self.img_resolution = cfg.resolution
         self.img_channels = cfg.img_channels
+        self.c_dim = self.num_classes = 0
         self.block_resolutions = [2**i for i in range(log2, 2, -1)]
 
         def ch(res: int) -> int:
@@ -613,8 +617,8 @@ class Discriminator(torch.nn.Module):
             conv_clamp=cfg.conv_clamp,
         )
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        """img [N, img_channels, R, R] in [-1, 1] -> logits [N, 1]."""
+    def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """img [N, img_channels, R, R] in [-1, 1] -> logits [N, 1]; `c` is accepted and ignored (unconditional)."""
         r = self.img_resolution
         if img.ndim != 4 or tuple(img.shape[1:]) != (self.img_channels, r, r):
             raise ValueError(f"img must have shape [N, {self.img_channels}, {r}, {r}], got {list(img.shape)}")

@@ -1,4 +1,4 @@
-"""GAN losses as pure functions, plus the (stateful) path-length regularizer."""
+"""GAN losses as pure functions (logistic/non-saturating and hinge), plus the (stateful) path-length regularizer."""
 
 from __future__ import annotations
 
@@ -16,6 +16,23 @@ def g_nonsaturating_loss(fake_logits: Tensor) -> Tensor:
 def d_logistic_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     """Discriminator: -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z))))."""
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def g_hinge_loss(fake_logits: Tensor) -> Tensor:
+    """Generator, hinge GAN (SNGAN/BigGAN): -D(G(z))."""
+    return -fake_logits.mean()
+
+
+def d_hinge_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Discriminator, hinge GAN: max(0, 1 - D(x)) + max(0, 1 + D(G(z)))."""
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+# TrainConfig.loss -> (G loss, D loss)
+LOSSES = {
+    "logistic": (g_nonsaturating_loss, d_logistic_loss),
+    "hinge": (g_hinge_loss, d_hinge_loss),
+}
 
 
 class PathLengthRegularizer(nn.Module):

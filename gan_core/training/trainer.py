@@ -32,12 +32,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import __version__
 from ..augment import AdaAugment, AdaptiveP, build_augment
 from ..config import TrainConfig, config_from_dict, config_to_dict, validate_config
 from ..data import BatchSampler, PreparedDataset, resize_images, to_float
 from ..networks import Discriminator, Generator
 from ..regularizers import RegContext, build_regularizers
+from ..versions import runtime_versions
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import PathLengthRegularizer, d_logistic_loss, g_nonsaturating_loss
 from .stats import TickAccumulator
@@ -344,7 +344,7 @@ class Trainer:
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
-            "versions": {"gan_core": __version__, "torch": str(torch.__version__)},
+            "versions": runtime_versions(self.device),  # project, torch, numpy, python, device
         }
 
     def load(self, path: Path) -> None:

@@ -77,6 +77,10 @@ class JobRecord(BaseModel):
     worker_id: str | None = None
     attempt: int = 0  # incremented each time a worker takes the job
     device: str | None = None
+    # Reproducibility: `config` above is the full resolved TrainConfig (seed included); these say what
+    # trained it. Set by the worker at each attempt (project, torch, numpy, python, device versions).
+    versions: dict[str, Any] = Field(default_factory=dict)
+    dataset_sha256: str | None = None  # of the prepared dataset the worker trained on
     checkpoints: list[CheckpointInfo] = Field(default_factory=list)
     latest_checkpoint: str | None = None
     best_checkpoint: str | None = None

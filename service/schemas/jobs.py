@@ -99,7 +99,11 @@ class Job(BaseModel):
     object: Literal["job"] = "job"
     dataset_id: str
     status: JobStatus
-    config: dict[str, Any]
+    config: dict[str, Any] = Field(description="the full resolved training config (preset + request; seed included)")
+    request: dict[str, Any] = Field(default_factory=dict, description="the body of POST /v1/jobs as sent")
+    versions: dict[str, Any] = Field(default_factory=dict, description="software that trained it (diggan_service, "
+                                     "gan_core, torch, numpy, python, device); set when a worker starts the job")
+    dataset_sha256: str | None = Field(default=None, description="SHA-256 of the prepared dataset trained on")
     progress: Progress
     latest_tick: dict[str, Any] | None = None
     error: str | None = None

@@ -1,0 +1,5 @@
+import sys
+
+from diggan.cli import main
+
+sys.exit(main())

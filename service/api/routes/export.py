@@ -1,0 +1,66 @@
+"""Export a job's generator: `GET /v1/jobs/{id}/export?format=safetensors|torchscript&checkpoint=latest`.
+
+- `safetensors`: application/zip holding `model.safetensors` (G_ema weights) and `config.json`
+  (network + training config, z_dim, c_dim, resolution, versions); loads back with
+  `gan_core.export.load_safetensors`.
+- `torchscript`: one `.pt` that needs only torch: `torch.jit.load(f)(z, 0.7)` -> uint8 images,
+  the same images (within one rounding step) as POST /v1/jobs/{id}/samples for the same seeds and psi.
+
+The generator comes from the same verified, cached load as sampling; tracing runs in the threadpool.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi.concurrency import run_in_threadpool
+
+from service.api.routes.jobs import load_job
+from service.api.routes.samples import _no_checkpoint
+from service.deps import GeneratorsDep, JobsDep, TenantDep
+from service.jobs.records import CheckpointInfo, JobRecord
+from service.sampling import GeneratorCache, checkpoint_key
+from service.schemas.common import ERROR_RESPONSES
+
+router = APIRouter(prefix="/v1/jobs/{job_id}/export", tags=["export"], responses=ERROR_RESPONSES)
+
+MEDIA = {"safetensors": ("application/zip", "safetensors.zip"), "torchscript": ("application/octet-stream", "torchscript.pt")}
+
+
+def _export(cache: GeneratorCache, rec: JobRecord, ckpt: CheckpointInfo, fmt: str) -> bytes:
+    import torch
+
+    from gan_core.export import ExportError, export_bytes, export_config
+
+    if cache.threads and torch.get_num_threads() != cache.threads:
+        torch.set_num_threads(cache.threads)  # as for sampling: oversubscribed OpenMP threads crawl
+    G = cache.get(checkpoint_key(rec, ckpt), ckpt.sha256)  # 409 if the checkpoint does not verify or load
+    # The record's config is what the worker trained with; export_config takes the network part from G.
+    source = {"job_id": rec.id, "dataset_id": rec.dataset_id, "checkpoint": ckpt.name, "sha256": ckpt.sha256,
+              "kimg": ckpt.kimg}
+    try:
+        return export_bytes(G, export_config(G, rec.config, source), fmt)
+    except ExportError as e:
+        raise HTTPException(409, f"this generator cannot be exported as {fmt}: {e}") from None
+
+
+@router.get("", response_class=Response, summary="Download the generator as safetensors (+config.json, zipped) "
+            "or TorchScript (needs only torch)",
+            responses={200: {"content": {"application/zip": {}, "application/octet-stream": {}}}})
+async def export_generator(
+    job_id: str, jobs: JobsDep, generators: GeneratorsDep, tenant: TenantDep,
+    format: Annotated[Literal["safetensors", "torchscript"], Query(description="safetensors: model.safetensors + "
+                      "config.json in a zip; torchscript: a .pt for torch.jit.load")],
+    checkpoint: Annotated[str, Query(min_length=1, max_length=64, description="'latest', 'best' or a name")] = "latest",
+) -> Response:
+    rec = await run_in_threadpool(load_job, jobs, tenant, job_id)
+    ckpt = rec.checkpoint(checkpoint)
+    if ckpt is None:
+        raise _no_checkpoint(rec, checkpoint)
+    data = await run_in_threadpool(_export, generators, rec, ckpt, format)
+    media, suffix = MEDIA[format]
+    stem = ckpt.name.removesuffix(".pt")
+    return Response(data, media_type=media, headers={
+        "Content-Disposition": f'attachment; filename="{rec.id}-{stem}-{suffix}"',
+        "X-Checkpoint": ckpt.name, "X-Checkpoint-SHA256": ckpt.sha256})
