@@ -5,12 +5,18 @@ A D step builds one `RegContext` per minibatch. Regularizers ask it for D's
 input gradients on the real and fake images; the context computes each at most
 once per step (R1 and DigGAN share the real-image gradient) and hands back the
 logits too, so the main D loss reuses the same forward pass.
+
+For a class-conditional D (BigGAN's projection D) the context also carries the
+labels of the real and the fake batch; regularizers that run D on images of their
+own call `ctx.d_real(x)` / `ctx.d_fake(x)` (D with the real / fake labels, which for
+an unconditional D is plain `D(x)`). `ctx.d_loss` is the trainer's adversarial D loss
+function (logistic or hinge) for regularizers that recompute it (NICE, MaskedGAN).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -30,15 +36,35 @@ class RegContext:
     """Lazily computes D's forward pass and input gradients for one D step.
 
     `real_aug` and `fake_aug` are the augmented images (detached). A side whose
-    gradient nobody asks for is run as a plain forward pass.
+    gradient nobody asks for is run as a plain forward pass. `real_c` / `fake_c`:
+    class labels of each batch for a conditional D (None: D is called as `D(x)`).
+    `d_loss(real_logits, fake_logits)`: the trainer's D loss (None: logistic).
     """
 
-    def __init__(self, D: nn.Module, real_aug: Tensor, fake_aug: Tensor, create_graph: bool) -> None:
+    def __init__(self, D: nn.Module, real_aug: Tensor, fake_aug: Tensor, create_graph: bool,
+                 real_c: Optional[Tensor] = None, fake_c: Optional[Tensor] = None,
+                 d_loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None) -> None:
         self.D = D
         self.real_aug = real_aug
         self.fake_aug = fake_aug
         self.create_graph = create_graph
+        self.real_c = real_c
+        self.fake_c = fake_c
+        self.d_loss = d_loss
         self._cache: dict[tuple[str, bool], InputGradient] = {}
+
+    @staticmethod
+    def _call(D: nn.Module, x: Tensor, c: Optional[Tensor]) -> Tensor:
+        # Labels follow the batch: a regularizer may pass the first n images only.
+        return D(x) if c is None else D(x, c[: x.shape[0]])
+
+    def d_real(self, x: Tensor) -> Tensor:
+        """D's logits for images derived from the real batch (masked, perturbed, noised...)."""
+        return self._call(self.D, x, self.real_c)
+
+    def d_fake(self, x: Tensor) -> Tensor:
+        """D's logits for images derived from the fake batch."""
+        return self._call(self.D, x, self.fake_c)
 
     def _run(self, side: str, with_grad: bool) -> InputGradient:
         if (side, True) in self._cache:
@@ -48,7 +74,7 @@ class RegContext:
         x = (self.real_aug if side == "real" else self.fake_aug).detach()
         if with_grad:
             x = x.requires_grad_(True)
-        logits = self.D(x)
+        logits = self.d_real(x) if side == "real" else self.d_fake(x)
         grad = norms = None
         if with_grad:
             # retain_graph: the logits are reused by the main D loss after this.

@@ -20,10 +20,11 @@ from torch import Tensor, nn
 from .base import DRegularizer, RegContext, register
 
 
-def gradient_norms_at(D: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """D's logits at `x` and the per-sample L2 norm of d(sum logits)/dx, differentiable (create_graph)."""
+def gradient_norms_at(D: nn.Module, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """D's logits at `x` (with labels `c` for a conditional D) and the per-sample L2 norm of
+    d(sum logits)/dx, differentiable (create_graph)."""
     x = x.detach().requires_grad_(True)
-    logits = D(x)
+    logits = D(x) if c is None else D(x, c[: x.shape[0]])
     (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
     return logits, grad.flatten(1).norm(dim=1)
 
@@ -66,7 +67,8 @@ class GP1(DRegularizer):
 
     def penalty(self, ctx: RegContext) -> tuple[Tensor, dict[str, float]]:
         x_hat = wgan_gp_interpolates(ctx.real_aug, ctx.fake_aug)
-        _, norms = gradient_norms_at(ctx.D, x_hat)
+        # A conditional D would need a label for a real/fake mix: validate_config refuses gp1 there.
+        _, norms = gradient_norms_at(ctx.D, x_hat, ctx.real_c)
         gp = (norms - self.hparams["center"]).square().mean()
         return gp * self.weight, {"gp1": float(gp.detach()), "gp1_grad_norm": float(norms.detach().mean())}
 
@@ -86,6 +88,6 @@ class DRAGAN(DRegularizer):
 
     def penalty(self, ctx: RegContext) -> tuple[Tensor, dict[str, float]]:
         x_hat = dragan_perturb(ctx.real_aug, self.hparams["noise_scale"], bool(self.hparams["interpolate"]))
-        _, norms = gradient_norms_at(ctx.D, x_hat)
+        _, norms = gradient_norms_at(ctx.D, x_hat, ctx.real_c)  # perturbed reals keep their labels
         gp = (norms - self.hparams["center"]).square().mean()
         return gp * self.weight, {"dragan": float(gp.detach()), "dragan_grad_norm": float(norms.detach().mean())}

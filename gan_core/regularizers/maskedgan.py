@@ -160,14 +160,16 @@ class MaskedGAN(DRegularizer):
         n = max(x_r.shape[0], x_f.shape[0])
         mask, band = self.draw_masks(n, h, w)
         mask = mask.to(device=x_r.device, dtype=x_r.dtype)
-        d_loss, D = d_loss_for(ctx), ctx.D
+        d_loss = d_loss_for(ctx)
         nr, nf = x_r.shape[0], x_f.shape[0]
         zero = x_r.new_zeros(())
         l_sp = l_fr = zero
+        # Masked images keep their labels (ctx.d_real / d_fake: plain D(x) for an unconditional D).
         if hp["spatial_weight"]:
-            l_sp = d_loss(D(x_r * mask[:nr]), D(x_f * mask[:nf]))
+            l_sp = d_loss(ctx.d_real(x_r * mask[:nr]), ctx.d_fake(x_f * mask[:nf]))
         if hp["spectral_weight"]:
-            l_fr = d_loss(D(spectral_mask(x_r, band_map, band[:nr])), D(spectral_mask(x_f, band_map, band[:nf])))
+            l_fr = d_loss(ctx.d_real(spectral_mask(x_r, band_map, band[:nr])),
+                          ctx.d_fake(spectral_mask(x_f, band_map, band[:nf])))
         loss = (hp["spatial_weight"] * l_sp + hp["spectral_weight"] * l_fr) * self.weight
         probs = self.band_probabilities()
         stats = {

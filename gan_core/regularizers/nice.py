@@ -59,17 +59,18 @@ def d_loss_for(ctx: RegContext) -> LossFn:
 def noise_targets(D: nn.Module, max_res: float) -> list[nn.Module]:
     """The modules whose outputs get multiplicative noise.
 
-    A D may list them itself with a `nice_targets()` method; otherwise the
-    StyleGAN2 layout is used: blocks `b{res}` for res in `D.block_resolutions`, res <= max_res.
+    A D may list them itself with a `nice_targets(max_res)` method (the SNGAN/BigGAN ResNet D:
+    its blocks whose input resolution is <= max_res); otherwise the StyleGAN2 layout is used:
+    blocks `b{res}` for res in `D.block_resolutions`, res <= max_res.
     """
     if hasattr(D, "nice_targets"):
-        mods = list(D.nice_targets())
+        mods = list(D.nice_targets(max_res))
     else:
         resolutions = getattr(D, "block_resolutions", None)
         if resolutions is None:
             raise ValueError(
                 f"nice: cannot find intermediate blocks in {type(D).__name__}; it needs `block_resolutions` "
-                "with blocks `b{res}` (StyleGAN2 layout) or a `nice_targets()` method"
+                "with blocks `b{res}` (StyleGAN2 layout) or a `nice_targets(max_res)` method"
             )
         mods = [getattr(D, f"b{r}") for r in resolutions if r <= max_res and hasattr(D, f"b{r}")]
     if not mods:
@@ -137,11 +138,11 @@ class NICE(DRegularizer):
             x_r, x_f = ctx.real_aug.detach(), ctx.fake_aug.detach()
             with feature_noise(targets, self._noise):
                 if self.hparams["clean_ref"]:  # consistency with the clean pass the main loss already ran
-                    r1, f1 = ctx.D(x_r), ctx.D(x_f)
+                    r1, f1 = ctx.d_real(x_r), ctx.d_fake(x_f)
                     r2, f2 = real, fake
                 else:  # two independent noise draws per side
-                    r1, r2 = ctx.D(x_r), ctx.D(x_r)
-                    f1, f2 = ctx.D(x_f), ctx.D(x_f)
+                    r1, r2 = ctx.d_real(x_r), ctx.d_real(x_r)
+                    f1, f2 = ctx.d_fake(x_f), ctx.d_fake(x_f)
             cons = (r1 - r2).square().mean() + (f1 - f2).square().mean()
             loss = cons * self.weight
             if self.hparams["noisy_adv"]:
