@@ -13,7 +13,7 @@ from .archive import DatasetError, UploadLimits
 from .batches import BatchSampler, iterate_batches, to_float
 from .loading import choose_resolution, prepare_dataset
 from .prepared import PreparedDataset, load_prepared, resize_images, save_prepared
-from .synthetic import make_synthetic_dataset
+from .synthetic import make_synthetic_dataset, write_synthetic_classes, zip_folder
 
 __all__ = [
     "BatchSampler",
@@ -28,4 +28,6 @@ __all__ = [
     "resize_images",
     "save_prepared",
     "to_float",
+    "write_synthetic_classes",
+    "zip_folder",
 ]
