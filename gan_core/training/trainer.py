@@ -1,4 +1,4 @@
-"""The training loop: StyleGAN2-ADA with pluggable D regularizers (DigGAN, R1, ...).
+"""The training loop: StyleGAN2-ADA (or SNGAN/BigGAN) with pluggable D regularizers (DigGAN, R1, ...).
 
 One `Trainer` owns the networks, optimizers, augmentation and the kimg-based
 schedule. Callers watch and steer it through `TrainingCallbacks` (ticks,
@@ -14,6 +14,14 @@ the D step so they reuse its forward pass):
   EMA      : G_ema tracks G with a half-life of `ema_kimg`
 A tick (every `tick_kimg`) reports averaged stats; every `snapshot_ticks`
 ticks a checkpoint and a sample grid are written.
+
+Any `network.arch` (gan_core.networks.build_networks). `loss` picks logistic
+(non-saturating G) or hinge losses. With `d_steps` k > 1 the G step runs on every
+k-th minibatch only (G, D, D, ..., D, G, D, ...): every minibatch is one D step on
+fresh real images, so kimg, regularizer intervals and ADA count D steps / real
+images shown to D. For a class-conditional D (BigGAN), real images carry their
+dataset labels (all 0 with num_classes 1) and fakes get uniformly drawn labels,
+passed to G and D alike and to the regularizers through RegContext.
 """
 
 from __future__ import annotations
@@ -33,13 +41,13 @@ import torch
 from torch import Tensor, nn
 
 from ..augment import AdaAugment, AdaptiveP, build_augment
-from ..config import TrainConfig, config_from_dict, config_to_dict, validate_config
+from ..config import CONDITIONAL_ARCHS, TrainConfig, config_from_dict, config_to_dict, fit_to_dataset, validate_config
 from ..data import BatchSampler, PreparedDataset, resize_images, to_float
-from ..networks import Discriminator, Generator
+from ..networks import build_networks
 from ..regularizers import RegContext, build_regularizers
 from ..versions import runtime_versions
 from .checkpoint import load_checkpoint, save_checkpoint
-from .losses import PathLengthRegularizer, d_logistic_loss, g_nonsaturating_loss
+from .losses import LOSSES, PathLengthRegularizer
 from .stats import TickAccumulator
 
 LOSS_KEYS = ("loss_G", "loss_D")
@@ -99,6 +107,7 @@ class Trainer:
         progress: bool = False,
     ) -> None:
         validate_config(cfg)
+        cfg = fit_to_dataset(cfg, dataset.num_classes)  # BigGAN's num_classes 0 -> the dataset's
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.device = resolve_device(device)
@@ -109,8 +118,9 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         net = cfg.network
-        self.G = Generator(net).to(self.device).train()
-        self.D = Discriminator(net).to(self.device).train()
+        G, D = build_networks(net)
+        self.G, self.D = G.to(self.device).train(), D.to(self.device).train()
+        self.g_loss, self.d_loss = LOSSES[cfg.loss]
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.augment = build_augment(cfg.augment).to(self.device)
         self.ada = (
@@ -128,6 +138,13 @@ class Trainer:
         if images.shape[-1] != net.resolution:
             images = resize_images(images, net.resolution)
         self.images = images  # uint8 [N, 3, R, R] at the training resolution
+        # Class labels when D is conditional: the dataset's (num_classes > 1), else all 0. None = unconditional.
+        self.num_classes = net.num_classes if net.arch in CONDITIONAL_ARCHS else 0
+        self.labels: Tensor | None = None
+        if self.num_classes:
+            use = self.num_classes > 1 and dataset.labels is not None
+            self.labels = (torch.tensor(dataset.labels, dtype=torch.long) if use
+                           else torch.zeros(images.shape[0], dtype=torch.long))
         self.sampler = BatchSampler(images.shape[0], cfg.batch_size, seed=cfg.seed, mirror=cfg.mirror)
 
         # Loop state: everything here is saved in checkpoints.
@@ -152,12 +169,23 @@ class Trainer:
     def _z(self, n: int) -> Tensor:
         return torch.randn(n, self.G.z_dim, device=self.device)
 
+    def _fake_c(self, n: int) -> Tensor | None:
+        """Uniform class labels for fakes (conditional D only; no RNG draw otherwise)."""
+        if not self.num_classes:
+            return None
+        return torch.randint(self.num_classes, (n,), device=self.device)
+
+    def _D(self, img: Tensor, c: Tensor | None) -> Tensor:
+        return self.D(img) if c is None else self.D(img, c)
+
     def _generator_step(self, acc: TickAccumulator) -> None:
         cfg = self.cfg
         self.D.requires_grad_(False)
+        z = self._z(cfg.batch_size)
+        c = self._fake_c(cfg.batch_size)
         # update_w_avg: track the mean w (what truncation pulls towards), as NVlabs does in its G phase.
-        fake = self.G(self._z(cfg.batch_size), update_w_avg=True)
-        loss_G = g_nonsaturating_loss(self.D(self.augment(fake)))
+        fake = self.G(z, c, update_w_avg=True)
+        loss_G = self.g_loss(self._D(self.augment(fake), c))
         self.G_opt.zero_grad(set_to_none=True)
         loss_G.backward()
         if self.path_length is not None and self.batch_idx % cfg.pl_interval == 0:
@@ -168,22 +196,27 @@ class Trainer:
         self.D.requires_grad_(True)
         acc.add("loss_G", loss_G)
 
-    def _discriminator_step(self, real: Tensor, acc: TickAccumulator) -> None:
+    def _discriminator_step(self, real: Tensor, acc: TickAccumulator, real_c: Tensor | None = None) -> None:
         cfg = self.cfg
         with torch.no_grad():
-            fake_aug = self.augment(self.G(self._z(cfg.batch_size)))
+            z = self._z(cfg.batch_size)
+            fake_c = self._fake_c(cfg.batch_size)
+            fake_aug = self.augment(self.G(z, fake_c))
             real_aug = self.augment(real)
+        if fake_c is not None and real_c is None:
+            raise ValueError("this D is class-conditional: pass the real batch's labels (next_real_batch_and_labels)")
         due = [r for r in self.regularizers if r.is_due(self.batch_idx)]
         # DIG is reported every tick, with or without DigGAN: measure it on the
         # first step of a tick if no regularizer due this step computes both sides.
         measure_dig = acc.count("dig") == 0
         need_real = measure_dig or any(r.needs_real_grad for r in due)
         need_fake = measure_dig or any(r.needs_fake_grad for r in due)
-        ctx = RegContext(self.D, real_aug, fake_aug, create_graph=bool(due))
+        ctx = RegContext(self.D, real_aug, fake_aug, create_graph=bool(due), real_c=real_c, fake_c=fake_c,
+                         d_loss=self.d_loss)
         real_out = ctx.real(with_grad=need_real)
         fake_out = ctx.fake(with_grad=need_fake)
 
-        loss = d_logistic_loss(real_out.logits, fake_out.logits)
+        loss = self.d_loss(real_out.logits, fake_out.logits)
         acc.add("loss_D", loss)
         for reg in due:
             penalty, reg_stats = reg.penalty(ctx)
@@ -217,16 +250,23 @@ class Trainer:
             for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
                 b_ema.copy_(b)
 
-    def next_real_batch(self) -> Tensor:
+    def next_real_batch_and_labels(self) -> tuple[Tensor, Tensor | None]:
+        """The next real minibatch (float, x-flipped per the sampler) and its labels (None: unconditional)."""
         idx, flips = next(self.sampler)
         x = self.images[idx]
         x = torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
-        return to_float(x.to(self.device))
+        c = self.labels[idx].to(self.device) if self.labels is not None else None
+        return to_float(x.to(self.device)), c
+
+    def next_real_batch(self) -> Tensor:
+        return self.next_real_batch_and_labels()[0]
 
     def train_step(self, acc: TickAccumulator) -> None:
-        real = self.next_real_batch()
-        self._generator_step(acc)
-        self._discriminator_step(real, acc)
+        """One minibatch: a D step, preceded by a G step on every `d_steps`-th minibatch."""
+        real, real_c = self.next_real_batch_and_labels()
+        if self.batch_idx % self.cfg.d_steps == 0:
+            self._generator_step(acc)
+        self._discriminator_step(real, acc, real_c)
         self.cur_nimg += self.cfg.batch_size
         self.batch_idx += 1
         self._update_ema()
@@ -383,7 +423,9 @@ class Trainer:
         kimg = self.cur_nimg / 1000
         rng_state = torch.get_rng_state()
         grid_path = self.run_dir / "grids" / f"grid-{kimg:09.3f}.png"
-        images = generate_images(self.G_ema, list(range(self.cfg.num_grid)), psi=1.0, device=self.device)
+        seeds = list(range(self.cfg.num_grid))
+        classes = [s % self.num_classes for s in seeds] if self.num_classes else None  # seed i shows class i % K
+        images = generate_images(self.G_ema, seeds, psi=1.0, device=self.device, class_index=classes)
         make_grid(images).save(grid_path)
         try:
             metrics, is_best = self._snapshot_metrics(kimg)
