@@ -10,12 +10,17 @@ from typing import Any, Sequence
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .config import preset_names
+    from .config import ARCH_PRESETS, preset_names
 
     p = sub.add_parser("train", help="train a GAN on a folder or zip of images")
     p.add_argument("--data", required=True, help="folder, zip, or prepared dataset zip")
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, grids, stats.jsonl)")
-    p.add_argument("--preset", default="cpu-tiny", choices=preset_names())
+    p.add_argument("--preset", choices=preset_names(),
+                   help="starting config (default: --arch's preset, cpu-tiny for stylegan2)")
+    p.add_argument("--arch", choices=list(ARCH_PRESETS),
+                   help="backbone: stylegan2 (cpu-tiny), sngan (sngan-32) or biggan (biggan-32, class-conditional)")
+    p.add_argument("--class-folders", action=argparse.BooleanOptionalAction, default=None,
+                   help="read one folder per class as labels (default: on for biggan, off otherwise)")
     p.add_argument("--kimg", type=float, help="training length in thousands of real images")
     p.add_argument("--resume", type=Path, help="checkpoint to continue from")
     p.add_argument("--init-from", type=Path, metavar="PATH",
@@ -44,7 +49,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def build_train_config(args: argparse.Namespace) -> Any:
     from .config import RegularizerConfig, apply_overrides, get_preset
 
-    cfg = get_preset(args.preset)
+    cfg = get_preset(train_preset_name(args))
     if args.kimg is not None:
         cfg.kimg = args.kimg
     if args.augment:
@@ -90,6 +95,20 @@ def build_train_config(args: argparse.Namespace) -> Any:
     return apply_overrides(cfg, overrides) if overrides else cfg
 
 
+def train_preset_name(args: argparse.Namespace) -> str:
+    """--preset, else --arch's preset, else cpu-tiny; a --preset of another arch than --arch is an error."""
+    from .config import ARCH_PRESETS, get_preset
+
+    arch = getattr(args, "arch", None)
+    if getattr(args, "preset", None) is None:
+        return ARCH_PRESETS[arch or "stylegan2"]
+    preset_arch = get_preset(args.preset).network.arch
+    if arch is not None and arch != preset_arch:
+        raise ValueError(f"--preset {args.preset} is a {preset_arch} preset but --arch is {arch}; "
+                         f"drop one of them or use --preset {ARCH_PRESETS[arch]}")
+    return args.preset
+
+
 def parse_reg(spec: str) -> Any:
     """'lecam:0.3:1:decay=0.99' -> RegularizerConfig (interval defaults to the regularizer's suggestion)."""
     from .config import RegularizerConfig
@@ -108,15 +127,19 @@ def parse_reg(spec: str) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .config import config_to_dict
+    from .config import CONDITIONAL_ARCHS, config_to_dict, fit_to_dataset
     from .data import prepare_dataset
     from .training import Trainer, TrainingCallbacks
 
     cfg = build_train_config(args)
     pretrained = _init_from(args, cfg) if args.init_from else None
-    dataset = prepare_dataset(args.data, resolution=cfg.network.resolution)
+    class_folders = args.class_folders
+    if class_folders is None:
+        class_folders = cfg.network.arch in CONDITIONAL_ARCHS and cfg.network.num_classes != 1
+    dataset = prepare_dataset(args.data, resolution=cfg.network.resolution, class_folders=class_folders)
     for w in dataset.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    cfg = fit_to_dataset(cfg, dataset.num_classes)  # biggan: num_classes from the class folders
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
 
@@ -174,6 +197,9 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ckpt", required=True, type=Path)
     p.add_argument("--seeds", default="0-15", help="e.g. 0-15 or 1,5,9")
     p.add_argument("--psi", type=float, default=0.7, help="truncation psi (1 = none)")
+    p.add_argument("--class", dest="class_index", metavar="K[,K...]",
+                   help="class-conditional checkpoints (biggan): one class for every seed, or one per seed "
+                        "(default: each seed's own class)")
     p.add_argument("--out", required=True, type=Path, help="grid .png, a folder for single images, or .gif with --interp")
     p.add_argument("--interp", help="A,B: write an interpolation GIF between two seeds")
     p.add_argument("--frames", type=int, default=24)
@@ -185,12 +211,15 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from .sampling import generate_images, interpolation_frames, load_generator, make_grid, parse_seeds, save_gif, to_pil_list
 
     G, _ = load_generator(args.ckpt, args.device)
+    classes = _parse_classes(args.class_index)
     if args.interp:
         a, b = (int(s) for s in args.interp.split(","))
-        save_gif(interpolation_frames(G, a, b, steps=args.frames, psi=args.psi), args.out)
+        if isinstance(classes, list):
+            raise ValueError("--interp keeps one class along the walk: give --class K")
+        save_gif(interpolation_frames(G, a, b, steps=args.frames, psi=args.psi, class_index=classes), args.out)
     else:
         seeds = parse_seeds(args.seeds)
-        images = generate_images(G, seeds, psi=args.psi)
+        images = generate_images(G, seeds, psi=args.psi, class_index=classes)
         if args.out.suffix.lower() in (".png", ".jpg", ".jpeg"):
             args.out.parent.mkdir(parents=True, exist_ok=True)
             make_grid(images).save(args.out)
@@ -200,6 +229,19 @@ def _cmd_sample(args: argparse.Namespace) -> int:
                 img.save(args.out / f"seed{seed:04d}.png")
     print(json.dumps({"out": str(args.out)}))
     return 0
+
+
+def _parse_classes(spec: str | None) -> int | list[int] | None:
+    """'3' -> 3 (every seed); '0,1,2' -> one class per seed; None -> None."""
+    if spec is None:
+        return None
+    try:
+        values = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--class {spec!r}: give a class index, or one per seed separated by commas") from None
+    if not values:
+        raise ValueError("--class needs a class index")
+    return values[0] if len(values) == 1 and "," not in spec else values
 
 
 def _add_memorization(sub: argparse._SubParsersAction) -> None:

@@ -17,6 +17,7 @@ ARCHS = ("stylegan2", "sngan", "biggan")
 CONDITIONAL_ARCHS = ("biggan",)
 FIXED_RESOLUTION_ARCHS = {"sngan": 32, "biggan": 32}  # the papers' CIFAR architectures only
 LOSSES = ("logistic", "hinge")
+ARCH_PRESETS = {"stylegan2": "cpu-tiny", "sngan": "sngan-32", "biggan": "biggan-32"}  # an arch's starting preset
 # Regularizers that cannot work on an architecture, and why (validate_config says so).
 UNSUPPORTED_REGULARIZERS = {
     "biggan": {"gp1": "GP-1 needs D's value between a real and a fake image, which have different classes, so a "

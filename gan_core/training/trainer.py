@@ -332,7 +332,8 @@ class Trainer:
         with open(self.run_dir / "stats.jsonl", "a") as f:
             f.write(json.dumps(stats) + "\n")
         if pbar is not None:
-            pbar.set_postfix(lossG=f"{stats['loss_G']:.3f}", lossD=f"{stats['loss_D']:.3f}",
+            fmt = lambda v: f"{v:.3f}" if v is not None else "-"  # noqa: E731  (no G step in a short tick with d_steps > 1)
+            pbar.set_postfix(lossG=fmt(stats["loss_G"]), lossD=fmt(stats["loss_D"]),
                              dig=f"{stats['dig']:.3g}" if stats["dig"] is not None else "-",
                              p=f"{stats['augment_p']:.2f}")
         return stats
