@@ -92,14 +92,48 @@ def checkpoint_key(rec: JobRecord, ckpt: CheckpointInfo) -> str:
     return keys.job_checkpoint(rec.tenant, rec.id, ckpt.name)
 
 
-def generate(cache: GeneratorCache, rec: JobRecord, ckpt: CheckpointInfo, seeds: list[int], psi: float) -> "torch.Tensor":
+class BadClass(ValueError):
+    """A class index the job's generator does not have (422 for the API)."""
+
+
+def job_num_classes(config: dict[str, Any]) -> int | None:
+    """Classes a job's generator is conditioned on: 0 = unconditional, None = conditional but not known
+    from the config (num_classes 0 = "from the dataset"; the checkpoint then knows)."""
+    from gan_core.config import CONDITIONAL_ARCHS
+
+    net = config.get("network") or {}
+    if (net.get("arch") or "stylegan2") not in CONDITIONAL_ARCHS:
+        return 0
+    return int(net.get("num_classes") or 0) or None
+
+
+def check_class(rec: JobRecord, class_index: int | None) -> None:
+    """Raise BadClass with what to send instead when `class_index` does not fit the job."""
+    if class_index is None:
+        return
+    k = job_num_classes(rec.config)
+    if k == 0:
+        arch = (rec.config.get("network") or {}).get("arch") or "stylegan2"
+        raise BadClass(f"job {rec.id} trains an unconditional {arch} model, so it takes no class_index; omit it "
+                       "(class-conditional jobs use preset biggan-32 on a dataset uploaded with class_folders)")
+    if k is not None and class_index >= k:
+        raise BadClass(f"class_index must be in [0, {k - 1}] for job {rec.id} ({k} classes), got {class_index}")
+
+
+def generate(cache: GeneratorCache, rec: JobRecord, ckpt: CheckpointInfo, seeds: list[int], psi: float,
+             class_index: int | None = None) -> "torch.Tensor":
     import torch
     from gan_core.sampling import generate_images
 
     if cache.threads and torch.get_num_threads() != cache.threads:
         torch.set_num_threads(cache.threads)  # process-wide; oversubscribed OpenMP threads are very slow
     G = cache.get(checkpoint_key(rec, ckpt), ckpt.sha256)
-    return generate_images(G, seeds, psi=psi, batch_size=16, device=cache.device)
+    try:
+        return generate_images(G, seeds, psi=psi, batch_size=16, device=cache.device, class_index=class_index)
+    except ValueError as e:  # only the class check raises here: the checkpoint knows its classes
+        if class_index is None:
+            raise
+        raise BadClass(f"{e} (job {rec.id})") from None
 
 
 def png_bytes(img: Any) -> bytes:

@@ -41,6 +41,7 @@ class Upload:
     files: list[UploadFile] = field(default_factory=list)
     name: str | None = None
     resolution: int | None = None
+    class_folders: bool = False  # one top-level folder per class -> labels (for class-conditional jobs)
 
     async def close(self) -> None:
         for f in ([self.archive] if self.archive else []) + self.files:
@@ -94,6 +95,8 @@ async def receive_upload(request: Request, settings: Settings) -> Upload:
             up.name = value
         elif key == "resolution" and isinstance(value, str) and value.strip():
             up.resolution = _parse_resolution(value)
+        elif key == "class_folders" and isinstance(value, str):
+            up.class_folders = _parse_bool("class_folders", value)
         elif isinstance(value, UploadFile):
             await value.close()
     if up.archive is None and not up.files:
@@ -115,6 +118,15 @@ def _parse_resolution(value: str) -> int:
     if r < 32 or r > 1024 or r & (r - 1):
         raise HTTPException(422, f"resolution must be a power of two in [32, 1024], got {r}")
     return r
+
+
+def _parse_bool(field: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("", "0", "false", "no", "off"):
+        return False
+    raise HTTPException(422, f"{field} must be true or false, got {value[:40]!r}")
 
 
 def _clean_name(name: str | None, fallback: str) -> str:
@@ -170,7 +182,7 @@ def ingest(upload: Upload, tenant: str, settings: Settings, store: ObjectStore, 
             fallback = "dataset"
         try:
             ds = prepare_dataset(source, resolution=upload.resolution, min_images=settings.min_dataset_images,
-                                 limits=upload_limits(settings))
+                                 limits=upload_limits(settings), class_folders=upload.class_folders)
         except DatasetError as e:
             raise HTTPException(422, str(e)) from None
         except Exception as e:  # hostile input must never become a 5xx; the log keeps the traceback
@@ -186,6 +198,7 @@ def ingest(upload: Upload, tenant: str, settings: Settings, store: ObjectStore, 
             num_images=int(ds.images.shape[0]), resolution=int(ds.resolution), warnings=list(ds.warnings),
             size_bytes=prepared.stat().st_size, original_bytes=original.stat().st_size,
             source="zip" if upload.archive is not None else "files",
+            num_classes=ds.num_classes, class_names=list(ds.class_names or []),
         )
         if before_store is not None:
             before_store(rec.size_bytes + rec.original_bytes)

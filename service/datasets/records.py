@@ -19,6 +19,8 @@ class DatasetRecord(BaseModel):
     size_bytes: int = 0
     original_bytes: int = 0
     source: str = "zip"  # "zip" | "files"
+    num_classes: int = 0  # > 0 when uploaded with class_folders: labels for class-conditional jobs (biggan)
+    class_names: list[str] = Field(default_factory=list)  # label k = class_names[k] (sorted folder names)
 
 
 class DatasetRepo:

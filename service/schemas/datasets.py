@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Dataset(BaseModel):
@@ -13,6 +13,8 @@ class Dataset(BaseModel):
     warnings: list[str] = []
     created_at: datetime
     size_bytes: int = 0  # the prepared dataset's stored size
+    num_classes: int = Field(default=0, description="classes from the upload's class folders (0 = unlabelled)")
+    class_names: list[str] = Field(default_factory=list, description="class index k = class_names[k]")
 
 
 class DatasetList(BaseModel):

@@ -17,6 +17,10 @@ class SampleRequest(BaseModel):
     checkpoint: str = Field(default="latest", min_length=1, max_length=64, description="'latest', 'best' or a name")
     format: Literal["grid", "zip", "json"] = "grid"
     nrow: int | None = Field(default=None, ge=1, le=64, description="grid columns (default: near-square)")
+    class_index: int | None = Field(
+        default=None, ge=0, le=1_000_000,
+        description="class-conditional jobs (biggan): the class of every sample, 0..num_classes-1 (the dataset's "
+                    "class_names order); default: each seed's own class")
 
 
 class SampleImage(BaseModel):
@@ -32,3 +36,4 @@ class SampleSet(BaseModel):
     psi: float
     created_at: datetime
     images: list[SampleImage]
+    class_index: int | None = None

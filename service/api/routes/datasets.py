@@ -28,6 +28,10 @@ _UPLOAD_BODY = {
                                   "description": "images, as repeated fields (instead of `file`)"},
                         "name": {"type": "string", "maxLength": 200},
                         "resolution": {"type": "integer", "description": "power of two in [32, 1024]; default from the images"},
+                        "class_folders": {"type": "boolean", "default": False,
+                                          "description": "one top-level folder per class in the zip -> class labels "
+                                                         "(class k = k-th folder name in sorted order), for "
+                                                         "class-conditional jobs (preset biggan-32)"},
                     },
                 }
             }

@@ -15,7 +15,7 @@ from service.auth import check_storage
 from service.deps import GeneratorsDep, JobsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
 from service.ids import is_valid_id, new_id
 from service.jobs.records import JobRecord, utcnow
-from service.sampling import generate, grid_png, individual_pngs, zip_pngs
+from service.sampling import BadClass, check_class, generate, grid_png, individual_pngs, zip_pngs
 from service.schemas.common import ERROR_RESPONSES
 from service.schemas.samples import SampleImage, SampleRequest, SampleSet
 
@@ -54,11 +54,20 @@ async def create_samples(job_id: str, req: SampleRequest, request: Request, sett
     rec = await run_in_threadpool(load_job, jobs, tenant, job_id)
     if req.format == "json" and principal.quotas is not None:  # only this format stores anything
         await run_in_threadpool(check_storage, store, principal)
+    try:
+        check_class(rec, req.class_index)  # before any checkpoint is loaded
+    except BadClass as e:
+        raise HTTPException(422, str(e)) from None
     ckpt = rec.checkpoint(req.checkpoint)
     if ckpt is None:
         raise _no_checkpoint(rec, req.checkpoint)
-    images = await run_in_threadpool(generate, generators, rec, ckpt, seeds, req.psi)  # 409 if unreadable
+    try:
+        images = await run_in_threadpool(generate, generators, rec, ckpt, seeds, req.psi, req.class_index)  # 409 if unreadable
+    except BadClass as e:
+        raise HTTPException(422, str(e)) from None
     headers = {"X-Checkpoint": ckpt.name, "X-Seeds": ",".join(map(str, seeds))[:2000]}
+    if req.class_index is not None:
+        headers["X-Class"] = str(req.class_index)
     if req.format == "grid":
         png = await run_in_threadpool(grid_png, images, req.nrow)
         return Response(png, media_type="image/png", headers=headers)
@@ -68,19 +77,20 @@ async def create_samples(job_id: str, req: SampleRequest, request: Request, sett
         headers["Content-Disposition"] = f'attachment; filename="{rec.id}-samples.zip"'
         return Response(data, media_type="application/zip", headers=headers)
     sample_set = await run_in_threadpool(_store_samples, store, rec, ckpt.name, req.psi, seeds, pngs,
-                                         str(request.base_url).rstrip("/"))
+                                         str(request.base_url).rstrip("/"), req.class_index)
     return JSONResponse(sample_set.model_dump(mode="json"), status_code=201, headers=headers)
 
 
 def _store_samples(store, rec: JobRecord, ckpt_name: str, psi: float, seeds: list[int], pngs: list[bytes],
-                   base_url: str) -> SampleSet:
+                   base_url: str, class_index: int | None = None) -> SampleSet:
     sample_id = new_id("smp")
     prefix = keys.job_sample_prefix(rec.tenant, rec.id, sample_id)
     base = f"{base_url}/v1/jobs/{rec.id}/samples/{sample_id}/images"
     for i, png in enumerate(pngs):
         store.put_bytes(f"{prefix}{i:04d}.png", png, "image/png")
     sset = SampleSet(id=sample_id, job_id=rec.id, checkpoint=ckpt_name, psi=psi, created_at=utcnow(),
-                     images=[SampleImage(index=i, seed=s, url=f"{base}/{i}") for i, s in enumerate(seeds)])
+                     images=[SampleImage(index=i, seed=s, url=f"{base}/{i}") for i, s in enumerate(seeds)],
+                     class_index=class_index)
     store.put_bytes(f"{prefix}samples.json", sset.model_dump_json().encode(), "application/json")  # published last
     return sset
 
