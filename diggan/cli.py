@@ -150,6 +150,8 @@ def watch(c: DigganClient, job_id: str) -> int:
                 if total:
                     bar.total = float(total)
                 post["status"] = status
+                if status in TERMINAL:  # a last tick may follow; the record's kimg is final already
+                    bar.n = float((job.get("progress") or {}).get("kimg") or bar.n)
                 if job.get("latest_checkpoint") and job["latest_checkpoint"] != seen_ckpt:
                     seen_ckpt = job["latest_checkpoint"]
                     post.update(_snapshot_metrics(c, job_id, seen_ckpt))
