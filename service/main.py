@@ -13,9 +13,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.routes import catalog, datasets, export, health, interpolation, jobs, reports, samples, ui
+from service.api.routes import models as model_routes
 from service.auth import KeyStore, QuotaExceeded, RateLimiter
 from service.datasets import DatasetRepo
 from service.jobs import JobRepo
+from service.models import ModelRepo
 from service.jobs.sweep import sweep_stale_jobs
 from service.queue import enqueue_train
 from service.sampling import CheckpointUnreadable, GeneratorCache
@@ -122,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = store
     app.state.jobs = JobRepo(store)
     app.state.datasets = DatasetRepo(store)
+    app.state.models = ModelRepo(store)
     app.state.celery = make_celery(settings)
     app.state.generators = GeneratorCache(store, settings.generator_cache_size, settings.sample_device,
                                           settings.sample_threads)
@@ -131,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     for module in (health, datasets, jobs, samples, interpolation, export, reports, catalog, ui):
         app.include_router(module.router)
+    app.include_router(model_routes.router)
     ui.mount(app)  # the dashboard's static files under /ui/
     return app
 

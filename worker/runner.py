@@ -222,6 +222,8 @@ class JobRunner:
             self._fetch_feature_cache()
             trainer = Trainer(cfg, dataset, self.run_root, device=self.device, callbacks=_Callbacks(self),
                               resume_from=resume)
+            if resume is None:  # a resumed job has its own weights, which win over init_from
+                self._apply_init_from(trainer, run_dir)
             try:
                 result = trainer.run()
             except TrainingDiverged as e:
@@ -268,7 +270,27 @@ class JobRunner:
 
         self._update(note)
         self.run_root = run_dir / "run-rollback"
-        return Trainer(cfg, dataset, self.run_root, device=self.device, callbacks=callbacks_cls(self))
+        trainer = Trainer(cfg, dataset, self.run_root, device=self.device, callbacks=callbacks_cls(self))
+        self._apply_init_from(trainer, run_dir)  # "the start" of a transfer job is the pretrained weights
+        return trainer
+
+    def _apply_init_from(self, trainer: Any, run_dir: Path) -> None:
+        """Load the pretrained G, D and G_ema the job starts from (its `init_from`), before the first step."""
+        init = self.rec.init_from
+        if not init:
+            return
+        from gan_core.training.transfer import PretrainedError, apply_pretrained
+        from service.models.sources import describe, fetch_init_weights
+
+        try:
+            path = fetch_init_weights(self.store, self.tenant, init, run_dir / "init")
+            apply_pretrained(trainer, path)
+        except ObjectNotFound:
+            raise UserError(f"the pretrained weights this job starts from ({describe(init)}) no longer exist; "
+                            "upload them again and start a new job") from None
+        except PretrainedError as e:
+            raise UserError(f"could not start from {describe(init)}: {e}") from None
+        log.info("job %s starts from %s", self.job_id, describe(init))
 
     def _record_provenance(self, ds_path: Path) -> None:
         """What this attempt trains with, beside the resolved config: software versions and the data's hash."""

@@ -85,6 +85,7 @@ class JobRecord(BaseModel):
     latest_checkpoint: str | None = None
     best_checkpoint: str | None = None
     resumes: list[dict[str, Any]] = Field(default_factory=list)  # {attempt, kimg, at}: evidence of resume
+    init_from: dict[str, Any] | None = None  # pretrained start, resolved at creation (service/models/sources.py)
     idempotency_key_hash: str | None = None
 
     @property
