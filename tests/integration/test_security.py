@@ -83,6 +83,7 @@ ROUTES = [
     ("GET", "/v1/jobs/{job}/samples/{smp}/images/0", None, 200),
     ("GET", "/v1/jobs/{job}/report/curves.png", None, 200),
     ("GET", "/v1/jobs/{job}/report/memorization", None, 409),  # owner: the fake checkpoint is refused
+    ("GET", "/v1/jobs/{job}/export?format=torchscript", None, 409),  # owner: the fake checkpoint is refused
     ("DELETE", "/v1/datasets/{ds}", None, 409),  # the job we created above is still queued
 ]
 
