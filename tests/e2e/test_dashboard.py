@@ -191,9 +191,13 @@ def test_dashboard_upload_train_watch_and_sample(browser, stack, tmp_path, shots
         # Sampler: a 2x2 grid, then an animated interpolation GIF.
         page.fill("#sampler-psi", "0.7")
         page.fill("#sampler-seeds", "0-3")
+        assert page.eval_on_selector_all("#sampler-checkpoint option", "os => os.map(o => o.value)") == [
+            "latest", "best", "ckpt-00000.064.pt", "ckpt-00000.032.pt"]
+        page.select_option("#sampler-checkpoint", "ckpt-00000.032.pt")
         page.click("#sampler-go")
         wait_image(page, "#sampler-grid", 2 * (RES + 2) + 2)
         assert page.is_hidden(".imgwrap:has(#sampler-grid) .msg.error")
+        assert "ckpt-00000.032.pt" in page.inner_text("#sampler-grid-note")
         page.fill("#interp-a", "3")
         page.fill("#interp-b", "9")
         page.fill("#interp-steps", "6")
