@@ -15,3 +15,6 @@ class InterpolationRequest(BaseModel):
     checkpoint: str = Field(default="latest", min_length=1, max_length=64, description="'latest', 'best' or a name")
     duration_ms: int = Field(default=80, ge=20, le=2000, description="how long each frame shows")
     boomerang: bool = Field(default=True, description="play back to seed_a, so the loop has no jump")
+    class_index: int | None = Field(
+        default=None, ge=0, le=1_000_000,
+        description="class-conditional jobs (biggan): the class along the whole walk; default: seed_a's own class")

@@ -40,7 +40,7 @@ def world(tmp_path_factory):
         def add(r):
             r.checkpoints, r.latest_checkpoint = [info], NAME
         srv.app.state.jobs.update("default", job, add)
-        yield {"c": c, "job": job, "bare": bare, "res": cfg.network.resolution}
+        yield {"c": c, "srv": srv, "ds": ds, "job": job, "bare": bare, "res": cfg.network.resolution}
 
 
 def frames_of(data: bytes) -> list[np.ndarray]:
@@ -86,10 +86,42 @@ def test_gif_walks_from_seed_a_to_seed_b(world):
     ({"seed_a": 0, "seed_b": 1, "duration_ms": 5}, 422, "duration_ms"),
     ({"seed_a": 0, "seed_b": 1, "frames": 8}, 422, "frames"),  # unknown field: said, not ignored
     ({"seed_a": 0, "seed_b": 1, "checkpoint": "ckpt-nope.pt"}, 404, "no checkpoint"),
-], ids=["steps-1", "steps-65", "psi", "seed-negative", "no-seed-b", "duration", "unknown-field", "unknown-ckpt"])
+    ({"seed_a": 0, "seed_b": 1, "class_index": 2}, 422, "takes no class_index"),  # an unconditional StyleGAN2
+], ids=["steps-1", "steps-65", "psi", "seed-negative", "no-seed-b", "duration", "unknown-field", "unknown-ckpt",
+        "class-unconditional"])
 def test_bad_requests_say_what_to_fix(world, body, status, words):
     r = world["c"].post(f"/v1/jobs/{world['job']}/samples/interpolation", json=body)
     assert r.status_code == status and words in r.json()["detail"], r.text
+
+
+def test_class_conditional_walk_keeps_one_class(world, tmp_path):
+    """A biggan-32 job (3 classes): the walk takes class_index, checked against the job's classes."""
+    from gan_core.networks import build_generator
+
+    c, srv = world["c"], world["srv"]
+    job = c.post("/v1/jobs", json={"dataset_id": world["ds"], "kimg": 1}).json()["id"]
+    assert c.post(f"/v1/jobs/{job}/cancel").json()["status"] == "canceled"
+    cfg = get_preset("biggan-32")
+    cfg.network.num_classes = 3
+    torch.manual_seed(0)
+    data = checkpoint_bytes({"config": config_to_dict(cfg), "G_ema": build_generator(cfg.network).state_dict()})
+    srv.store.put_bytes(objkeys.job_checkpoint("default", job, NAME), data)
+    info = CheckpointInfo(name=NAME, kimg=0.032, sha256=sha256_hex(data), size=len(data), created_at=utcnow(), final=True)
+
+    def as_biggan(r):
+        r.config, r.checkpoints, r.latest_checkpoint = config_to_dict(cfg), [info], NAME
+    srv.app.state.jobs.update("default", job, as_biggan)
+
+    url = f"/v1/jobs/{job}/samples/interpolation"
+    walks = {k: c.post(url, json={"seed_a": 1, "seed_b": 2, "steps": 3, "boomerang": False, "class_index": k})
+             for k in (0, 2)}
+    for r in walks.values():
+        assert r.status_code == 200 and r.headers["content-type"] == "image/gif", r.text
+        assert [f.shape for f in frames_of(r.content)] == [(32, 32, 3)] * 3
+    assert walks[0].content != walks[2].content  # the class changes the pictures
+    assert c.post(url, json={"seed_a": 1, "seed_b": 2, "steps": 3}).status_code == 200  # seed_a's own class
+    r = c.post(url, json={"seed_a": 1, "seed_b": 2, "class_index": 3})
+    assert r.status_code == 422 and "class_index must be in [0, 2]" in r.json()["detail"]
 
 
 def test_no_checkpoint_or_no_job(world):

@@ -15,7 +15,7 @@ from service.api.routes.jobs import load_job
 from service.api.routes.samples import _no_checkpoint
 from service.deps import GeneratorsDep, JobsDep, SettingsDep, TenantDep
 from service.jobs.records import CheckpointInfo, JobRecord
-from service.sampling import GeneratorCache, checkpoint_key
+from service.sampling import BadClass, GeneratorCache, check_class, checkpoint_key
 from service.schemas.common import ERROR_RESPONSES
 from service.schemas.interpolation import InterpolationRequest
 
@@ -36,7 +36,13 @@ def interpolation_gif(cache: GeneratorCache, rec: JobRecord, ckpt: CheckpointInf
     if cache.threads and torch.get_num_threads() != cache.threads:
         torch.set_num_threads(cache.threads)  # as in service.sampling.generate
     G = cache.get(checkpoint_key(rec, ckpt), ckpt.sha256)
-    frames = interpolation_frames(G, req.seed_a, req.seed_b, steps=req.steps, psi=req.psi, device=cache.device)
+    try:
+        frames = interpolation_frames(G, req.seed_a, req.seed_b, steps=req.steps, psi=req.psi, device=cache.device,
+                                      class_index=req.class_index)
+    except ValueError as e:  # only the class check raises here: the checkpoint knows its classes
+        if req.class_index is None:
+            raise
+        raise BadClass(f"{e} (job {rec.id})") from None
     if req.boomerang and len(frames) > 2:
         frames = frames + frames[-2:0:-1]  # back again, without repeating either end
     buf = io.BytesIO()
@@ -50,10 +56,14 @@ async def create_interpolation(job_id: str, req: InterpolationRequest, settings:
                                generators: GeneratorsDep, tenant: TenantDep) -> Response:
     _check(req, settings)
     rec = await run_in_threadpool(load_job, jobs, tenant, job_id)
-    ckpt = rec.checkpoint(req.checkpoint)
-    if ckpt is None:
-        raise _no_checkpoint(rec, req.checkpoint)
-    gif = await run_in_threadpool(interpolation_gif, generators, rec, ckpt, req)  # 409 if unreadable
+    try:
+        check_class(rec, req.class_index)  # before any checkpoint is loaded
+        ckpt = rec.checkpoint(req.checkpoint)
+        if ckpt is None:
+            raise _no_checkpoint(rec, req.checkpoint)
+        gif = await run_in_threadpool(interpolation_gif, generators, rec, ckpt, req)  # 409 if unreadable
+    except BadClass as e:
+        raise HTTPException(422, str(e)) from None
     return Response(gif, media_type="image/gif",
                     headers={"X-Checkpoint": ckpt.name, "Content-Disposition": f'inline; filename="{rec.id}-'
                              f'{req.seed_a}-{req.seed_b}.gif"'})
