@@ -294,10 +294,15 @@ class JobRunner:
 
     def _record_provenance(self, ds_path: Path) -> None:
         """What this attempt trains with, beside the resolved config: software versions and the data's hash."""
-        from gan_core.training.checkpoint import sha256_hex
+        import hashlib
+
         from gan_core.versions import runtime_versions
 
-        versions, digest = runtime_versions(self.device), sha256_hex(ds_path.read_bytes())
+        h = hashlib.sha256()
+        with ds_path.open("rb") as f:  # streamed: a prepared set can be large
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        versions, digest = runtime_versions(self.device), h.hexdigest()
 
         def note(r: JobRecord) -> None:
             r.versions, r.dataset_sha256 = versions, digest

@@ -201,7 +201,13 @@ def test_upload_create_watch_sample_download_export(stack, image_folder, tmp_pat
 
 def test_cancel_exits_nonzero_and_errors_carry_the_server_message(stack, image_folder, tmp_path):
     srv, worker, client, cli = stack
-    ds = client.upload_dataset(image_folder)
+    zipped = tmp_path / "faces.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for p in sorted(image_folder.glob("*.png")):
+            zf.write(p, f"faces/{p.name}")
+    ds = cli.json("datasets", "upload", str(zipped))  # a .zip is sent as it is
+    assert ds["num_images"] == 8 and ds["name"] == "faces" and not ds["warnings"]
+    assert cli.json("datasets", "get", ds["id"])["id"] == ds["id"]
     job = cli.json("jobs", "create", "--dataset", ds["id"], "--kimg", "5", "--tick-kimg", "0.016",
                    "--snapshot-kimg", "0.032")
     _wait(client, job["id"], lambda j: j["status"] == "running" and j["progress"]["kimg"] > 0, 180, worker)
