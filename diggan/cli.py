@@ -135,7 +135,8 @@ def watch(c: DigganClient, job_id: str) -> int:
 
     job = c.get_job(job_id)
     progress = job.get("progress") or {}
-    bar = tqdm(total=float(progress.get("total_kimg") or 0) or None, initial=float(progress.get("kimg") or 0),
+    total = float(progress.get("total_kimg") or (job.get("config") or {}).get("kimg") or 1.0)
+    bar = tqdm(total=total, initial=float(progress.get("kimg") or 0),
                unit="kimg", desc=job_id, file=sys.stderr, dynamic_ncols=True, mininterval=0,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}]{postfix}")
     post: dict[str, str] = {}
