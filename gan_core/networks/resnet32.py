@@ -146,7 +146,7 @@ class ResNetDiscriminator32(nn.Module):
         r = self.img_resolution
         if img.ndim != 4 or tuple(img.shape[1:]) != (self.img_channels, r, r):
             raise ValueError(f"img must have shape [N, {self.img_channels}, {r}, {r}], got {list(img.shape)}")
-        h = img.float()
+        h = img if img.is_floating_point() else img.float()  # keep float64 for gradient checks
         for block in self.blocks():
             h = block(h)
         return F.relu(h).sum(dim=(2, 3))  # global sum pooling, as both papers
@@ -157,5 +157,6 @@ class ResNetDiscriminator32(nn.Module):
         if self.embed is not None:
             if c is None:
                 raise ValueError(f"this discriminator is class-conditional ({self.num_classes} classes): pass c")
-            out = out + (self.embed(as_onehot(c.to(h.device), self.num_classes)) * h).sum(1, keepdim=True)
+            y = as_onehot(c.to(h.device), self.num_classes).to(h.dtype)
+            out = out + (self.embed(y) * h).sum(1, keepdim=True)
         return out
