@@ -10,6 +10,7 @@ import textwrap
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -24,6 +25,15 @@ from tests.unit.test_trainer import micro_config
 SEEDS = [0, 1, 2, 5, 11]
 PSIS = [0.7, 1.0]
 PROJECT = ("gan_core", "service", "worker", "diggan", "tests")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny nets: extra intra-op threads only spin, badly so on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +194,32 @@ def test_generic_wrapper_handles_conditional_generators_and_refuses_a_frozen_tra
     assert torch.equal(m(z, 0.3), as_uint8(G(z, truncation_psi=0.3)))  # no class: G picks it, as when sampling
     with pytest.raises(ExportError, match="disagrees with the original"):
         trace_generator(_ToyConditional(freeze_psi=True).eval())
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_biggan_exports_with_the_network_it_was_built_with(tmp_path: Path) -> None:
+    """A conditional backbone through the same exporters; the config is taken from G itself, since the
+    job record's may still say num_classes=0 (the trainer fills it in from the dataset)."""
+    import io
+
+    from gan_core.config import get_preset
+    from gan_core.networks import build_generator
+
+    cfg = get_preset("biggan-32")
+    cfg.network.num_classes = 5
+    torch.manual_seed(0)
+    G = build_generator(cfg.network).eval()
+    config = export_config(G, get_preset("biggan-32"))  # num_classes 0 in what the record holds
+    assert config["arch"] == "biggan" and config["c_dim"] == 5 and config["network"]["num_classes"] == 5
+
+    m = torch.jit.load(io.BytesIO(export_bytes(G, config, "torchscript")))
+    seeds = [0, 1, 2]
+    z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(m.z_dim) for s in seeds])).float()
+    assert m.c_dim == 5
+    assert torch.equal(m(z, 0.7), generate_images(G, seeds, psi=0.7))  # no class: G draws it from z
+    assert torch.equal(m(z, 0.7, torch.tensor([4, 4, 4])), generate_images(G, seeds, psi=0.7, class_index=4))
+
+    (tmp_path / "g.zip").write_bytes(export_bytes(G, config, "safetensors"))
+    G2, cfg2 = load_safetensors(tmp_path / "g.zip")
+    assert cfg2.network.num_classes == 5
+    assert torch.equal(generate_images(G2, seeds, class_index=[0, 3, 1]), generate_images(G, seeds, class_index=[0, 3, 1]))
