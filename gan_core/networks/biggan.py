@@ -22,6 +22,10 @@ Choices (BigGAN-PyTorch names in brackets):
 * Widths: BigGAN-PyTorch's CIFAR nets use ch = 4 x 64 = 256 in G and D (`g_channels` /
   `d_channels` = 0 picks that); the `biggan-32` preset is much narrower for CPU speed.
 * `num_classes` must be >= 1; one class is an unconditional BigGAN.
+* Sampling uses the EMA generator in eval mode: BN running statistics and SN vectors are G's own
+  (the trainer copies every buffer into G_ema; BigGAN-PyTorch averages them instead, and can
+  recompute "standing" statistics, which we do not).
+* The trainer draws fake labels uniformly; real labels are the dataset's (class folders).
 * Uniform interface: `forward(z, c=None, truncation_psi=1.0, noise_mode=..., update_w_avg=...)`.
   c: class indices [N] or class weights [N, K] (one-hot or soft). c=None draws the class from the
   latent itself, floor(Phi(z[:, 0]) * K) (uniform over classes, deterministic per seed; see
