@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from gan_core.config import RegularizerConfig, TrainConfig, config_to_dict, get_preset, validate_config
+from gan_core.config import (
+    NetworkConfig,
+    RegularizerConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    fit_to_dataset,
+    get_preset,
+    validate_config,
+)
+from gan_core.config import ARCH_PRESETS as gan_core_arch_presets
 from service.schemas.jobs import JobCreate
 from service.settings import Settings
 
@@ -13,8 +23,10 @@ class JobConfigError(ValueError):
     """A request that names valid values but does not make a usable config."""
 
 
-def resolve_config(body: JobCreate, settings: Settings) -> TrainConfig:
-    cfg = get_preset(body.preset or settings.default_preset)
+def resolve_config(body: JobCreate, settings: Settings, pretrained_network: dict[str, Any] | None = None) -> TrainConfig:
+    """`pretrained_network`: the network config of the job's `init_from` weights; it replaces the preset's."""
+    cfg = get_preset(_preset_name(body, settings))
+    _apply_network(cfg, body, pretrained_network)
     if body.kimg is not None:
         cfg.kimg = float(body.kimg)
     if cfg.kimg > settings.max_kimg:
@@ -45,8 +57,54 @@ def resolve_config(body: JobCreate, settings: Settings) -> TrainConfig:
     return cfg
 
 
-def resolve_config_dict(body: JobCreate, settings: Settings) -> dict[str, Any]:
-    return config_to_dict(resolve_config(body, settings))
+# An arch's starting preset (gan_core's table), except stylegan2, which gets the server's default preset.
+ARCH_PRESETS = {arch: name for arch, name in gan_core_arch_presets.items() if arch != "stylegan2"}
+
+
+def _preset_name(body: JobCreate, settings: Settings) -> str:
+    """The preset a job starts from: `preset`, else `arch`'s preset, else the server default."""
+    arch = getattr(body, "arch", None)
+    if body.preset is None:
+        return ARCH_PRESETS.get(arch or "", settings.default_preset)
+    preset_arch = get_preset(body.preset).network.arch
+    if arch is not None and arch != preset_arch:
+        hint = f"preset {ARCH_PRESETS[arch]!r}" if arch in ARCH_PRESETS else "a stylegan2 preset such as 'cpu-tiny'"
+        raise JobConfigError(f"preset {body.preset!r} is a {preset_arch} preset but arch is {arch!r}; "
+                             f"drop one of them or use {hint}")
+    return body.preset
+
+
+def fit_config_to_dataset(config: dict[str, Any], dataset_classes: int) -> dict[str, Any]:
+    """The job's config with what depends on its dataset resolved (BigGAN's num_classes = the dataset's)."""
+    try:
+        return config_to_dict(fit_to_dataset(config_from_dict(config), dataset_classes))
+    except ValueError as e:
+        raise JobConfigError(str(e)) from e
+
+
+def resolve_config_dict(body: JobCreate, settings: Settings, pretrained_network: dict[str, Any] | None = None
+                        ) -> dict[str, Any]:
+    return config_to_dict(resolve_config(body, settings, pretrained_network))
+
+
+def _apply_network(cfg: TrainConfig, body: JobCreate, pretrained_network: dict[str, Any] | None) -> None:
+    if pretrained_network is None:
+        if body.resolution is not None:
+            cfg.network.resolution = body.resolution
+        return
+    try:
+        net = NetworkConfig(**pretrained_network)
+    except TypeError as e:  # stored by a version with other network fields
+        raise JobConfigError(f"the pretrained weights' network config is not one this server understands ({e})") from e
+    if body.resolution is not None and body.resolution != net.resolution:
+        raise JobConfigError(f"resolution {body.resolution} conflicts with the pretrained weights in init_from, which "
+                             f"are {net.resolution}x{net.resolution}; drop `resolution` (the dataset is resized to "
+                             f"{net.resolution}) or start from a model of that resolution")
+    arch, net_arch = getattr(body, "arch", None), getattr(net, "arch", "stylegan2")
+    if arch is not None and arch != net_arch:
+        raise JobConfigError(f"arch {arch!r} conflicts with the pretrained weights in init_from, which are a {net_arch}; "
+                             "drop `arch` (a job started from weights keeps their network)")
+    cfg.network = net
 
 
 def _regularizer(name: str, weight: float, interval: int | None, params: dict[str, Any], cfg: TrainConfig) -> RegularizerConfig:

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gan_core.config import PRESETS
 from service.jobs.records import CheckpointInfo, JobStatus, Progress
+from service.schemas.models import InitFrom
 
 
 def _known_regularizers() -> dict[str, dict[str, float]]:
@@ -62,6 +63,10 @@ class JobCreate(BaseModel):
 
     dataset_id: str = Field(min_length=1, max_length=64)
     preset: str | None = Field(default=None, description=f"one of {', '.join(PRESETS)}")
+    arch: Literal["stylegan2", "sngan", "biggan"] | None = Field(
+        default=None, description="backbone. Without `preset` it picks that backbone's preset (sngan: sngan-32, "
+        "biggan: biggan-32, stylegan2: the server default); with `preset` it must be the preset's. biggan is "
+        "class-conditional: upload the dataset with class_folders (an unlabelled set trains it unconditionally)")
     kimg: float | None = Field(default=None, gt=0, description="training length, thousands of real images shown")
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
     augment: Literal["ada", "diffaugment", "none"] | None = None
@@ -77,6 +82,19 @@ class JobCreate(BaseModel):
         default=None, max_length=2, description="computed at snapshots; the first one selects the `best` checkpoint")
     metrics_every: int | None = Field(default=None, ge=1, le=1000, description="compute metrics every k snapshots")
     metrics_num_gen: int | None = Field(default=None, ge=16, le=50_000, description="generated images per metric")
+    init_from: InitFrom | None = Field(
+        default=None, description='start from pretrained weights: {"model": MODEL_ID} (POST /v1/models) or '
+        '{"job": JOB_ID, "checkpoint": "latest"}; the network config is then the pretrained one')
+    resolution: int | None = Field(default=None, ge=32, le=1024, description="training resolution, a power of two "
+                                   "(default: the preset's, or the pretrained model's with init_from, which it must "
+                                   "then equal); images are resized to it")
+
+    @field_validator("resolution")
+    @classmethod
+    def _power_of_two(cls, v: int | None) -> int | None:
+        if v is not None and v & (v - 1):
+            raise ValueError(f"resolution must be a power of two in [32, 1024], got {v}")
+        return v
 
     @field_validator("preset")
     @classmethod
@@ -118,6 +136,8 @@ class Job(BaseModel):
     latest_checkpoint: str | None = None
     best_checkpoint: str | None = None
     resumes: list[dict[str, Any]] = []
+    init_from: dict[str, Any] | None = Field(default=None, description="the pretrained weights it started from "
+                                             "(model or job checkpoint, with their SHA-256)")
 
 
 class JobList(BaseModel):

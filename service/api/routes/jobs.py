@@ -17,8 +17,9 @@ from service import keys
 from service.auth import Principal, check_new_job, check_storage, quota_lock
 from service.deps import CeleryDep, DatasetsDep, JobsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
 from service.ids import is_valid_id, new_id
-from service.jobs.config import JobConfigError, resolve_config_dict
+from service.jobs.config import JobConfigError, fit_config_to_dataset, resolve_config_dict
 from service.jobs.records import CheckpointInfo, JobRecord, JobRepo, JobStatus, Progress, utcnow
+from service.models.sources import resolve_init_from
 from service.queue import enqueue_train
 from service.schemas.common import ERROR_RESPONSES
 from service.schemas.jobs import CheckpointList, Job, JobCreate, JobList, Metrics
@@ -70,28 +71,34 @@ def create_job(
                     response.status_code = 200
                     response.headers["Idempotent-Replayed"] = "true"
                     return job_view(rec)
-        return _create(body, body_hash, idem_key, settings, store, jobs, datasets, celery, tenant, principal)
+        return _create(body, body_hash, idem_key, settings, store, jobs, datasets, celery, tenant, principal,
+                       models=request.app.state.models)
 
 
 def _create(body: JobCreate, body_hash: str, idem_key: str | None, settings, store, jobs: JobRepo, datasets,
-            celery, tenant: str, principal: Principal) -> Job:
-    if not is_valid_id(body.dataset_id, "ds") or datasets.find(tenant, body.dataset_id) is None:
+            celery, tenant: str, principal: Principal, models=None) -> Job:
+    dataset = datasets.find(tenant, body.dataset_id) if is_valid_id(body.dataset_id, "ds") else None
+    if dataset is None:
         raise HTTPException(404, f"no dataset {body.dataset_id!r}; upload one with POST /v1/datasets")
+    pretrained_network, init_from = None, None
+    if body.init_from is not None:  # 404/409 when the model or checkpoint does not exist
+        pretrained_network, init_from = resolve_init_from(body.init_from, tenant, models, jobs)
     try:
-        config = resolve_config_dict(body, settings)
+        config = resolve_config_dict(body, settings, pretrained_network)
+        config = fit_config_to_dataset(config, dataset.num_classes)  # biggan: num_classes from the dataset's labels
     except JobConfigError as e:
         raise HTTPException(422, str(e)) from None
     # Quotas (429): checked and the job recorded under one lock, so two racing creates cannot both fit.
     with quota_lock() if principal.quotas is not None else contextlib.nullcontext():
         check_storage(store, principal)  # checkpoints will add to it: refuse new jobs once it is full
         check_new_job(jobs, principal, float(config["kimg"]))
-        return _record_and_enqueue(body, config, idem_key, body_hash, store, jobs, celery, tenant)
+        return _record_and_enqueue(body, config, idem_key, body_hash, store, jobs, celery, tenant, init_from)
 
 
 def _record_and_enqueue(body: JobCreate, config: dict, idem_key: str | None, body_hash: str, store, jobs: JobRepo,
-                        celery, tenant: str) -> Job:
+                        celery, tenant: str, init_from: dict | None = None) -> Job:
     rec = JobRecord(
-        id=new_id("job"), tenant=tenant, dataset_id=body.dataset_id, config=config,
+        id=new_id("job"), tenant=tenant, dataset_id=body.dataset_id, config=config, init_from=init_from,
         request=body.model_dump(mode="json", exclude_unset=True),
         progress=Progress(total_kimg=config["kimg"]), enqueued_at=utcnow(),
         idempotency_key_hash=idem_key.rsplit("/", 1)[-1][:-5] if idem_key else None,
