@@ -22,6 +22,7 @@ one combined results.md under --out.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import DEFAULT_DATA, Arm, markdown_table, run_grid  # noqa: E402
 
-from gan_core.config import RegularizerConfig, TrainConfig, get_preset  # noqa: E402
+from gan_core.config import RegularizerConfig, TrainConfig, get_preset, validate_config  # noqa: E402
 from gan_core.regularizers import REGISTRY, suggested_defaults  # noqa: E402
 
 DEFAULT_REGS = "none,r1,r2,gp1,dragan,lecam,nice,maskedgan,diggan,diggan+lecam"
@@ -53,6 +54,18 @@ def make_arm(augment: str, regs: str) -> Arm:
         cfg.regularizers = [RegularizerConfig(r.name, r.weight, r.interval, dict(r.params)) for r in reg_cfgs]
 
     return Arm(f"{augment}/{regs}", configure)
+
+
+def fits(base: TrainConfig, arm: Arm) -> bool:
+    """Skip (and say so) an arm the backbone refuses, e.g. GP-1 on BigGAN (interpolates have no class)."""
+    cfg = copy.deepcopy(base)
+    arm.configure(cfg)
+    try:
+        validate_config(cfg)
+    except ValueError as exc:
+        print(f"skipping {arm.name} on {cfg.network.arch}: {exc}", flush=True)
+        return False
+    return True
 
 
 def synthetic_data(out_dir: Path) -> Path:
@@ -88,7 +101,7 @@ def main() -> None:
     unknown = [b for b in backbones if b not in BACKBONE_PRESETS]
     if unknown:
         raise SystemExit(f"unknown backbone(s) {unknown}; known: {', '.join(BACKBONE_PRESETS)}")
-    arms = [make_arm(a, r) for a in augments for r in regs]
+    all_arms = [make_arm(a, r) for a in augments for r in regs]
 
     combined = []
     for backbone in backbones:
@@ -96,6 +109,7 @@ def main() -> None:
         base = get_preset(preset)
         base.kimg = args.kimg
         base.tick_kimg = max(args.kimg / 20, 0.1)
+        arms = [arm for arm in all_arms if fits(base, arm)]
         data = args.data or (DEFAULT_DATA if backbone == "stylegan2" else synthetic_data(args.out))
         res = base.network.resolution
         title = (f"{backbone} ({preset}) {res}x{res}, {args.kimg} kimg, {data.name}, {len(range(args.seeds))} seeds, "

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gan_core.config import TrainConfig, config_to_dict  # noqa: E402
+from gan_core.config import CONDITIONAL_ARCHS, TrainConfig, config_to_dict  # noqa: E402
 from gan_core.data import PreparedDataset  # noqa: E402
 from gan_core.training import Trainer, TrainingCallbacks  # noqa: E402
 
@@ -131,7 +131,9 @@ def run_grid(base: TrainConfig, arms: list[Arm], seeds: list[int], data: Path, o
     from gan_core.metrics import FeatureExtractor
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    dataset = prepare_dataset(data, resolution=base.network.resolution)
+    # A conditional backbone (BigGAN) reads one folder per class as labels.
+    conditional = base.network.arch in CONDITIONAL_ARCHS
+    dataset = prepare_dataset(data, resolution=base.network.resolution, class_folders=conditional)
     extractor = FeatureExtractor(device=device)
     real_features = extractor.features_from_uint8(dataset.images)
     runs: list[dict[str, Any]] = []
