@@ -22,29 +22,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from diggan.client import EXPORT_FORMATS, TERMINAL, DigganClient, DigganError
+from gan_core.seeds import parse_seeds  # torch-free
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_CANCELED = 0, 1, 2, 3
 
 
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
-
-
-def parse_seeds(spec: str) -> list[int]:
-    """'0-3,7' -> [0, 1, 2, 3, 7] (as gan_core and the service read seeds)."""
-    seeds: list[int] = []
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        lo, sep, hi = part.partition("-")
-        if sep:
-            a, b = int(lo), int(hi)
-            if b < a:
-                raise ValueError(f"seed range {part!r} runs backwards")
-            seeds.extend(range(a, b + 1))
-        else:
-            seeds.append(int(part))
-    if not seeds:
-        raise ValueError(f"no seeds in {spec!r}; use e.g. 0-15 or 1,5,9")
-    return seeds
 
 
 def parse_regularizer(spec: str) -> dict[str, Any]:

@@ -23,27 +23,8 @@ from torch import Tensor, nn
 from .config import TrainConfig, config_from_dict
 from .networks import build_generator
 from .networks.resnet32 import classes_from_z
+from .seeds import parse_seeds  # noqa: F401  (re-exported: the CLI and service import it from here)
 from .training.checkpoint import load_checkpoint
-
-
-def parse_seeds(spec: str) -> list[int]:
-    """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11]."""
-    seeds: list[int] = []
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            a, b = int(lo), int(hi)
-            if b < a:
-                raise ValueError(f"seed range {part!r} runs backwards")
-            seeds.extend(range(a, b + 1))
-        else:
-            seeds.append(int(part))
-    if not seeds:
-        raise ValueError(f"no seeds in {spec!r}; use e.g. 0-15 or 1,5,9")
-    return seeds
 
 
 def load_generator(ckpt_path: Path | str, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig]:

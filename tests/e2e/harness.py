@@ -14,8 +14,9 @@ import sys
 import threading
 import time
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import httpx
 import uvicorn
@@ -152,6 +153,19 @@ class Worker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def server_with_worker(root: Path, **overrides: Any) -> Iterator[tuple[LiveServer, Worker]]:
+    """A live API over local storage and the embedded broker, with one ready worker; both stopped after."""
+    settings = make_settings(root, **{"worker_heartbeat_s": 1.0, **overrides})
+    worker = Worker(settings, root / "worker.log").start()
+    try:
+        with LiveServer(settings) as srv:
+            worker.wait_ready()
+            yield srv, worker
+    finally:
+        worker.stop()
 
 
 def wait_for(fn: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:

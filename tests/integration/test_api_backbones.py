@@ -10,7 +10,10 @@ import pytest
 from PIL import Image
 
 from gan_core.data import write_synthetic_classes, zip_folder
-from tests.e2e.harness import LiveServer, Worker, make_settings, wait_job
+from tests.e2e.harness import (
+    server_with_worker,
+    wait_job,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -20,15 +23,8 @@ TINY = {"kimg": 0.064, "tick_kimg": 0.032, "snapshot_kimg": 0.064}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("backbones")
-    settings = make_settings(root, worker_heartbeat_s=1.0)
-    worker = Worker(settings, root / "worker.log").start()
-    try:
-        with LiveServer(settings) as srv:
-            worker.wait_ready()
-            yield srv, worker
-    finally:
-        worker.stop()
+    with server_with_worker(tmp_path_factory.mktemp("backbones")) as (srv, worker):
+        yield srv, worker
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,16 @@ from gan_core.config import config_from_dict
 from gan_core.networks import Generator
 from gan_core.training.checkpoint import load_checkpoint_bytes
 from gan_core.training.transfer import load_pretrained
-from tests.e2e.harness import LiveServer, Worker, images_zip, make_settings, png_bytes, store_keys, upload_zip, wait_job
+from tests.e2e.harness import (
+    LiveServer,
+    images_zip,
+    make_settings,
+    png_bytes,
+    server_with_worker,
+    store_keys,
+    upload_zip,
+    wait_job,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -105,15 +114,8 @@ def test_another_tenants_model_is_invisible(tmp_path):
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    settings = make_settings(root, worker_heartbeat_s=1.0)
-    worker = Worker(settings, root / "worker.log").start()
-    try:
-        with LiveServer(settings) as srv:
-            worker.wait_ready()
-            yield srv, worker
-    finally:
-        worker.stop()
+    with server_with_worker(tmp_path_factory.mktemp("models")) as (srv, worker):
+        yield srv, worker
 
 
 def test_job_from_pkl_and_from_a_job_checkpoint(stack):

@@ -10,22 +10,23 @@ import pytest
 from PIL import Image
 
 from service.queue import enqueue_train
-from tests.e2e.harness import LiveServer, Worker, images_zip, make_settings, upload_zip, wait_job
+from tests.e2e.harness import (
+    LiveServer,
+    Worker,
+    images_zip,
+    make_settings,
+    server_with_worker,
+    upload_zip,
+    wait_job,
+)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    settings = make_settings(root, worker_heartbeat_s=1.0)
-    worker = Worker(settings, root / "worker.log").start()
-    try:
-        with LiveServer(settings) as srv:
-            worker.wait_ready()
-            yield srv, worker
-    finally:
-        worker.stop()
+    with server_with_worker(tmp_path_factory.mktemp("train")) as (srv, worker):
+        yield srv, worker
 
 
 def test_sample_while_training_then_cancel_keeps_final_checkpoint(stack):
