@@ -108,7 +108,7 @@ def plot_dig(runs: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     arms = sorted({r["arm"] for r in runs})
     colors = dict(zip(arms, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
     for r in runs:
@@ -119,7 +119,7 @@ def plot_dig(runs: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("kimg")
     ax.set_ylabel("DIG (mean squared gradient-norm gap)")
     ax.set_yscale("log")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # outside: ten arms hide the curves
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
