@@ -25,6 +25,7 @@ from service import keys
 from service.ids import new_id
 from service.jobs.records import CheckpointInfo, JobRecord, JobRepo, JobStatus, utcnow
 from tests.e2e.harness import TERMINAL, LiveServer, Worker, make_settings, png_bytes, wait_for
+from tests.recorder import Recorder
 from tests.unit.test_export import TORCHSCRIPT_USER, run_clean
 
 pytestmark = pytest.mark.slow
@@ -178,24 +179,17 @@ def test_upload_create_watch_sample_download_export(stack, image_folder, tmp_pat
     # ... and so does a plain gan_core Trainer given only the record's resolved config and the data.
     from gan_core.config import config_from_dict
     from gan_core.data import load_prepared
-    from gan_core.training import Trainer, TrainingCallbacks
-
-    class Ticks(TrainingCallbacks):
-        def __init__(self):
-            self.seen: list[dict] = []
-
-        def on_tick(self, stats):
-            self.seen.append(stats)
+    from gan_core.training import Trainer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the worker (torch_threads=1): CPU kernels may sum in thread order
     try:
-        rec = Ticks()
+        rec = Recorder()
         Trainer(config_from_dict(got["config"]), load_prepared(prepared), tmp_path / "rerun", device="cpu",
                 callbacks=rec).run()
     finally:
         torch.set_num_threads(threads)
-    for ta, tr in zip(ticks_a, rec.seen):
+    for ta, tr in zip(ticks_a, rec.ticks):
         assert {k: ta[k] for k in TICK_KEYS} == {k: tr[k] for k in TICK_KEYS}
 
 

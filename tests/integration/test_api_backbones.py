@@ -10,10 +10,7 @@ import pytest
 from PIL import Image
 
 from gan_core.data import write_synthetic_classes, zip_folder
-from tests.e2e.harness import (
-    server_with_worker,
-    wait_job,
-)
+from tests.e2e.harness import server_with_worker, wait_job
 
 pytestmark = pytest.mark.slow
 

@@ -20,11 +20,12 @@ from gan_core.config import (
 )
 from gan_core.data import make_synthetic_dataset, prepare_dataset, write_synthetic_classes, zip_folder
 from gan_core.networks import build_networks
-from gan_core.networks.resnet32 import ResNetDiscriminator32, classes_from_z
+from gan_core.networks.resnet32 import classes_from_z
 from gan_core.regularizers import GP1, RegContext
 from gan_core.sampling import generate_images, interpolation_frames, load_generator
-from gan_core.training import Trainer, TrainingCallbacks
+from gan_core.training import Trainer
 from gan_core.training.losses import d_hinge_loss, g_hinge_loss
+from tests.recorder import Recorder
 
 
 def tiny_net(arch: str, num_classes: int = 0, **kw) -> NetworkConfig:
@@ -223,18 +224,6 @@ def test_fit_to_dataset() -> None:
 # ------------------------------------------------------------------------------------ training
 
 
-class Ticks(TrainingCallbacks):
-    def __init__(self, stop_after: int | None = None) -> None:
-        self.ticks: list[dict] = []
-        self.stop_after = stop_after
-
-    def on_tick(self, stats):
-        self.ticks.append(stats)
-
-    def should_stop(self):
-        return self.stop_after is not None and len(self.ticks) >= self.stop_after
-
-
 @pytest.mark.parametrize("preset,regs", [
     ("sngan-32", ["diggan"]),
     ("biggan-32", ["r1", "diggan"]),
@@ -243,7 +232,7 @@ class Ticks(TrainingCallbacks):
 def test_short_training_run(preset: str, regs: list[str], ten, tmp_path: Path) -> None:
     params = {"nice": {"adjust_kimg": 0.001}}  # sigma > 0 after the first step: the noisy passes run
     cfg = micro(preset, [RegularizerConfig(n, 10.0, 2, params.get(n, {})) for n in regs])
-    trainer = Trainer(cfg, ten, tmp_path, callbacks=(rec := Ticks()))
+    trainer = Trainer(cfg, ten, tmp_path, callbacks=(rec := Recorder()))
     calls = {"G": 0, "D": 0}
     for step in ("_generator_step", "_discriminator_step"):
         orig = getattr(trainer, step)
@@ -282,7 +271,7 @@ def test_biggan_resume_is_exact(ten, tmp_path: Path) -> None:
     regs = [RegularizerConfig("diggan", 100.0, 2, {"alpha": 0.5}), RegularizerConfig("lecam", 0.3, 1, {"decay": 0.9})]
     straight = Trainer(micro("biggan-32", regs), ten, tmp_path / "a")
     straight.run()
-    first = Trainer(micro("biggan-32", regs), ten, tmp_path / "b", callbacks=Ticks(stop_after=1)).run()
+    first = Trainer(micro("biggan-32", regs), ten, tmp_path / "b", callbacks=Recorder(stop_after_ticks=1)).run()
     assert first.stopped
     resumed = Trainer(micro("biggan-32", regs), ten, tmp_path / "c", resume_from=first.last_checkpoint)
     resumed.run()

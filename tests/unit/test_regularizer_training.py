@@ -12,7 +12,8 @@ import torch
 from gan_core.config import RegularizerConfig, get_preset
 from gan_core.data import make_synthetic_dataset, prepare_dataset
 from gan_core.regularizers import REGISTRY
-from gan_core.training import Trainer, TrainingCallbacks, load_checkpoint
+from gan_core.training import Trainer, load_checkpoint
+from tests.recorder import Recorder
 
 # NICE: a target below -1 makes sigma rise every step, so the noise is really exercised in 12 steps.
 RUN_PARAMS = {"nice": {"target": -2.0, "adjust_kimg": 0.02}}
@@ -44,18 +45,6 @@ def dataset(tmp_path_factory):
     return prepare_dataset(folder, resolution=32)
 
 
-class Ticks(TrainingCallbacks):
-    def __init__(self, stop_after: int | None = None) -> None:
-        self.ticks: list[dict] = []
-        self.stop_after = stop_after
-
-    def on_tick(self, stats):
-        self.ticks.append(stats)
-
-    def should_stop(self):
-        return self.stop_after is not None and len(self.ticks) >= self.stop_after
-
-
 def _spy(trainer: Trainer) -> dict[str, list[dict[str, float]]]:
     """Record each regularizer's stats every time the trainer applies it."""
     seen: dict[str, list[dict[str, float]]] = {}
@@ -75,7 +64,7 @@ def _spy(trainer: Trainer) -> dict[str, list[dict[str, float]]]:
 @pytest.mark.parametrize("names", [(n,) for n in SINGLE] + COMBOS, ids=lambda n: "+".join(n))
 def test_short_training_run(names, dataset, tmp_path: Path) -> None:
     cfg = micro_config([reg_config(n) for n in names])
-    trainer = Trainer(cfg, dataset, tmp_path, callbacks=(rec := Ticks()))
+    trainer = Trainer(cfg, dataset, tmp_path, callbacks=(rec := Recorder()))
     seen = _spy(trainer)
     result = trainer.run()
     assert result.kimg == pytest.approx(0.048) and len(rec.ticks) == 1
@@ -101,7 +90,7 @@ def test_stateful_regularizers_resume_exactly(dataset, tmp_path: Path) -> None:
     straight = Trainer(micro_config(regs(), kimg=0.032, tick_kimg=0.016), dataset, tmp_path / "a")
     straight.run()
     first = Trainer(micro_config(regs(), kimg=0.032, tick_kimg=0.016), dataset, tmp_path / "b",
-                    callbacks=Ticks(stop_after=1))
+                    callbacks=Recorder(stop_after_ticks=1))
     res = first.run()
     assert res.stopped
     resumed = Trainer(micro_config(regs(), kimg=0.032, tick_kimg=0.016), dataset, tmp_path / "c",

@@ -11,7 +11,12 @@ import torch
 from gan_core.config import RegularizerConfig, get_preset
 from gan_core.data import make_synthetic_dataset, prepare_dataset
 from gan_core.sampling import load_generator
-from gan_core.training import CheckpointError, Trainer, TrainingCallbacks, load_checkpoint
+from gan_core.training import (
+    CheckpointError,
+    Trainer,
+    load_checkpoint,
+)
+from tests.recorder import Recorder
 
 TICK_KEYS = {"tick", "kimg", "total_kimg", "loss_G", "loss_D", "r1", "dig", "grad_norm_real", "grad_norm_fake",
              "D_real", "D_fake", "augment_p", "sec_per_kimg", "eta_seconds", "time"}
@@ -40,22 +45,6 @@ def micro_config(kimg: float = 0.048, **kw):
 def dataset(tmp_path_factory):
     folder = make_synthetic_dataset(tmp_path_factory.mktemp("synth"), n=12, resolution=32, seed=0)
     return prepare_dataset(folder, resolution=32)
-
-
-class Recorder(TrainingCallbacks):
-    def __init__(self, stop_after_ticks: int | None = None) -> None:
-        self.ticks: list[dict] = []
-        self.snapshots = []
-        self.stop_after_ticks = stop_after_ticks
-
-    def on_tick(self, stats):
-        self.ticks.append(stats)
-
-    def on_snapshot(self, snap):
-        self.snapshots.append(snap)
-
-    def should_stop(self):
-        return self.stop_after_ticks is not None and len(self.ticks) >= self.stop_after_ticks
 
 
 def test_short_training_run_reports_ticks_and_writes_snapshots(dataset, tmp_path: Path) -> None:

@@ -1,0 +1,23 @@
+"""A TrainingCallbacks that records ticks and snapshots and can stop a run after N ticks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gan_core.training import Snapshot, TrainingCallbacks
+
+
+class Recorder(TrainingCallbacks):
+    def __init__(self, stop_after_ticks: int | None = None) -> None:
+        self.ticks: list[dict[str, Any]] = []
+        self.snapshots: list[Snapshot] = []
+        self.stop_after_ticks = stop_after_ticks
+
+    def on_tick(self, stats: dict[str, Any]) -> None:
+        self.ticks.append(stats)
+
+    def on_snapshot(self, snap: Snapshot) -> None:
+        self.snapshots.append(snap)
+
+    def should_stop(self) -> bool:
+        return self.stop_after_ticks is not None and len(self.ticks) >= self.stop_after_ticks
