@@ -8,8 +8,8 @@ the samples as PNGs and running clean-fid on the folder.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -24,6 +24,7 @@ from .features import FEATURE_SPEC, FeatureExtractor
 from .fid import compute_fid
 from .kid import compute_kid
 from ..sampling import to_uint8  # one conversion for sampling and metrics; re-exported here
+from ..training.checkpoint import atomic_write_bytes
 
 METRIC_NAMES = ("kid", "fid")
 
@@ -199,19 +200,9 @@ def save_features(path: str | os.PathLike[str], feats: np.ndarray, key: str | No
     """Write features to an .npz atomically (temp file + rename), with the cache key and
     FEATURE_SPEC stored beside them."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    arr = np.asarray(feats, dtype=np.float32)
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, features=arr, key=np.array(key or ""), spec=np.array(FEATURE_SPEC))
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    buf = io.BytesIO()
+    np.savez(buf, features=np.asarray(feats, dtype=np.float32), key=np.array(key or ""), spec=np.array(FEATURE_SPEC))
+    atomic_write_bytes(p, buf.getvalue())
     return p
 
 

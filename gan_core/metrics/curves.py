@@ -3,12 +3,14 @@ it is safe to call from worker threads)."""
 
 from __future__ import annotations
 
+import io
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from ..training.checkpoint import atomic_write_bytes
 
 
 def _series(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
@@ -142,16 +144,7 @@ def plot_curves(
     fig.tight_layout(rect=(0, 0.02, 1, 1))
 
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(out, buf.getvalue())
     return out
