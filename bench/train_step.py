@@ -65,7 +65,7 @@ def phase_times(cfg: TrainConfig, device: str, iters: int, warmup: int) -> dict[
     with tempfile.TemporaryDirectory() as tmp:
         tr = Trainer(cfg, random_dataset(cfg.network.resolution), Path(tmp), device=device)
         dev = tr.device
-        real = tr.next_real_batch()
+        real, _ = tr.next_real_batch_and_labels()  # cpu-tiny is unconditional
         if hasattr(tr.augment, "p"):
             tr.augment.p.fill_(0.5)
 

@@ -22,6 +22,13 @@ import torch
 from torch import Tensor, nn
 
 
+def call_d(D: nn.Module, x: Tensor, c: Optional[Tensor] = None) -> Tensor:
+    """D's logits for `x`; with labels `c` for a conditional D. Labels follow the batch:
+    a caller may pass only the first n images, so `c` is cut to match. Without labels D is
+    called as `D(x)`, so any single-input D works."""
+    return D(x) if c is None else D(x, c[: x.shape[0]])
+
+
 @dataclass
 class InputGradient:
     """D's view of one batch: the input it saw, its logits, and d(sum logits)/d(input)."""
@@ -53,18 +60,13 @@ class RegContext:
         self.d_loss = d_loss
         self._cache: dict[tuple[str, bool], InputGradient] = {}
 
-    @staticmethod
-    def _call(D: nn.Module, x: Tensor, c: Optional[Tensor]) -> Tensor:
-        # Labels follow the batch: a regularizer may pass the first n images only.
-        return D(x) if c is None else D(x, c[: x.shape[0]])
-
     def d_real(self, x: Tensor) -> Tensor:
         """D's logits for images derived from the real batch (masked, perturbed, noised...)."""
-        return self._call(self.D, x, self.real_c)
+        return call_d(self.D, x, self.real_c)
 
     def d_fake(self, x: Tensor) -> Tensor:
         """D's logits for images derived from the fake batch."""
-        return self._call(self.D, x, self.fake_c)
+        return call_d(self.D, x, self.fake_c)
 
     def _run(self, side: str, with_grad: bool) -> InputGradient:
         if (side, True) in self._cache:

@@ -17,14 +17,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import DRegularizer, RegContext, register
+from .base import DRegularizer, RegContext, call_d, register
 
 
 def gradient_norms_at(D: nn.Module, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """D's logits at `x` (with labels `c` for a conditional D) and the per-sample L2 norm of
     d(sum logits)/dx, differentiable (create_graph)."""
     x = x.detach().requires_grad_(True)
-    logits = D(x) if c is None else D(x, c[: x.shape[0]])
+    logits = call_d(D, x, c)
     (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
     return logits, grad.flatten(1).norm(dim=1)
 

@@ -38,13 +38,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..augment import AdaAugment, AdaptiveP, build_augment
 from ..config import CONDITIONAL_ARCHS, TrainConfig, config_from_dict, config_to_dict, fit_to_dataset, validate_config
 from ..data import BatchSampler, PreparedDataset, resize_images, to_float
 from ..networks import build_networks
 from ..regularizers import RegContext, build_regularizers
+from ..regularizers.base import call_d
 from ..versions import runtime_versions
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import LOSSES, PathLengthRegularizer
@@ -175,9 +176,6 @@ class Trainer:
             return None
         return torch.randint(self.num_classes, (n,), device=self.device)
 
-    def _D(self, img: Tensor, c: Tensor | None) -> Tensor:
-        return self.D(img) if c is None else self.D(img, c)
-
     def _generator_step(self, acc: TickAccumulator) -> None:
         cfg = self.cfg
         self.D.requires_grad_(False)
@@ -185,7 +183,7 @@ class Trainer:
         c = self._fake_c(cfg.batch_size)
         # update_w_avg: track the mean w (what truncation pulls towards), as NVlabs does in its G phase.
         fake = self.G(z, c, update_w_avg=True)
-        loss_G = self.g_loss(self._D(self.augment(fake), c))
+        loss_G = self.g_loss(call_d(self.D, self.augment(fake), c))
         self.G_opt.zero_grad(set_to_none=True)
         loss_G.backward()
         if self.path_length is not None and self.batch_idx % cfg.pl_interval == 0:
@@ -257,9 +255,6 @@ class Trainer:
         x = torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
         c = self.labels[idx].to(self.device) if self.labels is not None else None
         return to_float(x.to(self.device)), c
-
-    def next_real_batch(self) -> Tensor:
-        return self.next_real_batch_and_labels()[0]
 
     def train_step(self, acc: TickAccumulator) -> None:
         """One minibatch: a D step, preceded by a G step on every `d_steps`-th minibatch."""
