@@ -134,6 +134,21 @@ def _clean_name(name: str | None, fallback: str) -> str:
     return name or fallback
 
 
+def store_then_publish(store: ObjectStore, files: list[tuple[str, Path, str]], publish: Callable[[], None],
+                       what: str, prefix: str, record_key: str) -> None:
+    """Put `files` (key, path, content type), then publish the record: readers never see a
+    record whose objects are missing. If anything fails half way, what was written is removed."""
+    try:
+        for key, path, content_type in files:
+            store.put_file(key, path, content_type)
+        publish()
+    except BaseException:
+        log.exception("storing %s failed; removing what was written", what)
+        store.delete_prefix(prefix)
+        store.delete(record_key)
+        raise
+
+
 def upload_limits(settings: Settings):  # -> gan_core.data.UploadLimits
     from gan_core.data import UploadLimits
 
@@ -202,15 +217,10 @@ def ingest(upload: Upload, tenant: str, settings: Settings, store: ObjectStore, 
         )
         if before_store is not None:
             before_store(rec.size_bytes + rec.original_bytes)
-        try:
-            store.put_file(keys.dataset_original(tenant, dataset_id), original, "application/zip")
-            store.put_file(keys.dataset_prepared(tenant, dataset_id), prepared, "application/zip")
-            repo.publish(rec)
-        except BaseException:
-            log.exception("storing dataset %s failed; removing what was written", dataset_id)
-            store.delete_prefix(keys.dataset_prefix(tenant, dataset_id))
-            store.delete(keys.dataset_record(tenant, dataset_id))
-            raise
+        files = [(keys.dataset_original(tenant, dataset_id), original, "application/zip"),
+                 (keys.dataset_prepared(tenant, dataset_id), prepared, "application/zip")]
+        store_then_publish(store, files, lambda: repo.publish(rec), f"dataset {dataset_id}",
+                           keys.dataset_prefix(tenant, dataset_id), keys.dataset_record(tenant, dataset_id))
         return rec
 
 

@@ -24,7 +24,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from service import keys
-from service.datasets.ingest import UploadTooLarge, _limited
+from service.datasets.ingest import UploadTooLarge, _clean_name, _limited, store_then_publish
 from service.ids import new_id
 from service.models.records import ModelRecord, ModelRepo
 from service.settings import Settings
@@ -90,11 +90,6 @@ def _copy(upload: UploadFile, dest: Path) -> None:
             out.write(chunk)
 
 
-def _clean_name(name: str | None, fallback: str) -> str:
-    name = "".join(ch for ch in (name or "") if ch.isprintable()).strip()[:200]
-    return name or fallback
-
-
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -142,12 +137,7 @@ def ingest_model(upload: Path, name: str | None, filename: str, tenant: str, set
         )
         if before_store is not None:
             before_store(rec.size_bytes)
-        try:
-            store.put_file(keys.model_weights(tenant, model_id), weights)
-            repo.publish(rec)
-        except BaseException:
-            log.exception("storing model %s failed; removing what was written", model_id)
-            store.delete_prefix(keys.model_prefix(tenant, model_id))
-            store.delete(keys.model_record(tenant, model_id))
-            raise
+        files = [(keys.model_weights(tenant, model_id), weights, "application/octet-stream")]
+        store_then_publish(store, files, lambda: repo.publish(rec), f"model {model_id}",
+                           keys.model_prefix(tenant, model_id), keys.model_record(tenant, model_id))
     return rec
