@@ -30,12 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import DEFAULT_DATA, Arm, markdown_table, run_grid  # noqa: E402
 
-from gan_core.config import RegularizerConfig, TrainConfig, get_preset, validate_config  # noqa: E402
+from gan_core.config import ARCH_PRESETS, RegularizerConfig, TrainConfig, get_preset, validate_config  # noqa: E402
 from gan_core.regularizers import REGISTRY, suggested_defaults  # noqa: E402
 
 DEFAULT_REGS = "none,r1,r2,gp1,dragan,lecam,nice,maskedgan,diggan,diggan+lecam"
 FULL_REGS = DEFAULT_REGS + ",diggan+r1"
-BACKBONE_PRESETS = {"stylegan2": "cpu-tiny", "sngan": "sngan-32", "biggan": "biggan-32"}
 
 
 def regularizer_config(name: str) -> RegularizerConfig:
@@ -95,17 +94,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/results/compare"))
     args = ap.parse_args()
 
-    backbones = ["stylegan2", "sngan", "biggan"] if args.full else args.backbones.split(",")
+    backbones = list(ARCH_PRESETS) if args.full else args.backbones.split(",")
     augments = ["ada", "diffaugment", "none"] if args.full else args.augments.split(",")
     regs = (FULL_REGS if args.full else args.regs).split(",")
-    unknown = [b for b in backbones if b not in BACKBONE_PRESETS]
+    unknown = [b for b in backbones if b not in ARCH_PRESETS]
     if unknown:
-        raise SystemExit(f"unknown backbone(s) {unknown}; known: {', '.join(BACKBONE_PRESETS)}")
+        raise SystemExit(f"unknown backbone(s) {unknown}; known: {', '.join(ARCH_PRESETS)}")
     all_arms = [make_arm(a, r) for a in augments for r in regs]
 
     combined = []
     for backbone in backbones:
-        preset = args.preset if (backbone == "stylegan2" and args.preset) else BACKBONE_PRESETS[backbone]
+        preset = args.preset if (backbone == "stylegan2" and args.preset) else ARCH_PRESETS[backbone]
         base = get_preset(preset)
         base.kimg = args.kimg
         base.tick_kimg = max(args.kimg / 20, 0.1)
