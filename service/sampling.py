@@ -68,6 +68,14 @@ class GeneratorCache:
                 self._loading.pop(ident, None)
             return G
 
+    def for_checkpoint(self, rec: JobRecord, ckpt: CheckpointInfo) -> Any:
+        """A job checkpoint's EMA generator, ready to run in this thread (sampling, interpolation, export)."""
+        import torch
+
+        if self.threads and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)  # process-wide; oversubscribed OpenMP threads are very slow
+        return self.get(checkpoint_key(rec, ckpt), ckpt.sha256)
+
     def _load(self, key: str, sha256: str) -> Any:
         from gan_core.sampling import generator_from_payload
         from gan_core.training.checkpoint import CheckpointError, load_checkpoint_bytes
@@ -122,12 +130,9 @@ def check_class(rec: JobRecord, class_index: int | None) -> None:
 
 def generate(cache: GeneratorCache, rec: JobRecord, ckpt: CheckpointInfo, seeds: list[int], psi: float,
              class_index: int | None = None) -> "torch.Tensor":
-    import torch
     from gan_core.sampling import generate_images
 
-    if cache.threads and torch.get_num_threads() != cache.threads:
-        torch.set_num_threads(cache.threads)  # process-wide; oversubscribed OpenMP threads are very slow
-    G = cache.get(checkpoint_key(rec, ckpt), ckpt.sha256)
+    G = cache.for_checkpoint(rec, ckpt)
     try:
         return generate_images(G, seeds, psi=psi, batch_size=16, device=cache.device, class_index=class_index)
     except ValueError as e:  # only the class check raises here: the checkpoint knows its classes

@@ -20,7 +20,7 @@ from service.api.routes.jobs import load_job
 from service.api.routes.samples import _no_checkpoint
 from service.deps import GeneratorsDep, JobsDep, TenantDep
 from service.jobs.records import CheckpointInfo, JobRecord
-from service.sampling import GeneratorCache, checkpoint_key
+from service.sampling import GeneratorCache
 from service.schemas.common import ERROR_RESPONSES
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/export", tags=["export"], responses=ERROR_RESPONSES)
@@ -29,13 +29,9 @@ MEDIA = {"safetensors": ("application/zip", "safetensors.zip"), "torchscript": (
 
 
 def _export(cache: GeneratorCache, rec: JobRecord, ckpt: CheckpointInfo, fmt: str) -> bytes:
-    import torch
-
     from gan_core.export import ExportError, export_bytes, export_config
 
-    if cache.threads and torch.get_num_threads() != cache.threads:
-        torch.set_num_threads(cache.threads)  # as for sampling: oversubscribed OpenMP threads crawl
-    G = cache.get(checkpoint_key(rec, ckpt), ckpt.sha256)  # 409 if the checkpoint does not verify or load
+    G = cache.for_checkpoint(rec, ckpt)  # 409 if the checkpoint does not verify or load
     # The record's config is what the worker trained with; export_config takes the network part from G.
     source = {"job_id": rec.id, "dataset_id": rec.dataset_id, "checkpoint": ckpt.name, "sha256": ckpt.sha256,
               "kimg": ckpt.kimg}

@@ -15,7 +15,7 @@ from service.api.routes.jobs import load_job
 from service.api.routes.samples import _no_checkpoint
 from service.deps import GeneratorsDep, JobsDep, SettingsDep, TenantDep
 from service.jobs.records import CheckpointInfo, JobRecord
-from service.sampling import BadClass, GeneratorCache, check_class, checkpoint_key
+from service.sampling import BadClass, GeneratorCache, check_class
 from service.schemas.common import ERROR_RESPONSES
 from service.schemas.interpolation import InterpolationRequest
 
@@ -30,12 +30,9 @@ def _check(req: InterpolationRequest, settings: Any) -> None:
 
 
 def interpolation_gif(cache: GeneratorCache, rec: JobRecord, ckpt: CheckpointInfo, req: InterpolationRequest) -> bytes:
-    import torch
     from gan_core.sampling import interpolation_frames
 
-    if cache.threads and torch.get_num_threads() != cache.threads:
-        torch.set_num_threads(cache.threads)  # as in service.sampling.generate
-    G = cache.get(checkpoint_key(rec, ckpt), ckpt.sha256)
+    G = cache.for_checkpoint(rec, ckpt)
     try:
         frames = interpolation_frames(G, req.seed_a, req.seed_b, steps=req.steps, psi=req.psi, device=cache.device,
                                       class_index=req.class_index)
