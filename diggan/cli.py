@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from diggan.client import EXPORT_FORMATS, TERMINAL, DigganClient, DigganError
-from gan_core.seeds import parse_seeds  # torch-free
+from gan_core.specs import parse_regularizer_spec, parse_seeds  # torch-free
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_CANCELED = 0, 1, 2, 3
 
@@ -33,16 +33,11 @@ def _print_json(obj: Any) -> None:
 
 def parse_regularizer(spec: str) -> dict[str, Any]:
     """'diggan:100', 'r1:1:16' or 'lecam:0.3:1:decay=0.99' -> a RegularizerSpec body."""
-    parts = spec.split(":")
-    if len(parts) < 2 or not parts[0]:
-        raise ValueError(f"--regularizer {spec!r}: use NAME:WEIGHT[:INTERVAL][:k=v,...], e.g. diggan:100")
-    reg: dict[str, Any] = {"name": parts[0], "weight": float(parts[1])}
-    if len(parts) > 2 and parts[2]:
-        reg["interval"] = int(parts[2])
-    for item in (parts[3].split(",") if len(parts) > 3 and parts[3] else []):
-        key, _, value = item.partition("=")
-        reg[key] = float(value)
-    return reg
+    name, weight, interval, params = parse_regularizer_spec(spec, "--regularizer")
+    reg: dict[str, Any] = {"name": name, "weight": weight}
+    if interval is not None:
+        reg["interval"] = interval
+    return {**reg, **params}
 
 
 # ----------------------------------------------------------------------------- commands

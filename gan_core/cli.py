@@ -113,17 +113,18 @@ def parse_reg(spec: str) -> Any:
     """'lecam:0.3:1:decay=0.99' -> RegularizerConfig (interval defaults to the regularizer's suggestion)."""
     from .config import RegularizerConfig
     from .regularizers import REGISTRY, suggested_defaults
+    from .specs import parse_regularizer_spec
 
-    parts = spec.split(":")
-    name = parts[0]
-    if name not in REGISTRY or len(parts) < 2:
-        raise ValueError(f"--reg {spec!r}: use NAME:WEIGHT[:INTERVAL][:k=v,...] with NAME in {', '.join(sorted(REGISTRY))}")
-    interval = int(parts[2]) if len(parts) > 2 and parts[2] else (suggested_defaults(name)[1] or 16)
-    params = {}
-    for item in (parts[3].split(",") if len(parts) > 3 and parts[3] else []):
-        k, _, v = item.partition("=")
-        params[k] = float(v)
-    return RegularizerConfig(name, float(parts[1]), interval, params)
+    usage = f"--reg {spec!r}: use NAME:WEIGHT[:INTERVAL][:k=v,...] with NAME in {', '.join(sorted(REGISTRY))}"
+    try:
+        name, weight, interval, params = parse_regularizer_spec(spec)
+    except ValueError:
+        raise ValueError(usage) from None
+    if name not in REGISTRY:
+        raise ValueError(usage)
+    if interval is None:
+        interval = suggested_defaults(name)[1] or 16
+    return RegularizerConfig(name, weight, interval, params)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from .config import TrainConfig, config_from_dict
 from .networks import build_generator
 from .networks.resnet32 import classes_from_z
-from .seeds import parse_seeds  # noqa: F401  (re-exported: the CLI and service import it from here)
+from .specs import parse_seeds  # noqa: F401  (re-exported: the CLI and service import it from here)
 from .training.checkpoint import load_checkpoint
 
 
