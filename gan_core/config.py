@@ -101,6 +101,9 @@ class TrainConfig:
     mirror: bool = True  # x-flip doubling of the dataset
     seed: int = 0
     num_grid: int = 16  # images in each snapshot grid (fixed seeds)
+    # Freeze-D (Mo et al. 2020; NVlabs train.py --freezed): keep D's first N layers from the input side fixed
+    # when fine-tuning from pretrained weights (gan_core.training.freeze). 0 = off, NVlabs' default.
+    freeze_d_layers: int = 0
 
     @property
     def snapshot_kimg(self) -> float:
