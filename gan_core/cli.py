@@ -306,9 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample(sub)
     _add_memorization(sub)
     _add_export(sub)
-    from . import toy
+    from .toy.cli import add_cli as add_toy_cli  # --variant paper (default) | legacy
 
-    toy.add_cli(sub)
+    add_toy_cli(sub)
     from .metrics import cli as metrics_cli
 
     metrics_cli.add_cli(sub)

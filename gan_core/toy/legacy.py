@@ -1,6 +1,8 @@
-"""DigGAN toy experiment: two real 1-D points, vanilla GAN vs DigGAN from the same start, over many seeds.
+"""The LEGACY toy variant (`python -m gan_core toy --variant legacy`): a latent-sampling, SGD variant of
+the DigGAN paper's toy. The paper's version as written is `gan_core.toy.experiments` (`--variant paper`,
+the default); this one is kept unchanged for comparison with the numbers measured before.
 
-Reproduces the small-scale case study of the DigGAN paper (section 3.3, "Intuition for DigGAN regularizer
+Two real 1-D points, vanilla GAN vs DigGAN from the same start, over many seeds. Reproduces the small-scale case study of the DigGAN paper (section 3.3, "Intuition for DigGAN regularizer
 and attractors", Fig. 3-5; docs/diggan.md calls it "Toy"). The paper's learning rate, momentum, lambda,
 alpha, batch size and iteration count were lost in extraction; every value below is a choice of ours.
 
@@ -78,15 +80,14 @@ API
         analogue: one seed's final samples and D, generated-data movement with red lines at the real points,
         DIG over iterations, for vanilla and DigGAN, plus an all-seeds row) and, with perturb,
         out_dir/toy_perturb.png.
-    add_cli(subparsers) registers `toy --seeds N --out DIR [--iterations N] [--perturb] [--no-progress]`;
-    the handler (args.func) prints the summary JSON. Standalone: python -m gan_core.toy toy --seeds 10.
+    The CLI (gan_core/toy/cli.py): `toy --variant legacy --seeds N --out DIR [--iterations N] [--perturb]
+    [--no-progress]` prints the summary JSON.
     input_grad_norms(d_fn, x, create_graph) and dig_penalty(g_real, g_fake, alpha, prev) are the penalty's
     two halves, exposed for tests.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -100,13 +101,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .penalty import dig_penalty, input_grad_norms
+
 __all__ = [
     "ToySettings",
     "DEFAULT_SETTINGS",
     "input_grad_norms",
     "dig_penalty",
     "run_toy",
-    "add_cli",
 ]
 
 Params = list[torch.Tensor]  # [W0, b0, W1, b1, ...], every tensor with a leading seed axis
@@ -189,46 +191,6 @@ def _mlp(params: Params, x: torch.Tensor, act: Callable[[torch.Tensor], torch.Te
         if i < n - 1:
             h = act(h)
     return h
-
-
-# --------------------------------------------------------------------------- DigGAN penalty
-
-
-def input_grad_norms(
-    d_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, create_graph: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """D's logits and the per-sample L2 norm of d logit / d x.
-
-    x: [..., N, dim]; d_fn(x) -> logits [..., N] or [..., N, 1]. Returns (logits [..., N], norms [..., N]).
-    create_graph=True keeps the norms differentiable w.r.t. D's parameters (double backward).
-    """
-    x = x.detach().requires_grad_(True)
-    logits = d_fn(x)
-    if logits.dim() == x.dim():
-        logits = logits.squeeze(-1)
-    # retain_graph: the caller still backpropagates its loss through `logits`
-    (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=create_graph, retain_graph=True)
-    return logits, torch.linalg.vector_norm(grad, dim=-1)
-
-
-def dig_penalty(
-    g_real: torch.Tensor,
-    g_fake: torch.Tensor,
-    alpha: float,
-    prev: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    """DigGAN regularizer (paper Eq. 3) on already-paired per-sample gradient norms.
-
-    g_beta(t) = alpha * ||grad D(x_beta)|| + (1 - alpha) * g_beta(t-1).detach(), elementwise over the
-    batch vector, for beta in {real, fake}; at the first step (prev None) g_beta(t) is the raw norm
-    (as in the authors' BigGAN code). Returns (mean over the last axis of (g_real(t) - g_fake(t))^2,
-    the detached (g_real(t), g_fake(t)) to pass as `prev` next step).
-    """
-    if prev is not None:
-        g_real = alpha * g_real + (1.0 - alpha) * prev[0].detach()
-        g_fake = alpha * g_fake + (1.0 - alpha) * prev[1].detach()
-    pen = ((g_real - g_fake) ** 2).mean(dim=-1)
-    return pen, (g_real.detach(), g_fake.detach())
 
 
 # --------------------------------------------------------------------------- training
@@ -1018,45 +980,3 @@ def run_toy(
         tmp.write_text(json.dumps(summary, indent=2, allow_nan=False))
         tmp.replace(out_dir / "summary.json")  # atomic: readers never see a half-written file
         return summary
-
-
-def _cmd_toy(args: argparse.Namespace) -> int:
-    summary = run_toy(
-        seeds=args.seeds, out_dir=args.out, iterations=args.iterations, perturb=args.perturb,
-        progress=not args.no_progress,
-    )
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
-def add_cli(subparsers: Any) -> argparse.ArgumentParser:
-    """Register `toy --seeds N --out DIR [--iterations N] [--perturb] [--no-progress]`.
-
-    The handler is stored as both `func` and `handler` defaults: `args.func(args)` runs it and returns 0.
-    """
-    p = subparsers.add_parser(
-        "toy",
-        help="DigGAN paper toy experiment: two real 1-D points, vanilla GAN vs DigGAN over many seeds",
-        description="Reproduce the DigGAN toy experiment (paper section 3.3) and write summary.json and toy.png.",
-    )
-    p.add_argument("--seeds", type=int, default=10, help="number of seeds (0..N-1), default 10")
-    p.add_argument("--out", type=Path, default=Path("runs/toy"), help="output folder (default runs/toy)")
-    p.add_argument("--iterations", type=int, default=None,
-                   help=f"training iterations (default {DEFAULT_SETTINGS.iterations})")
-    p.add_argument("--perturb", action="store_true",
-                   help="also run experiments 2 (perturb the stuck D) and 4 (DigGAN from the stuck state)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_toy, handler=_cmd_toy)
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gan_core.toy")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_cli(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
