@@ -1,4 +1,4 @@
-"""Command line: `python -m gan_core {train,sample,memorization,export,toy,metrics,fid} ...` (also `gan-core`)."""
+"""Command line: `python -m gan_core {train,sample,memorization,export,toy,metrics,fid,project,mix,edit} ...` (also `gan-core`)."""
 
 from __future__ import annotations
 
@@ -277,11 +277,12 @@ def _cmd_memorization(args: argparse.Namespace) -> int:
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint's generator as safetensors+config or TorchScript")
     p.add_argument("--ckpt", required=True, type=Path)
-    p.add_argument("--format", required=True, choices=["safetensors", "torchscript"],
+    p.add_argument("--format", required=True, choices=["safetensors", "torchscript", "onnx"],
                    help="safetensors: weights + config.json (loads back with gan_core.export.load_safetensors); "
-                        "torchscript: one .pt that only needs torch")
+                        "torchscript: one .pt that only needs torch; onnx: one .onnx for onnxruntime (StyleGAN2)")
     p.add_argument("-o", "--out", required=True, type=Path,
-                   help="torchscript: a .pt file; safetensors: a .zip, or a folder for model.safetensors + config.json")
+                   help="torchscript: a .pt file; onnx: a .onnx file; "
+                        "safetensors: a .zip, or a folder for model.safetensors + config.json")
     p.set_defaults(func=_cmd_export)
 
 
@@ -312,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .metrics import cli as metrics_cli
 
     metrics_cli.add_cli(sub)
+    from .latents.cli import add_cli as add_latents_cli  # project, mix, edit
+
+    add_latents_cli(sub)
     return parser
 
 

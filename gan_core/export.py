@@ -1,6 +1,6 @@
 """Export a trained generator (a checkpoint's G_ema) for use outside this project.
 
-Two formats:
+Three formats:
 
 - **safetensors**: `model.safetensors` (the G_ema weights; the config JSON is also in its
   metadata) plus `config.json` (network and full training config, z_dim, c_dim, resolution,
@@ -16,9 +16,22 @@ Two formats:
   same image every time, as the service's sample endpoint does. `config.json` is embedded
   (`torch.jit.load(path, _extra_files={"config.json": ""})`).
 
-The wrapper only calls `G(z[, c], truncation_psi=..., noise_mode="const")`, so any generator with
+- **onnx** (StyleGAN2 only; needs the `export` extra: onnx, onnxscript): one `.onnx` file, inputs
+  `z` float32 [N, z_dim] (any N) and `psi` float32 scalar, output `images` uint8 [N, 3, R, R], constant
+  noise; `config.json` is in the model's metadata_props. Runs with onnxruntime:
+
+      sess = onnxruntime.InferenceSession("generator.onnx")
+      img = sess.run(None, {"z": z.numpy(), "psi": numpy.array(0.7, numpy.float32)})[0]
+
+  Made with torch's dynamo exporter (`torch.onnx.export(..., dynamo=True)`); the legacy TorchScript
+  exporter cannot follow the FIR filter's shape. When onnxruntime is installed the export is run
+  against the eager generator and refused if any pixel differs by more than one level.
+
+The TorchScript wrapper only calls `G(z[, c], truncation_psi=..., noise_mode="const")`, so any generator with
 that call signature exports (StyleGAN2, SNGAN, BigGAN); the traced module is checked against the
 eager generator at a batch size and psi it was not traced with, and refused if they disagree.
+
+W latents (projected or edited, see gan_core.latents) travel as `.npy` (`latent_npy_bytes`).
 """
 
 from __future__ import annotations
@@ -40,8 +53,8 @@ from .config import TrainConfig, config_to_dict
 from .sampling import generator_from_payload, to_uint8
 from .versions import runtime_versions
 
-FORMATS = ("safetensors", "torchscript")
-Format = Literal["safetensors", "torchscript"]
+FORMATS = ("safetensors", "torchscript", "onnx")
+Format = Literal["safetensors", "torchscript", "onnx"]
 EXPORT_FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -278,15 +291,130 @@ def save_torchscript(G: nn.Module, config: dict[str, Any], out: Path) -> Path:
     return Path(out)
 
 
+# ------------------------------------------------------------------------------ onnx
+
+ONNX_OPSET = 18  # the dynamo exporter's default in torch 2.x
+_ONNX_CHECK = ((3, 0.7), (1, 1.0))
+
+
+class _OnnxSampler(nn.Module):
+    """StyleGAN2: (z, psi) -> uint8 images with constant noise. Truncation is written out as the tensor op
+    MappingNetwork applies (`w_avg.lerp(w, psi)`), because torch.export cannot branch on psi's value;
+    the unfused modulated conv keeps the batch dimension free (as for TorchScript)."""
+
+    def __init__(self, G: nn.Module):
+        super().__init__()
+        self.G = G
+
+    def forward(self, z: Tensor, psi: Tensor) -> Tensor:
+        ws = self.G.mapping(z)
+        ws = self.G.mapping.w_avg.lerp(ws, psi)
+        return to_uint8(self.G.synthesis(ws, noise_mode="const", fused_modconv=False))
+
+
+def onnx_bytes(G: nn.Module, config: dict[str, Any]) -> bytes:
+    """An ONNX model of a StyleGAN2 generator: (z [N, z_dim], psi []) -> uint8 [N, C, R, R]."""
+    import logging
+
+    if not (hasattr(G, "mapping") and hasattr(G, "synthesis")):
+        raise ExportError(f"ONNX export supports StyleGAN2 generators; this one is {config.get('arch')!r} "
+                          "(export it as torchscript or safetensors)")
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401  (torch's dynamo exporter needs it)
+    except ImportError as e:
+        raise ExportError(f"ONNX export needs the 'export' extra (pip install 'diggan-service[export]': onnx, "
+                          f"onnxscript, onnxruntime); missing: {e.name}") from None
+    G = copy.deepcopy(G).to("cpu").eval().requires_grad_(False)
+    wrapper = _OnnxSampler(G).eval()
+    z = torch.randn(_TRACE_BATCH, G.z_dim, generator=torch.Generator().manual_seed(0))
+    psi = torch.tensor(_TRACE_PSI)
+    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in quiet]
+    try:
+        for lg in quiet:
+            lg.setLevel(logging.ERROR)  # "torchvision is not installed" and progress lines
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                wrapper, (z, psi), dynamo=True, opset_version=ONNX_OPSET, input_names=["z", "psi"],
+                output_names=["images"], dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)}, None),
+                verbose=False)
+    except ExportError:
+        raise
+    except Exception as e:  # the exporter raises many types for code it cannot follow
+        raise ExportError(f"the generator could not be exported to ONNX ({type(e).__name__}: {str(e)[:500]})") from e
+    finally:
+        for lg, level in zip(quiet, levels):
+            lg.setLevel(level)
+    proto = program.model_proto
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = CONFIG_NAME, json.dumps(config)
+    data = proto.SerializeToString()
+    _check_onnx(data, wrapper)
+    return data
+
+
+def _check_onnx(data: bytes, wrapper: nn.Module) -> None:
+    """Run the model with onnxruntime (when installed) against the eager generator: at most 1 level apart."""
+    try:
+        import numpy as np
+        import onnxruntime as ort
+    except ImportError:
+        return
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        for seed, (n, psi) in enumerate(_ONNX_CHECK, start=1):
+            z = torch.randn(n, wrapper.G.z_dim, generator=torch.Generator().manual_seed(seed))
+            got = sess.run(None, {"z": z.numpy(), "psi": np.array(psi, dtype=np.float32)})[0]
+            want = to_uint8(wrapper.G(z, truncation_psi=psi, noise_mode="const")).numpy()
+            if got.shape != want.shape or np.abs(got.astype(np.int16) - want.astype(np.int16)).max() > 1:
+                raise ExportError(f"the ONNX model disagrees with the generator at batch {n}, psi {psi:g}")
+
+
+def save_onnx(G: nn.Module, config: dict[str, Any], out: Path) -> Path:
+    from .training.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(Path(out), onnx_bytes(G, config))
+    return Path(out)
+
+
+def onnx_config(path_or_bytes: Path | str | bytes) -> dict[str, Any]:
+    """The config.json stored in an exported ONNX model's metadata."""
+    import onnx
+
+    data = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
+    model = onnx.load_model_from_string(data)
+    meta = {p.key: p.value for p in model.metadata_props}
+    if CONFIG_NAME not in meta:
+        raise ExportError("not a diggan ONNX export (no config.json in its metadata)")
+    return json.loads(meta[CONFIG_NAME])
+
+
+# ---------------------------------------------------------------------------- latents
+
+
+def latent_npy_bytes(w: Tensor) -> bytes:
+    """A W latent ([w_dim], [N, w_dim] or [N, num_ws, w_dim]) as a float32 .npy (batch dimension added)."""
+    import numpy as np
+
+    arr = torch.as_tensor(w).detach().float().cpu().numpy()
+    buf = io.BytesIO()
+    np.save(buf, arr[None] if arr.ndim == 1 else arr)
+    return buf.getvalue()
+
+
 # ----------------------------------------------------------------------------- entry
 
 
 def export_bytes(G: nn.Module, config: dict[str, Any], fmt: str) -> bytes:
-    """The export as one blob: a zip for safetensors, a .pt for torchscript."""
+    """The export as one blob: a zip for safetensors, a .pt for torchscript, a .onnx for onnx."""
     if fmt == "safetensors":
         return safetensors_zip_bytes(G, config)
     if fmt == "torchscript":
         return torchscript_bytes(G, config)
+    if fmt == "onnx":
+        return onnx_bytes(G, config)
     raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
@@ -305,6 +433,8 @@ def export_checkpoint(ckpt_path: Path | str, fmt: str, out: Path | str) -> dict[
     config = export_config(G, payload["config"], source)
     if fmt == "safetensors":
         save_safetensors(G, config, Path(out))
+    elif fmt == "onnx":
+        save_onnx(G, config, Path(out))
     else:
         save_torchscript(G, config, Path(out))
     return config
