@@ -4,14 +4,16 @@
     python -m service keys create --tenant acme [--name ci] [--max-concurrent-jobs 2 ...]   # prints the key once
     python -m service keys list
     python -m service keys revoke KEY_ID
+    python -m service db upgrade|current          # Alembic migrations (also applied at start-up)
+    python -m service import-records [--dry-run]  # JSON records of version 0.1 -> the database
 
-Keys are kept hashed in the configured object store (DIGGAN_STORAGE / DIGGAN_DATA_DIR / DIGGAN_S3_*),
-so the CLI must see the same settings as the API. Once any key exists, every API request needs one.
+Keys are kept hashed in the database (DIGGAN_DATABASE_URL, or DIGGAN_DATA_DIR's SQLite file), so the
+CLI must see the same settings as the API. They are checked when auth is on (DIGGAN_AUTH_REQUIRED=true).
 
-With no DIGGAN_BROKER_URL / DIGGAN_STORAGE set this is the embedded mode: local-directory
-storage and a server-less SQLite broker under --data-dir. Ctrl-C stops the API, then asks the
-workers to stop (a training job stores a final checkpoint and is re-queued), then kills
-any that have not exited after --grace seconds.
+With no DIGGAN_DATABASE_URL / DIGGAN_BROKER_URL / DIGGAN_STORAGE set this is the embedded mode: a
+SQLite database, local-directory storage and a server-less SQLite broker under --data-dir. Ctrl-C
+stops the API, then asks the workers to stop (a training job stores a final checkpoint and is
+re-queued), then kills any that have not exited after --grace seconds.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from service.settings import Settings
+from service.core.settings import Settings
 
 log = logging.getLogger("service")
 
@@ -82,28 +84,31 @@ def up(args: argparse.Namespace) -> int:
     if args.data_dir:
         overrides["data_dir"] = Path(args.data_dir)
     settings = Settings(**overrides)
-    if not is_loopback(settings.host) and not _keys_exist(settings):
+    if not is_loopback(settings.host) and not settings.auth_enabled:
         print(
-            f"refusing to listen on {settings.host}: without API keys the service may only bind a loopback address "
-            "(127.0.0.1, ::1, localhost). Create a key first (python -m service keys create --tenant NAME), "
-            "or set DIGGAN_API_KEYS, or use --host 127.0.0.1.",
+            f"refusing to listen on {settings.host}: with auth off the service may only bind a loopback address "
+            "(127.0.0.1, ::1, localhost). Turn auth on (DIGGAN_AUTH_REQUIRED=true) and create a key "
+            "(python -m service keys create --tenant NAME), or use --host 127.0.0.1.",
             file=sys.stderr,
         )
         return 2
-    settings.ensure_dirs()
     env = dict(os.environ)
     env.update({"DIGGAN_DATA_DIR": str(settings.data_dir), "DIGGAN_BROKER_URL": settings.broker_url,
-                "DIGGAN_RESULT_BACKEND": settings.result_backend, "DIGGAN_STORAGE": settings.storage})
+                "DIGGAN_RESULT_BACKEND": settings.result_backend, "DIGGAN_STORAGE": settings.storage,
+                "DIGGAN_DATABASE_URL": settings.database_url})
     import uvicorn
 
-    from service.main import create_app
+    from service.api.main import create_app
+    from service.core.queue import check_broker, prepare_broker
 
-    app = create_app(settings)
+    prepare_broker(settings)
+    app = create_app(settings)  # migrates the database before any worker starts
     # Touch the broker once here: with the SQLite broker this creates its tables before
     # several worker processes race to create them.
-    from service.queue import check_broker
-
     check_broker(app.state.celery)
+    if not settings.auth_enabled and app.state.core.keys.has_active_keys():
+        log.warning("API keys exist but auth is off (DIGGAN_AUTH_REQUIRED is not set): every loopback client "
+                    "is the 'default' tenant and keys are not checked")
     procs = spawn_workers(env, args.workers, args.log_level.upper()) if args.workers > 0 else []
     mode = "embedded" if settings.embedded_broker else settings.broker_url.split(":", 1)[0]
     print(f"diggan-service on http://{settings.host}:{settings.port} (docs at /docs); storage={settings.storage} "
@@ -118,30 +123,16 @@ def up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keys_exist(settings: Settings) -> bool:
-    """An active key in the key store, or static keys in the settings."""
-    if settings.auth_configured:
-        return True
-    from service.auth import KeyStore
-    from service.storage import build_store
+def _core(args: argparse.Namespace):
+    from service.core.services import open_core
 
-    settings.ensure_dirs()
-    return KeyStore(build_store(settings), settings).has_active_keys()
-
-
-def _key_settings(args: argparse.Namespace) -> Settings:
-    return Settings(**({"data_dir": Path(args.data_dir)} if args.data_dir else {}))
+    return open_core(Settings(**({"data_dir": Path(args.data_dir)} if args.data_dir else {})))
 
 
 def keys_cmd(args: argparse.Namespace) -> int:
     import json
 
-    from service.auth import KeyStore
-    from service.storage import build_store
-
-    settings = _key_settings(args)
-    settings.ensure_dirs()
-    ks = KeyStore(build_store(settings), settings)
+    ks = _core(args).keys
     if args.keys_command == "create":
         quotas = {"concurrent_jobs": args.max_concurrent_jobs, "total_kimg": args.max_total_kimg,
                   "storage_bytes": args.max_storage_bytes, "requests_per_s": args.rate, "burst": args.burst}
@@ -175,6 +166,30 @@ def keys_cmd(args: argparse.Namespace) -> int:
         print(f"revoked {rec.id} (tenant {rec.tenant!r}) at {rec.revoked_at}")
         return 0
     return 1
+
+
+def db_cmd(args: argparse.Namespace) -> int:
+    from service.core.db import Database, upgrade
+    from service.core.db.migrate import current_revision, head_revision
+
+    settings = Settings(**({"data_dir": Path(args.data_dir)} if args.data_dir else {}))
+    settings.ensure_dirs()
+    db = Database(settings.database_url)
+    if args.db_command == "upgrade":
+        upgrade(db)
+    print(f"{db!r}: revision {current_revision(db)} (latest {head_revision(db)})")
+    return 0
+
+
+def import_cmd(args: argparse.Namespace) -> int:
+    import json
+
+    from service.core.importer import import_records
+
+    core = _core(args)
+    report = import_records(core.db, core.store, dry_run=args.dry_run)
+    print(json.dumps({"dry_run": args.dry_run, **report}, indent=2))
+    return 0
 
 
 def _positive_int(v: str) -> int:
@@ -231,9 +246,20 @@ def main(argv: list[str] | None = None) -> int:
     ksub.add_parser("list", help="list keys (never the secrets)")
     kr = ksub.add_parser("revoke", help="revoke a key by id")
     kr.add_argument("key_id")
+    d = sub.add_parser("db", help="database schema: upgrade to the latest migration, or show the current one")
+    d.add_argument("--data-dir", default=None, help="embedded data directory (DIGGAN_DATA_DIR)")
+    d.add_argument("db_command", choices=["upgrade", "current"])
+    im = sub.add_parser("import-records", help="import version 0.1's JSON records from the object store "
+                                               "(idempotent; prints what it did)")
+    im.add_argument("--data-dir", default=None, help="embedded data directory (DIGGAN_DATA_DIR)")
+    im.add_argument("--dry-run", action="store_true", help="count what would be imported; change nothing")
     args = parser.parse_args(argv)
     if args.command == "keys":
         return keys_cmd(args)
+    if args.command == "db":
+        return db_cmd(args)
+    if args.command == "import-records":
+        return import_cmd(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "up":
         return up(args)

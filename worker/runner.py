@@ -1,38 +1,49 @@
-"""Run one job: storage <-> gan_core's Trainer.
+"""Run one job: the database and object store <-> gan_core's Trainer.
 
-- the prepared dataset is fetched to a temp run dir; the config comes from the record;
-- resume from the record's latest checkpoint (verified by sha256), so a re-delivered job
+- the prepared dataset is fetched to a temp run dir; the config comes from the job row;
+- resume from the job's latest registered checkpoint (verified by sha256), so a re-delivered job
   continues where the last stored checkpoint left it instead of starting over;
-- every tick updates the record (progress, latest tick, heartbeat) and the stored series;
-- every snapshot uploads the checkpoint (then points `latest` at it) and its grid;
-- should_stop polls the cancel marker (throttled) and stops on a lost lease;
+- every tick is one fenced transaction: progress and heartbeat on the job row, the tick appended;
+- every snapshot uploads the checkpoint and grid under this attempt's keys, then registers them
+  (fenced): a worker that lost its lease can neither overwrite nor register anything;
+- should_stop polls the job's status (throttled) for a cancel, and stops on a lost lease;
 - a heartbeat thread keeps the lease fresh even while one tick runs for minutes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from gan_core.config import config_from_dict
-from service import keys
-from service.jobs.records import CheckpointInfo, JobRecord, JobRepo, JobStatus, utcnow
-from service.settings import Settings
-from service.storage import ObjectNotFound, ObjectStore
-from worker.lease import LeaseLost
+from service.core import blobs
+from service.core import object_keys as keys
+from service.core.db.models import Job
+from service.core.init_from import describe, fetch_init_weights
+from service.core.jobs import LEASED, CheckpointInfo, JobRecord, JobStatus
+from service.core.lease import JobLease, LeaseLost
+from service.core.services import Core
+from service.core.storage import ObjectNotFound, StorageError
 
 log = logging.getLogger(__name__)
 
 STOP_POLL_S = 1.0
+T = TypeVar("T")
 
 
-def configure_torch(settings: Settings) -> None:
+def configure_torch(settings: Any) -> None:
     import torch
 
     torch.set_num_threads(settings.training_threads)
@@ -53,8 +64,12 @@ def _clean(v: Any) -> Any:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
 class JobCallbacks:
-    """TrainingCallbacks for one job (duck-typed; bound to gan_core's class in make_callbacks)."""
+    """TrainingCallbacks for one job (duck-typed; bound to gan_core's class in JobRunner.run)."""
 
     def __init__(self, runner: "JobRunner"):
         self.r = runner
@@ -70,12 +85,12 @@ class JobCallbacks:
 
 
 class JobRunner:
-    def __init__(self, repo: JobRepo, store: ObjectStore, settings: Settings, rec: JobRecord, worker_id: str,
-                 device: str, shutdown: threading.Event | None = None):
-        self.repo, self.store, self.settings = repo, store, settings
+    def __init__(self, core: Core, rec: JobRecord, worker_id: str, device: str,
+                 shutdown: threading.Event | None = None):
+        self.core, self.store, self.settings = core, core.store, core.settings
         self.tenant, self.job_id, self.me, self.device = rec.tenant, rec.id, worker_id, device
         self.rec = rec
-        self.series = repo.get_series(rec.tenant, rec.id)
+        self.lease = JobLease(core.db, rec)
         self.cancel = rec.status == JobStatus.cancelling
         self.lease_lost = False
         self.shutdown = shutdown or threading.Event()
@@ -83,35 +98,33 @@ class JobRunner:
         self._stop_hb = threading.Event()
         self._uploaded: set[str] = set()
 
-    # --- record writes, only while we hold the lease
-    def _update(self, fn) -> JobRecord:
-        def guarded(r: JobRecord):
-            if r.worker_id != self.me:
-                self.lease_lost = True
-                return False
-            if r.status == JobStatus.canceled or r.status == JobStatus.cancelling:
-                self.cancel = True
-            return fn(r)
+    # --- fenced writes
+    def _observe(self, status: str) -> None:
+        if status == JobStatus.cancelling.value:
+            self.cancel = True
 
-        self.rec = self.repo.update(self.tenant, self.job_id, guarded)
-        if self.lease_lost:
-            raise LeaseLost(f"job {self.job_id} was taken over by {self.rec.worker_id}")
-        return self.rec
+    def _fenced(self, fn: Callable[[], str]) -> str:
+        try:
+            status = fn()
+        except LeaseLost:
+            self.lease_lost = True
+            raise
+        self._observe(status)
+        return status
 
     def _heartbeat_loop(self) -> None:
         while not self._stop_hb.wait(self.settings.worker_heartbeat_s):
             try:
-                self._update(lambda r: setattr(r, "heartbeat_at", utcnow()))
-            except LeaseLost:
+                self._fenced(self.lease.heartbeat)
+            except LeaseLost as e:
+                log.warning("heartbeat: %s; the job stops at its next step", e)
                 return
-            except Exception as e:  # storage blip: the next beat retries
+            except Exception as e:  # database blip: the next beat retries
                 log.warning("heartbeat for %s failed: %s", self.job_id, e)
 
-    def _outlast_outage(self, fn, what: str):
-        """Run a storage write; while storage is unavailable, wait with backoff (training pauses, nothing
-        is lost) up to settings.storage_outage_tolerance_s, then let the error end the job."""
-        from service.storage import StorageError
-
+    def _outlast_outage(self, fn: Callable[[], T], what: str) -> T:
+        """Run a write; while storage or the database is unavailable, wait with backoff (training pauses,
+        nothing is lost) up to settings.storage_outage_tolerance_s, then let the error end the job."""
         deadline = time.monotonic() + self.settings.storage_outage_tolerance_s
         pause = 0.5
         while True:
@@ -119,10 +132,10 @@ class JobRunner:
                 return fn()
             except (ObjectNotFound, LeaseLost):
                 raise
-            except StorageError as e:
+            except (StorageError, DBAPIError) as e:
                 if time.monotonic() + pause > deadline or self.shutdown.is_set():
                     raise
-                log.warning("job %s: %s failed (%s); storage looks down, retrying in %.1f s", self.job_id, what, e, pause)
+                log.warning("job %s: %s failed (%s); retrying in %.1f s", self.job_id, what, e, pause)
                 time.sleep(pause)
                 pause = min(pause * 2, 10.0)
 
@@ -135,69 +148,55 @@ class JobRunner:
 
     def _on_tick(self, stats: dict[str, Any]) -> None:
         stats = {k: _clean(v) for k, v in stats.items()}
-        ticks = [t for t in self.series["ticks"] if t.get("tick") != stats.get("tick")]  # a retried tick once
-        self.series["ticks"] = ticks + [stats]
-        self.repo.put_series(self.tenant, self.job_id, self.series)
         total = float(stats.get("total_kimg") or self.rec.progress.total_kimg or 1.0)
         kimg = float(stats.get("kimg") or 0.0)
-
-        def tick(r: JobRecord) -> None:
-            r.latest_tick = stats
-            r.progress.kimg, r.progress.total_kimg = kimg, total
-            r.progress.fraction = min(1.0, kimg / total) if total > 0 else 0.0
-            r.progress.eta_seconds = stats.get("eta_seconds")
-            r.heartbeat_at = utcnow()
-            if self.cancel and r.status == JobStatus.running:
-                r.status = JobStatus.cancelling
-
-        self._update(tick)
+        self._fenced(lambda: self.lease.record_tick(stats, kimg, total, stats.get("eta_seconds")))
 
     def _on_snapshot(self, snap: Any) -> None:
         ckpt_path, grid_path = Path(snap.checkpoint), Path(snap.grid)
         name = ckpt_path.name
-        # Objects first, pointer last: a crash in between leaves the old `latest`, never a dangling one.
-        self.store.put_file(keys.job_checkpoint(self.tenant, self.job_id, name), ckpt_path)
-        grid_name = None
+        attempt = self.lease.attempt
+        ckpt_key = keys.job_checkpoint(self.tenant, self.job_id, attempt, name)
+        # Objects first (under this attempt's keys), registration last: a crash in between leaves the old
+        # `latest`, never a dangling one.
+        self.store.put_file(ckpt_key, ckpt_path)
+        stored = [(ckpt_key, ckpt_path.stat().st_size)]
+        grid_name = grid_key = None
         if grid_path.is_file():
             grid_name = grid_path.name
-            self.store.put_file(keys.job_grid(self.tenant, self.job_id, grid_name), grid_path, "image/png")
+            grid_key = keys.job_grid(self.tenant, self.job_id, attempt, grid_name)
+            self.store.put_file(grid_key, grid_path, "image/png")
+            stored.append((grid_key, grid_path.stat().st_size))
         self._uploaded.add(name)
         if snap.metrics:
             self._publish_feature_cache()
         metrics = {k: float(v) for k, v in (snap.metrics or {}).items() if isinstance(v, (int, float)) and math.isfinite(v)}
         info = CheckpointInfo(name=name, kimg=float(snap.kimg), sha256=snap.sha256, size=ckpt_path.stat().st_size,
-                              created_at=utcnow(), metrics=metrics, is_best=bool(snap.is_best), final=bool(snap.final),
-                              grid=grid_name)
-        self.series["snapshots"] = [x for x in self.series["snapshots"] if x.get("checkpoint") != name] + [
-            {"kimg": info.kimg, "checkpoint": name, "grid": grid_name, "metrics": metrics, "is_best": info.is_best,
-             "final": info.final}]
-        self.repo.put_series(self.tenant, self.job_id, self.series)
-
-        def point(r: JobRecord) -> None:
-            r.checkpoints = [c for c in r.checkpoints if c.name != name] + [info]
-            r.latest_checkpoint = name
-            if info.is_best:
-                r.best_checkpoint = name
-            r.heartbeat_at = utcnow()
-
-        self._update(point)
+                              created_at=datetime.now(timezone.utc), metrics=metrics, is_best=bool(snap.is_best),
+                              final=bool(snap.final), grid=grid_name, attempt=attempt, object_key=ckpt_key,
+                              grid_key=grid_key)
+        self._fenced(lambda: self.lease.register_checkpoint(info, stored))
 
     def should_stop(self) -> bool:
         if self.cancel or self.lease_lost or self.shutdown.is_set():
             return True
         now = time.monotonic()
-        if now - self._last_poll >= STOP_POLL_S:  # throttled: one small storage read per second
+        if now - self._last_poll >= STOP_POLL_S:  # throttled: one primary-key read per second
             self._last_poll = now
             try:
-                if self.repo.cancel_requested(self.tenant, self.job_id):
+                with self.core.db.read() as s:
+                    row = s.execute(select(Job.status, Job.attempt).where(Job.id == self.job_id)).first()
+                if row is None or row.attempt != self.lease.attempt or row.status not in LEASED:
+                    self.lease_lost = True  # the next fenced write says why
+                elif row.status == JobStatus.cancelling.value:
                     self.cancel = True
             except Exception as e:
-                log.warning("cancel poll for %s failed: %s", self.job_id, e)
-        return self.cancel
+                log.warning("status poll for %s failed: %s", self.job_id, e)
+        return self.cancel or self.lease_lost
 
     # --- the run
     def run(self) -> str:
-        """Train to the end, to a cancel, or to a worker shutdown. Returns the final status."""
+        """Train to the end, to a cancel, or to a worker shutdown. Returns the job's new status."""
         from gan_core.data import load_prepared
         from gan_core.training import Trainer, TrainingCallbacks, TrainingDiverged
 
@@ -239,15 +238,16 @@ class JobRunner:
                         f"(g_lr={cfg.g_lr:g}, d_lr={cfg.d_lr:g}), so the job was stopped: start a new job with "
                         "lower g_lr/d_lr (the preset's are a safe choice) or a higher R1 weight"
                     ) from None
-            self._upload_last(result)
             if self.lease_lost:
-                raise LeaseLost(self.job_id)
+                raise LeaseLost(f"job {self.job_id}: this worker's lease (attempt {self.lease.attempt}) was lost")
+            self._upload_last(result)
             if result.stopped and self.cancel:
-                return self._outlast_outage(lambda: self._finish(JobStatus.canceled), "recording the cancel")
+                self._outlast_outage(lambda: self.lease.finish(JobStatus.canceled), "recording the cancel")
+                return JobStatus.canceled.value
             if result.stopped:  # worker shutdown: hand the job back, it resumes from the final checkpoint
-                self._update(lambda r: _requeue(r))
-                return JobStatus.queued.value
-            return self._outlast_outage(lambda: self._finish(JobStatus.succeeded), "recording the end")
+                return self._outlast_outage(self.lease.requeue, "handing the job back")
+            self._outlast_outage(lambda: self.lease.finish(JobStatus.succeeded), "recording the end")
+            return JobStatus.succeeded.value
         finally:
             self._stop_hb.set()
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -259,16 +259,9 @@ class JobRunner:
         cfg.d_lr *= 0.5
         log.warning("job %s diverged before its first checkpoint (%s); restarting from the start with g_lr=%g d_lr=%g",
                     self.job_id, exc, cfg.g_lr, cfg.d_lr)
-        self.series = {"ticks": [], "snapshots": []}
-        self.repo.put_series(self.tenant, self.job_id, self.series)
-
-        def note(r: JobRecord) -> None:
-            r.resumes.append({"attempt": r.attempt, "kimg": 0.0, "checkpoint": None, "at": utcnow().isoformat(),
-                              "reason": f"rollback after divergence: {str(exc)[:300]}",
-                              "g_lr": cfg.g_lr, "d_lr": cfg.d_lr})
-            r.progress.kimg, r.progress.fraction, r.latest_tick = 0.0, 0.0, None
-
-        self._update(note)
+        entry = {"attempt": self.lease.attempt, "kimg": 0.0, "checkpoint": None, "at": _now_iso(),
+                 "reason": f"rollback after divergence: {str(exc)[:300]}", "g_lr": cfg.g_lr, "d_lr": cfg.d_lr}
+        self._fenced(lambda: self.lease.note_resume(entry, truncate_after_kimg=None))
         self.run_root = run_dir / "run-rollback"
         trainer = Trainer(cfg, dataset, self.run_root, device=self.device, callbacks=callbacks_cls(self))
         self._apply_init_from(trainer, run_dir)  # "the start" of a transfer job is the pretrained weights
@@ -280,7 +273,6 @@ class JobRunner:
         if not init:
             return
         from gan_core.training.transfer import PretrainedError, apply_pretrained
-        from service.models.sources import describe, fetch_init_weights
 
         try:
             path = fetch_init_weights(self.store, self.tenant, init, run_dir / "init")
@@ -294,8 +286,6 @@ class JobRunner:
 
     def _record_provenance(self, ds_path: Path) -> None:
         """What this attempt trains with, beside the resolved config: software versions and the data's hash."""
-        import hashlib
-
         from gan_core.versions import runtime_versions
 
         h = hashlib.sha256()
@@ -303,16 +293,12 @@ class JobRunner:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
         versions, digest = runtime_versions(self.device), h.hexdigest()
-
-        def note(r: JobRecord) -> None:
-            r.versions, r.dataset_sha256 = versions, digest
-
-        self._update(note)
+        self._fenced(lambda: self.lease.record_provenance(versions, digest))
 
     # Inception features of the dataset are computed once per dataset (and resolution), then
     # shared by every job on it through storage: gan_core caches them as run/features/<hash>.npz.
     def _features_prefix(self) -> str:
-        return keys.dataset_prefix(self.tenant, self.rec.dataset_id) + "features/"
+        return keys.dataset_features_prefix(self.tenant, self.rec.dataset_id)
 
     def _fetch_feature_cache(self) -> None:
         if not self.rec.config.get("metrics"):
@@ -328,22 +314,21 @@ class JobRunner:
             key = self._features_prefix() + path.name
             if not self.store.exists(key):
                 self.store.put_file(key, path, "application/octet-stream")
+                with self.core.db.write() as s:  # charged to the tenant, removed with the dataset
+                    blobs.register(s, self.tenant, key, path.stat().st_size, "dataset", self.rec.dataset_id)
 
     def _fetch_resume(self, run_dir: Path) -> Path | None:
-        ckpt = self.rec.checkpoint("latest")
+        ckpt = self.core.jobs.checkpoint(self.rec, "latest")
         if ckpt is None:
             return None
         dest = run_dir / "resume" / ckpt.name
         dest.parent.mkdir(parents=True, exist_ok=True)
-        self.store.get_file(keys.job_checkpoint(self.tenant, self.job_id, ckpt.name), dest)
-        # The sidecar makes gan_core verify the download against the sha recorded at upload.
+        self.store.get_file(ckpt.object_key, dest)
+        # The sidecar makes gan_core verify the download against the sha recorded at registration.
         dest.with_name(dest.name + ".sha256").write_text(ckpt.sha256 + "\n")
-        # Ticks after this checkpoint are redone by the resumed run: drop them from the series.
-        self.series["ticks"] = [t for t in self.series["ticks"] if float(t.get("kimg") or 0) <= ckpt.kimg + 1e-9]
-        self.series["snapshots"] = [s for s in self.series["snapshots"] if float(s.get("kimg") or 0) <= ckpt.kimg + 1e-9]
-        self.repo.put_series(self.tenant, self.job_id, self.series)
-        self._update(lambda r: r.resumes.append({"attempt": r.attempt, "kimg": ckpt.kimg, "checkpoint": ckpt.name,
-                                                 "at": utcnow().isoformat()}))
+        # Ticks after this checkpoint are redone by the resumed run: they are dropped with the note.
+        entry = {"attempt": self.lease.attempt, "kimg": ckpt.kimg, "checkpoint": ckpt.name, "at": _now_iso()}
+        self._fenced(lambda: self.lease.note_resume(entry, truncate_after_kimg=ckpt.kimg))
         log.info("job %s resumes from %s (%.3f kimg)", self.job_id, ckpt.name, ckpt.kimg)
         return dest
 
@@ -365,37 +350,23 @@ class JobRunner:
 
             self.on_snapshot(_Snap)
 
-    def _finish(self, status: JobStatus, error: str | None = None) -> str:
-        def done(r: JobRecord) -> None:
-            r.status, r.error, r.finished_at = status, error, utcnow()
-            if status == JobStatus.succeeded:
-                r.progress.fraction, r.progress.eta_seconds = 1.0, 0.0
-
-        self._update(done)
-        return status.value
-
     def fail(self, message: str, bound_s: float = 120.0) -> None:
-        """Record the failure, retrying while storage is down (bounded: after that the stale sweep
+        """Record the failure, retrying while the database is down (bounded: after that the sweep
         takes the job over, so it is never left `running` forever)."""
         deadline, pause = time.monotonic() + bound_s, 1.0
         while True:
             try:
-                self._finish(JobStatus.failed, message)
+                self.lease.finish(JobStatus.failed, message)
                 return
             except LeaseLost:
                 return
             except Exception as e:
                 if time.monotonic() + pause > deadline:
-                    log.error("could not record the failure of job %s (%s); the stale sweep will handle it",
-                              self.job_id, e)
+                    log.error("could not record the failure of job %s (%s); the sweep will handle it", self.job_id, e)
                     return
                 log.warning("recording the failure of job %s failed (%s); retrying in %.0f s", self.job_id, e, pause)
                 time.sleep(pause)
                 pause = min(pause * 2, 15.0)
-
-
-def _requeue(r: JobRecord) -> None:
-    r.status, r.worker_id, r.heartbeat_at, r.enqueued_at = JobStatus.queued, None, None, None
 
 
 class UserError(Exception):
@@ -409,11 +380,12 @@ def user_message(exc: BaseException) -> str:
 
     if isinstance(exc, (UserError, TrainingDiverged, DatasetError)):
         return str(exc)
-    from service.storage import StorageError
-
     if isinstance(exc, StorageError):
         return (f"the object store failed while training ({exc}); the job stopped at its last stored checkpoint. "
                 "Start it again once storage is healthy")
+    if isinstance(exc, DBAPIError):
+        return (f"the database failed while training ({type(exc.orig).__name__}); the job stopped at its last "
+                "stored checkpoint. Start it again once the database is healthy")
     if isinstance(exc, CheckpointError):
         return f"the stored checkpoint could not be loaded ({exc}); start a new job"
     text = str(exc)

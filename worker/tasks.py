@@ -1,4 +1,8 @@
-"""Celery tasks: `train` (queue `train`) and `sweep_stale_jobs` (queue `light`)."""
+"""Celery tasks: `train` (queue `train`) and `sweep` (queue `light`).
+
+Both are safe to run twice: `train` claims the job with a conditional UPDATE (a duplicate delivery of
+a job that is running or finished is dropped) and resumes from the latest registered checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,15 @@ import threading
 import time
 from functools import lru_cache
 
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
 
-from service.jobs.records import JobRepo, JobStatus
-from service.jobs.sweep import sweep_stale_jobs as _sweep
-from service.queue import enqueue_train
-from service.settings import Settings
-from service.storage import ObjectNotFound, build_store
+from service.core.jobs import JobStatus
+from service.core.lease import LeaseLost, claim, new_worker_id
+from service.core.queue import enqueue_train, prepare_broker
+from service.core.services import Core, open_core
+from service.core.settings import Settings
+from service.core.sweep import sweep as _sweep
 from worker.celery_app import SWEEP_TASK, TRAIN_TASK, app
-from worker.lease import LeaseLost, claim, new_worker_id
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +36,18 @@ def settings() -> Settings:
 
 
 @lru_cache(maxsize=1)
-def repo() -> JobRepo:
-    return JobRepo(build_store(settings()))
+def core() -> Core:
+    return open_core(settings())
+
+
+@worker_init.connect
+def _on_init(**_: object) -> None:
+    prepare_broker(settings())  # before the consumer starts: the embedded broker's files
+
+
+@worker_process_init.connect
+def _on_process_init(**_: object) -> None:
+    core.cache_clear()  # a forked child opens its own connections
 
 
 @worker_shutting_down.connect
@@ -58,35 +72,39 @@ def _exit_with_parent(parent_pid: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown
 
 
+def _run_sweep() -> list:
+    c = core()
+    return _sweep(c.db, c.settings, lambda t, j: enqueue_train(app, t, j), c.store)
+
+
 def _sweep_quietly() -> None:
     try:
-        _sweep(repo(), settings(), lambda t, j: enqueue_train(app, t, j))
+        _run_sweep()
     except Exception:
         log.exception("startup sweep failed")
 
 
 @app.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def train(job_id: str, tenant: str = "default") -> str:
-    """Train one job; safe to run twice (lease + resume from the latest stored checkpoint)."""
+    """Train one job; safe to run twice (the claim + resume from the latest registered checkpoint)."""
     from worker.runner import JobRunner, configure_torch, pick_device, user_message
 
-    jobs, s = repo(), settings()
+    c, s = core(), settings()
     configure_torch(s)
     device = pick_device(s.device)
-    try:
-        rec = claim(jobs, tenant, job_id, WORKER_ID, s, device)
-    except ObjectNotFound:
-        log.warning("train: job %s/%s does not exist; dropping the message", tenant, job_id)
-        return "missing"
+    rec = claim(c.db, tenant, job_id, WORKER_ID, device, s.stale_after_s, s.max_attempts)
     if rec is None:
-        log.info("train: job %s is finished or held by another live worker; duplicate delivery dropped", job_id)
+        log.info("train: job %s is not queued (finished, missing, or held by a live worker); message dropped", job_id)
         return "skipped"
     log.info("train: job %s attempt %d on %s (%s)", job_id, rec.attempt, device, WORKER_ID)
-    runner = JobRunner(jobs, jobs.store, s, rec, WORKER_ID, device, shutdown=SHUTDOWN)
+    runner = JobRunner(c, rec, WORKER_ID, device, shutdown=SHUTDOWN)
     try:
-        return runner.run()
-    except LeaseLost:
-        log.warning("train: job %s was taken over by another worker; stopping without writing", job_id)
+        status = runner.run()
+        if status == JobStatus.queued.value:  # handed back on shutdown: send it again now (else the sweep does)
+            _resend(c, tenant, job_id)
+        return status
+    except LeaseLost as e:
+        log.warning("train: %s; stopping without writing", e)
         return "lease-lost"
     except Exception as e:  # every failure ends the job with a message a user can act on
         log.exception("train: job %s failed", job_id)
@@ -94,6 +112,14 @@ def train(job_id: str, tenant: str = "default") -> str:
         return JobStatus.failed.value
 
 
+def _resend(c: Core, tenant: str, job_id: str) -> None:
+    try:
+        enqueue_train(app, tenant, job_id)
+        c.jobs.mark_enqueued(job_id)
+    except Exception as e:
+        log.warning("could not re-send job %s (%s); the sweep will", job_id, e)
+
+
 @app.task(name=SWEEP_TASK, ignore_result=True)
-def sweep_stale_jobs() -> list:
-    return _sweep(repo(), settings(), lambda t, j: enqueue_train(app, t, j))
+def sweep() -> list:
+    return _run_sweep()

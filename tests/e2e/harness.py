@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import httpx
 import uvicorn
 
-from service.settings import Settings
+from service.core.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"succeeded", "failed", "canceled"}
@@ -39,10 +39,11 @@ def _free_port() -> int:
 
 
 def make_settings(data_dir: Path, *, storage: str = "local", broker_url: str = "", s3: Any = None,
-                  s3_bucket: str = "diggan-test", **overrides: Any) -> Settings:
+                  s3_bucket: str = "diggan-test", database_url: str = "", **overrides: Any) -> Settings:
+    """Settings for a test server and its workers. `database_url` "" = a SQLite file under data_dir."""
     kw: dict[str, Any] = {"data_dir": data_dir, "storage": storage, "broker_url": broker_url,
                           "result_backend": broker_url if broker_url.startswith("redis") else "",
-                          "sweep_interval_s": 0, "torch_threads": 1}
+                          "database_url": database_url, "sweep_interval_s": 0, "torch_threads": 1}
     if storage == "s3":
         kw.update(s3_endpoint=s3.endpoint, s3_access_key=s3.access_key, s3_secret_key=s3.secret_key,
                   s3_bucket=s3_bucket, s3_region=getattr(s3, "region", None))
@@ -72,7 +73,7 @@ class LiveServer:
     """create_app(settings) served by uvicorn on a free loopback port, in a thread."""
 
     def __init__(self, settings: Settings):
-        from service.main import create_app
+        from service.api.main import create_app
 
         self.settings = settings
         self.app = create_app(settings)
@@ -99,7 +100,11 @@ class LiveServer:
 
     @property
     def store(self):
-        return self.app.state.store
+        return self.app.state.core.store
+
+    @property
+    def core(self):
+        return self.app.state.core
 
 
 class Worker:

@@ -104,7 +104,7 @@ def test_unknown_or_malformed_dataset_ids_are_404(server, bad_id):
 def test_health_and_openapi(server):
     assert server.client.get("/healthz").json() == {"status": "ok"}
     r = server.client.get("/readyz")
-    assert r.status_code == 200 and r.json()["checks"] == {"storage": "ok", "broker": "ok"}
+    assert r.status_code == 200 and r.json()["checks"] == {"database": "ok", "storage": "ok", "broker": "ok"}
     paths = server.client.get("/openapi.json").json()["paths"]
     assert {"/v1/datasets", "/v1/jobs", "/v1/jobs/{job_id}/samples", "/v1/jobs/{job_id}/events"} <= set(paths)
     assert server.client.get("/docs").status_code == 200

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
 
 import pytest
 
-from service.jobs.records import JobStatus, utcnow
-from service.jobs.sweep import sweep_stale_jobs
+from service.core.sweep import sweep
+from tests.dbstate import set_job
 from tests.e2e.harness import LiveServer, images_zip, make_settings, upload_zip
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    settings = make_settings(tmp_path_factory.mktemp("jobs"), max_kimg=1000, stale_after_s=60, max_attempts=2)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request, tmp_path_factory):
+    db = request.getfixturevalue("postgres").fresh_database() if request.param == "postgresql" else ""
+    settings = make_settings(tmp_path_factory.mktemp("jobs"), database_url=db, max_kimg=1000, stale_after_s=60,
+                             max_attempts=2)
     with LiveServer(settings) as srv:
         yield srv
 
@@ -141,7 +142,7 @@ def test_delete_dataset_in_use_is_409(server):
 
 def test_cancel_finished_job_is_409(server, dataset_id):
     job = _create(server, {"dataset_id": dataset_id}).json()
-    server.app.state.jobs.update("default", job["id"], lambda r: setattr(r, "status", JobStatus.succeeded))
+    set_job(server.core, job["id"], status="succeeded")
     r = server.client.post(f"/v1/jobs/{job['id']}/cancel")
     assert r.status_code == 409 and "succeeded" in r.json()["detail"]
 
@@ -170,29 +171,28 @@ def test_events_stream_ends_at_terminal_state(server, dataset_id):
 
 
 def test_stale_sweep_requeues_then_fails(server, dataset_id):
-    """A running job whose worker stopped heart-beating is re-queued, then failed after max_attempts."""
-    repo, settings = server.app.state.jobs, server.app.state.settings
+    """A running job whose worker stopped heart-beating (on the database's clock) is re-queued, then failed
+    after max_attempts."""
+    core, settings = server.core, server.app.state.settings
     job_id = _create(server, {"dataset_id": dataset_id}).json()["id"]
     sent: list[str] = []
 
     def orphan(attempt: int) -> None:
-        def f(r):
-            r.status, r.worker_id, r.attempt = JobStatus.running, "dead-worker", attempt
-            r.heartbeat_at = utcnow() - timedelta(seconds=settings.stale_after_s + 5)
-        repo.update("default", job_id, f)
+        set_job(core, job_id, status="running", worker_id="dead-worker", attempt=attempt,
+                heartbeat_age_s=settings.stale_after_s + 5)
 
     orphan(1)
-    actions = dict(sweep_stale_jobs(repo, settings, lambda t, j: sent.append(j)))
+    actions = dict(sweep(core.db, settings, lambda t, j: sent.append(j)))
     assert actions[job_id].startswith("re-queued") and sent == [job_id]
     job = server.client.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "queued" and job["attempt"] == 1
 
     # A live worker (fresh heartbeat) is left alone.
-    repo.update("default", job_id, lambda r: (setattr(r, "status", JobStatus.running), setattr(r, "heartbeat_at", utcnow())))
-    assert job_id not in dict(sweep_stale_jobs(repo, settings, lambda t, j: sent.append(j)))
+    set_job(core, job_id, status="running", heartbeat_age_s=0)
+    assert job_id not in dict(sweep(core.db, settings, lambda t, j: sent.append(j)))
 
     orphan(2)
-    actions = dict(sweep_stale_jobs(repo, settings, lambda t, j: sent.append(j)))
+    actions = dict(sweep(core.db, settings, lambda t, j: sent.append(j)))
     assert actions[job_id].startswith("failed")
     job = server.client.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "failed" and "stopped responding" in job["error"] and "batch_size" in job["error"]
@@ -213,4 +213,4 @@ def test_tenants_are_isolated_and_keys_required(tmp_path):
         assert c.post("/v1/jobs", json={"dataset_id": ds["id"]}, headers=b).status_code == 404
         assert c.get("/v1/jobs", headers=b).json()["data"] == []
         assert c.get(f"/v1/jobs/{job['id']}", headers=a).status_code == 200
-        assert all(k.startswith(("tenants/alice/", "system/")) for k in (o.key for o in srv.store.list("")))
+        assert all(k.startswith("tenants/alice/") for k in (o.key for o in srv.store.list("")))

@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 
 from gan_core.config import PRESETS, config_to_dict
 from gan_core.regularizers import describe_regularizers
-from service.deps import SettingsDep, get_principal
-from service.schemas.common import ERROR_RESPONSES
+from service.api.deps import SettingsDep, get_principal
+from service.api.schemas.common import ERROR_RESPONSES
 
 router = APIRouter(prefix="/v1", tags=["catalog"], responses=ERROR_RESPONSES, dependencies=[Depends(get_principal)])
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from service.datasets.ingest import ingest, receive_upload
-from service.datasets.records import DatasetRecord
-from service.auth import check_storage
-from service.deps import DatasetsDep, JobsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
-from service.ids import is_valid_id
-from service.schemas.common import ERROR_RESPONSES
-from service.schemas.datasets import Dataset, DatasetList
+from service.api.dataset_ingest import ingest, receive_upload
+from service.api.deps import CoreDep, DatasetsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
+from service.api.lookups import load_dataset
+from service.api.schemas.common import ERROR_RESPONSES
+from service.api.schemas.datasets import Dataset, DatasetList
+from service.api.storage_checks import purge_quietly, refuse_when_full
+from service.core.ids import is_valid_id
+from service.core.uploads import DatasetRecord, InUse
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
@@ -44,35 +47,31 @@ def _view(rec: DatasetRecord) -> Dataset:
     return Dataset.model_validate(rec.model_dump())
 
 
-def load_dataset(repo, tenant: str, dataset_id: str) -> DatasetRecord:
-    rec = repo.find(tenant, dataset_id) if is_valid_id(dataset_id, "ds") else None
-    if rec is None:
-        raise HTTPException(404, f"no dataset {dataset_id!r}; list yours with GET /v1/datasets")
-    return rec
-
-
 @router.post("", status_code=201, response_model=Dataset, openapi_extra=_UPLOAD_BODY,
              summary="Upload a dataset: field `file` (a zip) or repeated `files` (images)")
 async def create_dataset(request: Request, settings: SettingsDep, store: StoreDep, repo: DatasetsDep,
-                         tenant: TenantDep, principal: PrincipalDep) -> Dataset:
+                         core: CoreDep, tenant: TenantDep, principal: PrincipalDep) -> Dataset:
     if principal.quotas is not None:  # already full: refuse before reading the body
-        await run_in_threadpool(check_storage, store, principal)
+        await run_in_threadpool(refuse_when_full, core, principal)
     upload = await receive_upload(request, settings)
-
-    def fits(nbytes: int) -> None:
-        check_storage(store, principal, nbytes)
-
     try:
         # Decoding images is CPU work: off the event loop.
-        rec = await run_in_threadpool(ingest, upload, tenant, settings, store, repo, fits)
+        rec = await run_in_threadpool(ingest, upload, tenant, settings, store, repo, principal.quotas)
     finally:
         await upload.close()
     return _view(rec)
 
 
-@router.get("", response_model=DatasetList, summary="Your datasets, newest first")
-def list_datasets(repo: DatasetsDep, tenant: TenantDep) -> DatasetList:
-    return DatasetList(data=[_view(r) for r in repo.list(tenant)])
+@router.get("", response_model=DatasetList, summary="Your datasets, newest first, with cursor pagination")
+def list_datasets(
+    repo: DatasetsDep, tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+    cursor: Annotated[str | None, Query(max_length=64, description="`next_cursor` of the previous page")] = None,
+) -> DatasetList:
+    if cursor is not None and not is_valid_id(cursor, "ds"):
+        raise HTTPException(422, f"invalid cursor {cursor!r}; pass the `next_cursor` of a previous page")
+    page, next_cursor = repo.list(tenant, limit=limit, cursor=cursor)
+    return DatasetList(data=[_view(r) for r in page], next_cursor=next_cursor, has_more=next_cursor is not None)
 
 
 @router.get("/{dataset_id}", response_model=Dataset)
@@ -81,12 +80,15 @@ def get_dataset(dataset_id: str, repo: DatasetsDep, tenant: TenantDep) -> Datase
 
 
 @router.delete("/{dataset_id}", status_code=204, response_class=Response,
-               summary="Delete a dataset (409 while an unfinished job uses it)")
-def delete_dataset(dataset_id: str, repo: DatasetsDep, jobs: JobsDep, tenant: TenantDep) -> Response:
+               summary="Delete a dataset and its files (409 while an unfinished job uses it); its storage is "
+                       "credited at once")
+def delete_dataset(dataset_id: str, repo: DatasetsDep, core: CoreDep, tenant: TenantDep) -> Response:
     load_dataset(repo, tenant, dataset_id)
-    users = jobs.active_for_dataset(tenant, dataset_id)
-    if users:
-        raise HTTPException(409, f"dataset {dataset_id} is used by unfinished job(s) {', '.join(users)}; "
-                                 "cancel them or wait until they finish")
-    repo.delete(tenant, dataset_id)
+    try:
+        repo.delete(tenant, dataset_id)
+    except InUse as e:
+        raise HTTPException(409, f"dataset {dataset_id} is used by unfinished job(s) {', '.join(e.job_ids)}; "
+                                 "cancel them or wait until they finish") from None
+    purge_quietly(core)
     return Response(status_code=204)
+

@@ -16,12 +16,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
-from service.api.routes.jobs import load_job
-from service.api.routes.samples import _no_checkpoint
-from service.deps import GeneratorsDep, JobsDep, TenantDep
-from service.jobs.records import CheckpointInfo, JobRecord
-from service.sampling import GeneratorCache
-from service.schemas.common import ERROR_RESPONSES
+from service.api.lookups import load_job, require_checkpoint
+from service.api.deps import GeneratorsDep, JobsDep, TenantDep
+from service.core.jobs import CheckpointInfo, JobRecord
+from service.api.sampling import GeneratorCache
+from service.api.schemas.common import ERROR_RESPONSES
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/export", tags=["export"], responses=ERROR_RESPONSES)
 
@@ -51,9 +50,7 @@ async def export_generator(
     checkpoint: Annotated[str, Query(min_length=1, max_length=64, description="'latest', 'best' or a name")] = "latest",
 ) -> Response:
     rec = await run_in_threadpool(load_job, jobs, tenant, job_id)
-    ckpt = rec.checkpoint(checkpoint)
-    if ckpt is None:
-        raise _no_checkpoint(rec, checkpoint)
+    ckpt = await run_in_threadpool(require_checkpoint, jobs, rec, checkpoint)
     data = await run_in_threadpool(_export, generators, rec, ckpt, format)
     media, suffix = MEDIA[format]
     stem = ckpt.name.removesuffix(".pt")

@@ -1,4 +1,4 @@
-"""Liveness and readiness. /readyz really touches storage and the broker."""
+"""Liveness and readiness. /readyz really touches the database, storage and the broker."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from service.queue import check_broker
+from service.core.queue import check_broker
 
 router = APIRouter(tags=["health"])
 
@@ -17,12 +17,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Storage and broker are reachable (503 otherwise)",
+@router.get("/readyz", summary="The database, storage and broker are reachable (503 otherwise)",
             responses={503: {"description": "a dependency is down"}})
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     checks: dict[str, str] = {}
-    for name, fn in (("storage", state.store.ping), ("broker", lambda: check_broker(state.celery))):
+    for name, fn in (("database", state.core.db.ping), ("storage", state.core.store.ping),
+                     ("broker", lambda: check_broker(state.celery))):
         try:
             with anyio.fail_after(5):
                 await run_in_threadpool(fn)

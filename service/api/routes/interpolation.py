@@ -11,13 +11,12 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 
-from service.api.routes.jobs import load_job
-from service.api.routes.samples import _no_checkpoint
-from service.deps import GeneratorsDep, JobsDep, SettingsDep, TenantDep
-from service.jobs.records import CheckpointInfo, JobRecord
-from service.sampling import BadClass, GeneratorCache, check_class
-from service.schemas.common import ERROR_RESPONSES
-from service.schemas.interpolation import InterpolationRequest
+from service.api.lookups import load_job, require_checkpoint
+from service.api.deps import GeneratorsDep, JobsDep, SettingsDep, TenantDep
+from service.core.jobs import CheckpointInfo, JobRecord
+from service.api.sampling import BadClass, GeneratorCache, check_class
+from service.api.schemas.common import ERROR_RESPONSES
+from service.api.schemas.interpolation import InterpolationRequest
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/samples", tags=["samples"], responses=ERROR_RESPONSES)
 
@@ -55,9 +54,7 @@ async def create_interpolation(job_id: str, req: InterpolationRequest, settings:
     rec = await run_in_threadpool(load_job, jobs, tenant, job_id)
     try:
         check_class(rec, req.class_index)  # before any checkpoint is loaded
-        ckpt = rec.checkpoint(req.checkpoint)
-        if ckpt is None:
-            raise _no_checkpoint(rec, req.checkpoint)
+        ckpt = await run_in_threadpool(require_checkpoint, jobs, rec, req.checkpoint)
         gif = await run_in_threadpool(interpolation_gif, generators, rec, ckpt, req)  # 409 if unreadable
     except BadClass as e:
         raise HTTPException(422, str(e)) from None

@@ -1,31 +1,31 @@
-"""Jobs: create (idempotent), list, get, cancel, metrics, events (SSE), checkpoints."""
+"""Jobs: create (idempotent), list, get, cancel, delete, metrics, events (SSE), checkpoints."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
-from typing import Annotated, AsyncIterator
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, StreamingResponse
 
-from service import keys
-from service.auth import Principal, check_new_job, check_storage, quota_lock
-from service.deps import CeleryDep, DatasetsDep, JobsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
-from service.ids import is_valid_id, new_id
-from service.jobs.config import JobConfigError, fit_config_to_dataset, resolve_config_dict
-from service.jobs.records import CheckpointInfo, JobRecord, JobRepo, JobStatus, Progress, utcnow
-from service.models.sources import resolve_init_from
-from service.queue import enqueue_train
-from service.schemas.common import ERROR_RESPONSES
-from service.schemas.jobs import CheckpointList, Job, JobCreate, JobList, Metrics
-from service.storage import LocalStore, ObjectNotFound
+from service.api.deps import CeleryDep, JobsDep, ModelsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
+from service.api.init_from import resolve_init_from
+from service.api.job_config import JobConfigError, charged_kimg, fit_config_to_dataset, resolve_config_dict
+from service.api.lookups import load_dataset, load_job, require_checkpoint
+from service.api.schemas.common import ERROR_RESPONSES
+from service.api.schemas.jobs import CheckpointList, Job, JobCreate, JobList, Metrics
+from service.core.blobs import purge_deleted
+from service.core.ids import is_valid_id
+from service.core.jobs import DatasetMissing, IdempotencyConflict, JobRecord, JobRepo, JobStatus
+from service.core.queue import enqueue_train
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+log = logging.getLogger(__name__)
 
 SSE_POLL_S = 0.5
 SSE_KEEPALIVE_S = 15.0
@@ -35,13 +35,6 @@ def job_view(rec: JobRecord) -> Job:
     return Job.model_validate(rec.model_dump())
 
 
-def load_job(jobs: JobRepo, tenant: str, job_id: str) -> JobRecord:
-    rec = jobs.find(tenant, job_id) if is_valid_id(job_id, "job") else None
-    if rec is None:
-        raise HTTPException(404, f"no job {job_id!r}; list yours with GET /v1/jobs")
-    return rec
-
-
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -49,37 +42,13 @@ def _sha(text: str) -> str:
 @router.post("", status_code=202, response_model=Job,
              summary="Start a fine-tuning job (send an Idempotency-Key header to make retries safe)")
 def create_job(
-    body: JobCreate, request: Request, response: Response, settings: SettingsDep, store: StoreDep, jobs: JobsDep,
-    datasets: DatasetsDep, celery: CeleryDep, tenant: TenantDep, principal: PrincipalDep,
+    body: JobCreate, request: Request, response: Response, settings: SettingsDep, jobs: JobsDep,
+    models: ModelsDep, celery: CeleryDep, tenant: TenantDep, principal: PrincipalDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Job:
     body_hash = _sha(json.dumps(body.model_dump(mode="json"), sort_keys=True))
-    idem_key = keys.idempotency(tenant, _sha(idempotency_key)) if idempotency_key else None
-    # One creator per key within this process (cross-process races are for issue 6's quota store).
-    with request.app.state.idempotency_lock if idem_key else contextlib.nullcontext():
-        if idem_key:
-            try:
-                prior = store.get_json(idem_key)
-            except ObjectNotFound:
-                prior = None
-            if prior:
-                if prior.get("body_hash") != body_hash:
-                    raise HTTPException(409, "this Idempotency-Key was already used with a different request body; "
-                                             "use a new key for a different job")
-                rec = jobs.find(tenant, prior["job_id"])
-                if rec is not None:
-                    response.status_code = 200
-                    response.headers["Idempotent-Replayed"] = "true"
-                    return job_view(rec)
-        return _create(body, body_hash, idem_key, settings, store, jobs, datasets, celery, tenant, principal,
-                       models=request.app.state.models)
-
-
-def _create(body: JobCreate, body_hash: str, idem_key: str | None, settings, store, jobs: JobRepo, datasets,
-            celery, tenant: str, principal: Principal, models=None) -> Job:
-    dataset = datasets.find(tenant, body.dataset_id) if is_valid_id(body.dataset_id, "ds") else None
-    if dataset is None:
-        raise HTTPException(404, f"no dataset {body.dataset_id!r}; upload one with POST /v1/datasets")
+    idempotency = (_sha(idempotency_key), body_hash) if idempotency_key else None
+    dataset = load_dataset(request.app.state.core.datasets, tenant, body.dataset_id)
     pretrained_network, init_from = None, None
     if body.init_from is not None:  # 404/409 when the model or checkpoint does not exist
         pretrained_network, init_from = resolve_init_from(body.init_from, tenant, models, jobs)
@@ -88,30 +57,34 @@ def _create(body: JobCreate, body_hash: str, idem_key: str | None, settings, sto
         config = fit_config_to_dataset(config, dataset.num_classes)  # biggan: num_classes from the dataset's labels
     except JobConfigError as e:
         raise HTTPException(422, str(e)) from None
-    # Quotas (429): checked and the job recorded under one lock, so two racing creates cannot both fit.
-    with quota_lock() if principal.quotas is not None else contextlib.nullcontext():
-        check_storage(store, principal)  # checkpoints will add to it: refuse new jobs once it is full
-        check_new_job(jobs, principal, float(config["kimg"]))
-        return _record_and_enqueue(body, config, idem_key, body_hash, store, jobs, celery, tenant, init_from)
+    try:  # one transaction: the idempotency key, the quota checks and the job row (429 / 409 / 404)
+        rec, replayed = jobs.create(
+            tenant=tenant, dataset_id=body.dataset_id, config=config, init_from=init_from,
+            request=body.model_dump(mode="json", exclude_unset=True), charged_kimg=charged_kimg(config),
+            quotas=principal.quotas, idempotency=idempotency, idempotency_ttl_s=settings.idempotency_ttl_s)
+    except IdempotencyConflict:
+        raise HTTPException(409, "this Idempotency-Key was already used with a different request body; "
+                                 "use a new key for a different job") from None
+    except DatasetMissing:
+        raise HTTPException(404, f"no dataset {body.dataset_id!r}; upload one with POST /v1/datasets") from None
+    if replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+        return job_view(rec)
+    _send(celery, jobs, rec)
+    return job_view(jobs.find(tenant, rec.id) or rec)
 
 
-def _record_and_enqueue(body: JobCreate, config: dict, idem_key: str | None, body_hash: str, store, jobs: JobRepo,
-                        celery, tenant: str, init_from: dict | None = None) -> Job:
-    rec = JobRecord(
-        id=new_id("job"), tenant=tenant, dataset_id=body.dataset_id, config=config, init_from=init_from,
-        request=body.model_dump(mode="json", exclude_unset=True),
-        progress=Progress(total_kimg=config["kimg"]), enqueued_at=utcnow(),
-        idempotency_key_hash=idem_key.rsplit("/", 1)[-1][:-5] if idem_key else None,
-    )
-    jobs.create(rec)
+def _send(celery: object, jobs: JobRepo, rec: JobRecord) -> None:
+    """After the commit: hand the job to the broker. If the broker is down the job stays queued and unsent,
+    and the sweep sends it once the broker is back (the client already has its job id)."""
     try:
-        enqueue_train(celery, tenant, rec.id)
-    except Exception as e:  # broker down: leave no job behind, so a retry starts clean
-        jobs.delete(tenant, rec.id)
-        raise HTTPException(503, f"the job queue is unreachable ({type(e).__name__}); retry shortly") from None
-    if idem_key:
-        store.put_json(idem_key, {"job_id": rec.id, "body_hash": body_hash, "created_at": rec.created_at.isoformat()})
-    return job_view(rec)
+        enqueue_train(celery, rec.tenant, rec.id)  # type: ignore[arg-type]
+    except Exception as e:
+        log.warning("job %s recorded but not yet sent to the queue (%s: %s); the sweep will send it",
+                    rec.id, type(e).__name__, e)
+        return
+    jobs.mark_enqueued(rec.id)
 
 
 @router.get("", response_model=JobList, summary="Your jobs, newest first, with cursor pagination")
@@ -128,49 +101,42 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=Job)
-async def get_job(job_id: str, store: StoreDep, tenant: TenantDep) -> Response:
-    # The hot polling path. Record bytes -> Job JSON entirely in pydantic-core; a local file is read
-    # inline (tens of microseconds, cheaper than a threadpool hop), anything networked in the threadpool.
-    if not is_valid_id(job_id, "job"):
-        raise HTTPException(404, f"no job {job_id!r}; list yours with GET /v1/jobs")
-    key = keys.job_record(tenant, job_id)
-    try:
-        raw = store.get_bytes(key) if isinstance(store, LocalStore) else await run_in_threadpool(store.get_bytes, key)
-    except ObjectNotFound:
-        raise HTTPException(404, f"no job {job_id!r}; list yours with GET /v1/jobs") from None
-    return Response(Job.model_validate_json(raw).model_dump_json(), media_type="application/json")
+def get_job(job_id: str, jobs: JobsDep, tenant: TenantDep) -> Job:
+    return job_view(load_job(jobs, tenant, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=Job,
              summary="Cooperative cancel: the worker stops at the next tick and stores a final checkpoint")
 def cancel_job(job_id: str, jobs: JobsDep, tenant: TenantDep) -> Job:
     rec = load_job(jobs, tenant, job_id)
-    if rec.status == JobStatus.canceled or rec.status == JobStatus.cancelling:
-        return job_view(rec)  # a repeated cancel is a no-op
-    if rec.terminal:
+    if rec.status in (JobStatus.succeeded, JobStatus.failed):
         raise HTTPException(409, f"job {job_id} already {rec.status.value}; there is nothing to cancel")
-    # The marker first: it survives a racing worker write of the record (see jobs/records.py).
-    jobs.request_cancel(tenant, job_id)
+    rec = jobs.cancel(tenant, job_id) or rec  # a repeated cancel is a no-op
+    if rec.status in (JobStatus.succeeded, JobStatus.failed):  # it ended while we were asking
+        raise HTTPException(409, f"job {job_id} already {rec.status.value}; there is nothing to cancel")
+    return job_view(rec)
 
-    def mark(r: JobRecord) -> bool:
-        if r.terminal or r.status == JobStatus.cancelling:
-            return False
-        r.cancel_requested_at = utcnow()
-        if r.status == JobStatus.queued:  # no worker has it: nothing to stop, no checkpoint to save
-            r.status, r.finished_at = JobStatus.canceled, utcnow()
-        else:
-            r.status = JobStatus.cancelling
-        return True
 
-    return job_view(jobs.update(tenant, job_id, mark))
+@router.delete("/{job_id}", status_code=204, response_class=Response,
+               summary="Delete a finished job with its checkpoints, samples and metrics (409 while it runs: "
+                       "cancel it first); its storage is credited at once")
+def delete_job(job_id: str, request: Request, jobs: JobsDep, store: StoreDep, tenant: TenantDep) -> Response:
+    rec = load_job(jobs, tenant, job_id)
+    if not rec.terminal or not jobs.delete(tenant, job_id):
+        raise HTTPException(409, f"job {job_id} is {rec.status.value}; cancel it (POST /v1/jobs/{job_id}/cancel) "
+                                 "and delete it once it has ended")
+    try:
+        purge_deleted(request.app.state.core.db, store)
+    except Exception as e:  # the rows are gone; the sweep removes the objects later
+        log.warning("objects of deleted job %s not removed yet: %s", job_id, e)
+    return Response(status_code=204)
 
 
 @router.get("/{job_id}/metrics", response_model=Metrics,
             summary="Tick series (losses, DIG, gradient norms, augment p, sec/kimg) and snapshot metrics")
 def job_metrics(job_id: str, jobs: JobsDep, tenant: TenantDep) -> Metrics:
     rec = load_job(jobs, tenant, job_id)
-    series = jobs.get_series(tenant, rec.id)
-    return Metrics(job_id=rec.id, ticks=series["ticks"], snapshots=series["snapshots"])
+    return Metrics(job_id=rec.id, ticks=jobs.ticks(rec.id), snapshots=jobs.snapshots(rec.id))
 
 
 def _sse(event: str, data: object, event_id: str | None = None) -> bytes:
@@ -186,7 +152,7 @@ def _sse(event: str, data: object, event_id: str | None = None) -> bytes:
             responses={200: {"content": {"text/event-stream": {}}}})
 async def job_events(
     job_id: str, request: Request, jobs: JobsDep, tenant: TenantDep,
-    since_tick: Annotated[int, Query(ge=0, description="replay ticks after this one")] = 0,
+    since_tick: Annotated[int, Query(ge=0, le=2**31, description="replay ticks after this one")] = 0,
 ) -> StreamingResponse:
     rec = await anyio.to_thread.run_sync(load_job, jobs, tenant, job_id)
     return StreamingResponse(_events(request, jobs, rec, since_tick), media_type="text/event-stream",
@@ -204,11 +170,9 @@ async def _events(request: Request, jobs: JobRepo, rec: JobRecord, since_tick: i
             last_state, quiet = state, 0.0
         newest = int((rec.latest_tick or {}).get("tick") or 0)
         if newest > last_tick:
-            series = await anyio.to_thread.run_sync(jobs.get_series, rec.tenant, rec.id)
-            for t in series["ticks"]:
-                if int(t.get("tick") or 0) > last_tick:
-                    yield _sse("tick", t, str(t.get("tick")))
-                    last_tick = int(t.get("tick") or 0)
+            for t in await anyio.to_thread.run_sync(jobs.ticks, rec.id, last_tick):
+                yield _sse("tick", t, str(t.get("tick")))
+                last_tick = max(last_tick, int(t.get("tick") or 0))
             quiet = 0.0
         if rec.terminal:
             yield _sse("end", {"status": rec.status.value})
@@ -220,22 +184,15 @@ async def _events(request: Request, jobs: JobRepo, rec: JobRecord, since_tick: i
         quiet += SSE_POLL_S
         if await request.is_disconnected():
             return
-        try:
-            rec = await anyio.to_thread.run_sync(jobs.get, rec.tenant, rec.id)
-        except ObjectNotFound:
+        fresh = await anyio.to_thread.run_sync(jobs.find, rec.tenant, rec.id)
+        if fresh is None:  # deleted meanwhile
             return
+        rec = fresh
 
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList, summary="Stored checkpoints, oldest first")
 def list_checkpoints(job_id: str, jobs: JobsDep, tenant: TenantDep) -> CheckpointList:
-    return CheckpointList(data=load_job(jobs, tenant, job_id).checkpoints)
-
-
-def _checkpoint(rec: JobRecord, name: str) -> CheckpointInfo:
-    ckpt = rec.checkpoint(name)
-    if ckpt is None:
-        raise HTTPException(404, f"job {rec.id} has no checkpoint {name!r}; see GET /v1/jobs/{rec.id}/checkpoints")
-    return ckpt
+    return CheckpointList(data=jobs.checkpoints(load_job(jobs, tenant, job_id).id))
 
 
 @router.get("/{job_id}/checkpoints/{name}", summary="Download a checkpoint (`latest`, `best` or a name); "
@@ -245,14 +202,13 @@ def _checkpoint(rec: JobRecord, name: str) -> CheckpointInfo:
 def download_checkpoint(job_id: str, name: str, jobs: JobsDep, store: StoreDep, tenant: TenantDep,
                         settings: SettingsDep, redirect: bool = False) -> Response:
     rec = load_job(jobs, tenant, job_id)
-    ckpt = _checkpoint(rec, name)
-    key = keys.job_checkpoint(tenant, rec.id, ckpt.name)
+    ckpt = require_checkpoint(jobs, rec, name)
     if redirect:
-        url = store.presigned_get_url(key, expires_seconds=settings.presign_expires_s)
+        url = store.presigned_get_url(ckpt.object_key, expires_seconds=settings.presign_expires_s)
         if url:
             return RedirectResponse(url, status_code=307)
     return StreamingResponse(
-        store.iter_bytes(key), media_type="application/octet-stream",
+        store.iter_bytes(ckpt.object_key), media_type="application/octet-stream",
         headers={"Content-Length": str(ckpt.size), "Content-Disposition": f'attachment; filename="{rec.id}-{ckpt.name}"',
                  "X-Checksum-SHA256": ckpt.sha256},
     )
@@ -262,7 +218,8 @@ def download_checkpoint(job_id: str, name: str, jobs: JobsDep, store: StoreDep, 
             response_class=Response, responses={200: {"content": {"image/png": {}}}})
 def checkpoint_grid(job_id: str, name: str, jobs: JobsDep, store: StoreDep, tenant: TenantDep) -> Response:
     rec = load_job(jobs, tenant, job_id)
-    ckpt = _checkpoint(rec, name)
-    if not ckpt.grid:
+    ckpt = require_checkpoint(jobs, rec, name)
+    if not ckpt.grid_key:
         raise HTTPException(404, f"checkpoint {ckpt.name} has no stored grid")
-    return Response(store.get_bytes(keys.job_grid(tenant, rec.id, ckpt.grid)), media_type="image/png")
+    return Response(store.get_bytes(ckpt.grid_key), media_type="image/png")
+

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from service import keys
-from service.auth import check_storage
-from service.deps import JobsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
-from service.ids import is_valid_id
-from service.models.ingest import ingest_model, receive_model
-from service.models.records import ModelRecord, ModelRepo
-from service.schemas.common import ERROR_RESPONSES
-from service.schemas.models import Model, ModelList
+from service.api.deps import CoreDep, ModelsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
+from service.api.lookups import load_model
+from service.api.model_ingest import ingest_model, receive_model
+from service.api.schemas.common import ERROR_RESPONSES
+from service.api.schemas.models import Model, ModelList
+from service.api.storage_checks import purge_quietly, refuse_when_full
+from service.core.ids import is_valid_id
+from service.core.uploads import InUse, ModelRecord
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
 
@@ -40,70 +41,51 @@ _UPLOAD_BODY = {
 }
 
 
-def models_repo(request: Request) -> ModelRepo:
-    return request.app.state.models
-
-
 def _view(rec: ModelRecord) -> Model:
     return Model.model_validate(rec.model_dump())
-
-
-def load_model(repo: ModelRepo, tenant: str, model_id: str) -> ModelRecord:
-    rec = repo.find(tenant, model_id) if is_valid_id(model_id, "model") else None
-    if rec is None:
-        raise HTTPException(404, f"no model {model_id!r}; list yours with GET /v1/models")
-    return rec
 
 
 @router.post("", status_code=201, response_model=Model, openapi_extra=_UPLOAD_BODY,
              summary="Upload a pretrained StyleGAN2: an NVlabs .pkl (read without running its code) or a .pt "
                      "checkpoint; multipart field `file`, or the raw body (?name=...)")
-async def create_model(request: Request, settings: SettingsDep, store: StoreDep, tenant: TenantDep,
-                       principal: PrincipalDep) -> Model:
+async def create_model(request: Request, settings: SettingsDep, store: StoreDep, repo: ModelsDep, core: CoreDep,
+                       tenant: TenantDep, principal: PrincipalDep) -> Model:
     if principal.quotas is not None:  # already full: refuse before reading the body
-        await run_in_threadpool(check_storage, store, principal)
-    repo = models_repo(request)
-
-    def fits(nbytes: int) -> None:
-        check_storage(store, principal, nbytes)
-
+        await run_in_threadpool(refuse_when_full, core, principal)
     with tempfile.TemporaryDirectory(prefix="diggan-model-upload-") as tmp:
         dest = Path(tmp) / "upload.bin"
         name, filename = await receive_model(request, settings, dest)
-        # Unpickling and converting is CPU work: off the event loop.
-        rec = await run_in_threadpool(ingest_model, dest, name, filename, tenant, settings, store, repo, fits)
+        # Parsing and converting is CPU work: off the event loop.
+        rec = await run_in_threadpool(ingest_model, dest, name, filename, tenant, settings, store, repo,
+                                      principal.quotas)
     return _view(rec)
 
 
-@router.get("", response_model=ModelList, summary="Your models, newest first")
-def list_models(request: Request, tenant: TenantDep) -> ModelList:
-    return ModelList(data=[_view(r) for r in models_repo(request).list(tenant)])
+@router.get("", response_model=ModelList, summary="Your models, newest first, with cursor pagination")
+def list_models(
+    repo: ModelsDep, tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+    cursor: Annotated[str | None, Query(max_length=64, description="`next_cursor` of the previous page")] = None,
+) -> ModelList:
+    if cursor is not None and not is_valid_id(cursor, "model"):
+        raise HTTPException(422, f"invalid cursor {cursor!r}; pass the `next_cursor` of a previous page")
+    page, next_cursor = repo.list(tenant, limit=limit, cursor=cursor)
+    return ModelList(data=[_view(r) for r in page], next_cursor=next_cursor, has_more=next_cursor is not None)
 
 
 @router.get("/{model_id}", response_model=Model)
-def get_model(model_id: str, request: Request, tenant: TenantDep) -> Model:
-    return _view(load_model(models_repo(request), tenant, model_id))
+def get_model(model_id: str, repo: ModelsDep, tenant: TenantDep) -> Model:
+    return _view(load_model(repo, tenant, model_id))
 
 
 @router.delete("/{model_id}", status_code=204, response_class=Response,
-               summary="Delete a model (409 while an unfinished job starts from it)")
-def delete_model(model_id: str, request: Request, jobs: JobsDep, tenant: TenantDep) -> Response:
-    repo = models_repo(request)
+               summary="Delete a model (409 while an unfinished job starts from it); its storage is credited at once")
+def delete_model(model_id: str, repo: ModelsDep, core: CoreDep, tenant: TenantDep) -> Response:
     load_model(repo, tenant, model_id)
-    users = [j for j in _active_job_ids(jobs, tenant) if _starts_from(jobs, tenant, j, model_id)]
-    if users:
-        raise HTTPException(409, f"model {model_id} is used by unfinished job(s) {', '.join(users)}; "
-                                 "cancel them or wait until they finish")
-    repo.delete(tenant, model_id)
+    try:
+        repo.delete(tenant, model_id)
+    except InUse as e:
+        raise HTTPException(409, f"model {model_id} is used by unfinished job(s) {', '.join(e.job_ids)}; "
+                                 "cancel them or wait until they finish") from None
+    purge_quietly(core)
     return Response(status_code=204)
-
-
-def _active_job_ids(jobs, tenant: str) -> list[str]:
-    prefix = f"{keys.ACTIVE_PREFIX}{tenant}/"
-    return [info.key[len(prefix):] for info in jobs.store.list(prefix)]
-
-
-def _starts_from(jobs, tenant: str, job_id: str, model_id: str) -> bool:
-    rec = jobs.find(tenant, job_id)
-    init = getattr(rec, "init_from", None) or {}
-    return init.get("model") == model_id

@@ -17,14 +17,15 @@ from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from service import keys
-from service.api.routes.jobs import load_job
-from service.api.routes.samples import _no_checkpoint
-from service.deps import GeneratorsDep, JobsDep, StoreDep, TenantDep
-from service.jobs.records import JobRecord
-from service.sampling import generate, png_bytes
-from service.schemas.common import ERROR_RESPONSES
-from service.storage import ObjectNotFound, ObjectStore
+from service.api.deps import CoreDep, GeneratorsDep, JobsDep, TenantDep
+from service.api.lookups import load_job, require_checkpoint
+from service.api.sampling import generate, png_bytes
+from service.api.schemas.common import ERROR_RESPONSES
+from service.core import blobs
+from service.core import object_keys as keys
+from service.core.jobs import JobRecord
+from service.core.services import Core
+from service.core.storage import ObjectNotFound
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/report", tags=["reports"], responses=ERROR_RESPONSES)
 
@@ -58,19 +59,19 @@ def curves_png(series: dict[str, list[dict[str, Any]]], title: str) -> bytes:
             summary="Losses, DIG and gradient norms, augment p, and KID/FID over kimg, as a PNG")
 async def job_curves(job_id: str, jobs: JobsDep, tenant: TenantDep) -> Response:
     rec = await run_in_threadpool(load_job, jobs, tenant, job_id)
-    series = await run_in_threadpool(jobs.get_series, tenant, rec.id)
+    series = {"ticks": await run_in_threadpool(jobs.ticks, rec.id),
+              "snapshots": await run_in_threadpool(jobs.snapshots, rec.id)}
     png = await run_in_threadpool(curves_png, series, f"job {rec.id} ({rec.status.value})")
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-def memorization(store: ObjectStore, generators: Any, rec: JobRecord, ckpt_ref: str, n: int, psi: float) -> tuple[dict, bytes]:
+def memorization(core: Core, generators: Any, rec: JobRecord, ckpt_ref: str, n: int, psi: float) -> tuple[dict, bytes]:
     from gan_core.data import load_prepared, resize_images
     from gan_core.metrics import memorization_report
 
-    ckpt = rec.checkpoint(ckpt_ref)
-    if ckpt is None:
-        raise _no_checkpoint(rec, ckpt_ref)
-    base = f"{keys.job_prefix(rec.tenant, rec.id)}reports/memorization-{ckpt.sha256[:16]}-n{n}-psi{psi:g}"
+    store = core.store
+    ckpt = require_checkpoint(core.jobs, rec, ckpt_ref)
+    base = f"{keys.job_reports_prefix(rec.tenant, rec.id)}memorization-{ckpt.sha256[:16]}-n{n}-psi{psi:g}"
     try:
         return json.loads(store.get_bytes(base + ".json")), store.get_bytes(base + ".png")
     except ObjectNotFound:
@@ -87,23 +88,26 @@ def memorization(store: ObjectStore, generators: Any, rec: JobRecord, ckpt_ref: 
     report, grid = memorization_report(generated, train, k=3, extractor=extractor,
                                        train_features=cache.get_or_compute(train), train_names=dataset.names)
     report.update(job_id=rec.id, checkpoint=ckpt.name, seeds=list(range(n)), psi=psi)
-    png = png_bytes(grid)
+    png, meta = png_bytes(grid), json.dumps(report).encode()
     store.put_bytes(base + ".png", png, "image/png")
-    store.put_bytes(base + ".json", json.dumps(report).encode(), "application/json")  # published last
+    store.put_bytes(base + ".json", meta, "application/json")  # published last
+    with core.db.write() as s:  # a stored report counts against the tenant's storage, and goes with the job
+        blobs.register(s, rec.tenant, base + ".png", len(png), "job", rec.id)
+        blobs.register(s, rec.tenant, base + ".json", len(meta), "job", rec.id)
     return report, png
 
 
 @router.get("/memorization", responses={200: {"content": {"image/png": {}, "application/json": {}}}},
             summary="Nearest training images of generated samples in Inception space (JSON or a PNG grid)")
 async def job_memorization(
-    job_id: str, jobs: JobsDep, tenant: TenantDep, store: StoreDep, generators: GeneratorsDep,
+    job_id: str, jobs: JobsDep, tenant: TenantDep, core: CoreDep, generators: GeneratorsDep,
     format: Literal["json", "png"] = "json",
     n: int = Query(8, ge=1, le=32, description="generated samples (seeds 0..n-1)"),
     psi: float = Query(1.0, ge=0.0, le=1.0, description="truncation psi of the samples"),
     checkpoint: str = Query("latest", max_length=80, description="'latest', 'best' or a checkpoint name"),
 ) -> Response:
     rec = await run_in_threadpool(load_job, jobs, tenant, job_id)
-    report, png = await run_in_threadpool(memorization, store, generators, rec, checkpoint, n, psi)
+    report, png = await run_in_threadpool(memorization, core, generators, rec, checkpoint, n, psi)
     if format == "png":
         return Response(png, media_type="image/png")
     return JSONResponse(report)

@@ -1,4 +1,4 @@
-"""The web dashboard: static files from service/static under /ui/, and / redirects there.
+"""The web dashboard: static files from service/api/static under /ui/, and / redirects there.
 
 The page is plain JS that calls the same /v1 API with the key the user typed (kept in the
 browser's localStorage, sent as a header). So these files need no key themselves, and the
@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from starlette.types import Scope
 
-STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 UI_PATH = "/ui"
 
 SECURITY_HEADERS = {

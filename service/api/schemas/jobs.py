@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gan_core.config import PRESETS
+from service.core.jobs import CheckpointInfo, JobStatus, Progress
+from service.api.schemas.models import InitFrom
+
+
+def _known_regularizers() -> dict[str, dict[str, float]]:
+    from gan_core.regularizers import REGISTRY
+
+    return {name: dict(getattr(cls, "params", {}) or {}) for name, cls in REGISTRY.items()}
+
+
+class RegularizerSpec(BaseModel):
+    """One regularizer: `name`, `weight`, optional `interval`, and its own parameters (e.g. DigGAN's `alpha`)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"example": {"name": "diggan", "weight": 100, "alpha": 0.5}})
+
+    name: str
+    weight: float = Field(ge=0, le=1e6)
+    interval: int | None = Field(default=None, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _known(self) -> "RegularizerSpec":
+        known = _known_regularizers()
+        if self.name not in known:
+            raise ValueError(f"unknown regularizer {self.name!r}; choose from {', '.join(sorted(known))}")
+        for key, value in self.params.items():
+            if key not in known[self.name]:
+                allowed = ", ".join(sorted(known[self.name])) or "none"
+                raise ValueError(f"regularizer {self.name!r} has no parameter {key!r} (parameters: {allowed})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1e6 <= value <= 1e6:
+                raise ValueError(f"regularizer {self.name!r} parameter {key!r} must be a number in [-1e6, 1e6]")
+        return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class JobCreate(BaseModel):
+    """Everything but `dataset_id` defaults from the preset (DigGAN on)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "dataset_id": "ds_0188f0c6a1b2c3d4e5f6a7b8c9",
+                "preset": "cpu-tiny",
+                "kimg": 1.0,
+                "seed": 0,
+                "augment": "ada",
+                "regularizers": [{"name": "diggan", "weight": 100, "alpha": 0.5}, {"name": "r1", "weight": 1}],
+                "snapshot_kimg": 0.5,
+            }
+        },
+    )
+
+    dataset_id: str = Field(min_length=1, max_length=64)
+    preset: str | None = Field(default=None, description=f"one of {', '.join(PRESETS)}")
+    arch: Literal["stylegan2", "sngan", "biggan"] | None = Field(
+        default=None, description="backbone. Without `preset` it picks that backbone's preset (sngan: sngan-32, "
+        "biggan: biggan-32, stylegan2: the server default); with `preset` it must be the preset's. biggan is "
+        "class-conditional: upload the dataset with class_folders (an unlabelled set trains it unconditionally)")
+    kimg: float | None = Field(default=None, gt=0, description="training length, thousands of real images shown")
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    augment: Literal["ada", "diffaugment", "none"] | None = None
+    regularizers: list[RegularizerSpec] | None = Field(default=None, max_length=8)
+    snapshot_kimg: float | None = Field(default=None, gt=0, le=1e5)
+    tick_kimg: float | None = Field(default=None, gt=0, le=1e5)
+    batch_size: int | None = Field(default=None, ge=1, le=256)
+    # Learning rates (the preset's by default). Bounded only loosely (finite, positive, <= 1e9): a run
+    # that diverges is caught at the tick (one rollback with halved rates, then a clear failure).
+    g_lr: float | None = Field(default=None, gt=0, le=1e9, description="generator learning rate")
+    d_lr: float | None = Field(default=None, gt=0, le=1e9, description="discriminator learning rate")
+    metrics: list[Literal["fid", "kid"]] | None = Field(
+        default=None, max_length=2, description="computed at snapshots; the first one selects the `best` checkpoint")
+    metrics_every: int | None = Field(default=None, ge=1, le=1000, description="compute metrics every k snapshots")
+    metrics_num_gen: int | None = Field(default=None, ge=16, le=50_000, description="generated images per metric")
+    init_from: InitFrom | None = Field(
+        default=None, description='start from pretrained weights: {"model": MODEL_ID} (POST /v1/models) or '
+        '{"job": JOB_ID, "checkpoint": "latest"}; the network config is then the pretrained one')
+    resolution: int | None = Field(default=None, ge=32, le=1024, description="training resolution, a power of two "
+                                   "(default: the preset's, or the pretrained model's with init_from, which it must "
+                                   "then equal); images are resized to it")
+
+    @field_validator("resolution")
+    @classmethod
+    def _power_of_two(cls, v: int | None) -> int | None:
+        if v is not None and v & (v - 1):
+            raise ValueError(f"resolution must be a power of two in [32, 1024], got {v}")
+        return v
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, v: str | None) -> str | None:
+        if v is not None and v not in PRESETS:
+            raise ValueError(f"unknown preset {v!r}; choose one of {', '.join(PRESETS)}")
+        return v
+
+    @field_validator("regularizers")
+    @classmethod
+    def _unique(cls, v: list[RegularizerSpec] | None) -> list[RegularizerSpec] | None:
+        names = [r.name for r in v or []]
+        if len(names) != len(set(names)):
+            raise ValueError("each regularizer may appear once")
+        return v
+
+
+class Job(BaseModel):
+    id: str
+    object: Literal["job"] = "job"
+    dataset_id: str
+    status: JobStatus
+    config: dict[str, Any] = Field(description="the full resolved training config (preset + request; seed included)")
+    request: dict[str, Any] = Field(default_factory=dict, description="the body of POST /v1/jobs as sent")
+    versions: dict[str, Any] = Field(default_factory=dict, description="software that trained it (diggan_service, "
+                                     "gan_core, torch, numpy, python, device); set when a worker starts the job")
+    dataset_sha256: str | None = Field(default=None, description="SHA-256 of the prepared dataset trained on")
+    progress: Progress
+    latest_tick: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    attempt: int = 0
+    device: str | None = None
+    latest_checkpoint: str | None = None
+    best_checkpoint: str | None = None
+    resumes: list[dict[str, Any]] = []
+    init_from: dict[str, Any] | None = Field(default=None, description="the pretrained weights it started from "
+                                             "(model or job checkpoint, with their SHA-256)")
+
+
+class JobList(BaseModel):
+    data: list[Job]
+    next_cursor: str | None = None
+    has_more: bool = False
+
+
+class Metrics(BaseModel):
+    job_id: str
+    ticks: list[dict[str, Any]]
+    snapshots: list[dict[str, Any]]
+
+
+class CheckpointList(BaseModel):
+    data: list[CheckpointInfo]

@@ -1,0 +1,100 @@
+"""Queue names, the Celery app factory, and enqueueing by task name.
+
+The API enqueues through here and never imports worker/; the worker builds its Celery app with the
+same factory. Building an app opens no connection and creates no file: the embedded filesystem
+broker's folders are made by `prepare_broker` (called by `service up` and at worker start-up).
+
+Reliability (see ../shared/docs/environment.md): acks_late + reject_on_worker_lost + prefetch 1, a
+long Redis visibility_timeout, and tasks that are safe to run twice (the claim is a conditional
+UPDATE; a duplicate delivery of a job that is running or finished is dropped). Messages can still be
+lost (Redis' fsync window, a flushed queue): the sweep re-sends queued jobs (service/core/sweep.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from service.core.settings import Settings
+
+TRAIN_QUEUE = "train"
+LIGHT_QUEUE = "light"
+TRAIN_TASK = "worker.tasks.train"
+SWEEP_TASK = "worker.tasks.sweep"
+
+
+def _filesystem_options(settings: Settings) -> dict[str, Any]:
+    # Same-filesystem folders: kombu moves a message into `processed` with a rename, which is
+    # atomic, so two consumers never both take one message.
+    root = settings.data_dir / "broker"
+    return {
+        "data_folder_in": str(root / "queue"),
+        "data_folder_out": str(root / "queue"),
+        "processed_folder": str(root / "processed"),
+        "store_processed": True,
+        "polling_interval": settings.broker_polling_interval_s,
+    }
+
+
+def prepare_broker(settings: Settings) -> None:
+    """Create what an embedded broker needs on disk (idempotent)."""
+    settings.ensure_dirs()
+    if settings.broker_url.startswith("filesystem"):
+        for sub in ("queue", "processed"):
+            (settings.data_dir / "broker" / sub).mkdir(parents=True, exist_ok=True)
+
+
+def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
+    app = Celery("diggan", broker=settings.broker_url, backend=settings.result_backend, include=include or [])
+    transport_options: dict[str, Any] = {}
+    if settings.broker_url.startswith(("redis", "rediss", "valkey")):
+        transport_options["visibility_timeout"] = settings.visibility_timeout_s
+    elif settings.broker_url.startswith("filesystem"):
+        transport_options = _filesystem_options(settings)
+    # (sqla passes every transport option to create_engine, so it gets none; it polls once a second.)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,  # state lives in the database, not the result backend
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        # Explicit exchanges + keys: a bare Queue(name) would bind to the default exchange with the
+        # default key, and a train message could then land on the light queue too.
+        task_queues=(
+            Queue(TRAIN_QUEUE, Exchange(TRAIN_QUEUE, type="direct"), routing_key=TRAIN_QUEUE),
+            Queue(LIGHT_QUEUE, Exchange(LIGHT_QUEUE, type="direct"), routing_key=LIGHT_QUEUE),
+        ),
+        task_default_queue=LIGHT_QUEUE,
+        task_default_exchange=LIGHT_QUEUE,
+        task_default_routing_key=LIGHT_QUEUE,
+        task_routes={TRAIN_TASK: {"queue": TRAIN_QUEUE}, "worker.tasks.*": {"queue": LIGHT_QUEUE}},
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_enable_remote_control=not settings.embedded_broker,  # no fanout on sqla/filesystem
+    )
+    app.diggan_settings = settings  # type: ignore[attr-defined]
+    return app
+
+
+def enqueue_train(celery: Celery, tenant: str, job_id: str) -> str:
+    result = celery.send_task(
+        TRAIN_TASK, args=[job_id, tenant], queue=TRAIN_QUEUE,
+        retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+    )
+    return result.id
+
+
+def enqueue_sweep(celery: Celery) -> str:
+    return celery.send_task(SWEEP_TASK, queue=LIGHT_QUEUE).id
+
+
+def check_broker(celery: Celery, timeout: float = 3.0) -> None:
+    """Raise if the broker cannot be reached (a real connection, not a config check)."""
+    with celery.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=timeout)
+        conn.default_channel  # opens a channel: touches the SQLite file / Redis socket for real

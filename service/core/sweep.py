@@ -1,0 +1,146 @@
+"""The sweep: nothing stays running, queued or half-uploaded forever.
+
+One pass (run by every API process on a timer and by a worker at start-up; passes may overlap, since
+every decision is a conditional UPDATE on the database's clock):
+- a `running` job whose heartbeat is stale is re-queued (the next worker resumes from its latest
+  checkpoint), or failed with a reason after `max_attempts`; a stale `cancelling` job ends `canceled`;
+- a `queued` job whose message never reached the broker, or may have been lost since, is sent (again),
+  with a backoff so a job waiting behind others does not pile up copies (duplicates are harmless);
+- uploads that never finished are removed with their objects; deleted resources' objects are purged;
+- expired idempotency keys and old rate-limit windows are forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import and_, delete, select
+
+from service.core import object_keys
+from service.core.blobs import purge_deleted, release_prefix
+from service.core.db.engine import Database
+from service.core.db.models import Dataset, IdempotencyKey, Job, Model, RateWindow
+from service.core.db.sql import conditional_update
+from service.core.db.types import db_now, seconds_before_now
+from service.core.jobs import JobStatus
+from service.core.settings import Settings
+from service.core.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+UNSENT_GRACE_S = 5.0  # the API sends right after its commit; give it this long before the sweep does
+RESEND_CAP_S = 3600.0
+
+Enqueue = Callable[[str, str], object]  # (tenant, job_id)
+
+
+def sweep(db: Database, settings: Settings, enqueue: Enqueue, store: ObjectStore | None = None) -> list[tuple[str, str]]:
+    """One pass; returns (id, action) for everything it changed."""
+    actions: list[tuple[str, str]] = []
+    for step in (_stale_leases, _unsent_jobs):
+        try:
+            actions += step(db, settings, enqueue)
+        except Exception:  # one failing step must not stop the others
+            log.exception("sweep step %s failed; the next pass retries", step.__name__)
+    try:
+        actions += _orphan_uploads(db, settings)
+        _forget_expired(db, settings)
+        if store is not None:
+            purge_deleted(db, store)
+    except Exception:
+        log.exception("sweep clean-up failed; the next pass retries")
+    for ident, action in actions:
+        log.warning("sweep: %s: %s", ident, action)
+    return actions
+
+
+def _stale_leases(db: Database, settings: Settings, enqueue: Enqueue) -> list[tuple[str, str]]:
+    stale = and_(Job.status.in_((JobStatus.running.value, JobStatus.cancelling.value)),
+                 Job.heartbeat_at < seconds_before_now(settings.stale_after_s))
+    with db.read() as s:
+        now = s.scalar(select(db_now()))
+        rows = s.execute(select(Job.id, Job.tenant, Job.status, Job.attempt, Job.heartbeat_at).where(stale)).all()
+    actions = []
+    for row in rows:
+        age = (now - row.heartbeat_at).total_seconds() if row.heartbeat_at else 0.0
+        same = and_(Job.id == row.id, Job.attempt == row.attempt, stale)  # unchanged since we looked
+        if row.status == JobStatus.cancelling.value:
+            values, action = {"status": JobStatus.canceled.value, "finished_at": db_now()}, \
+                "canceled (its worker was lost while cancelling)"
+        elif row.attempt >= settings.max_attempts:
+            values = {"status": JobStatus.failed.value, "finished_at": db_now(), "error": (
+                f"the worker running this job stopped responding {row.attempt} time(s) (last heartbeat {age:.0f} s "
+                f"ago), so the job was given up after {settings.max_attempts} attempts. Workers dying repeatedly "
+                "usually means they run out of memory: start a new job with a smaller batch_size or preset.")}
+            action = "failed (too many attempts)"
+        else:
+            values = {"status": JobStatus.queued.value, "worker_id": None, "heartbeat_at": None, "enqueued_at": None}
+            action = f"re-queued (heartbeat {age:.0f} s old, attempt {row.attempt})"
+        with db.write() as s:
+            won = s.execute(conditional_update(Job).where(same).values(updated_at=db_now(), **values)).rowcount
+        if won:
+            actions.append((row.id, action))
+            if values["status"] == JobStatus.queued.value:
+                _send(db, enqueue, row.tenant, row.id)
+    return actions
+
+
+def resend_due(enqueued_at: datetime | None, updated_at: datetime, count: int, now: datetime,
+               resend_after_s: float) -> bool:
+    """Is a queued job's message missing (never sent) or old enough to be sent again?"""
+    if enqueued_at is None:
+        return (now - updated_at).total_seconds() > UNSENT_GRACE_S
+    wait = min(resend_after_s * 2 ** max(0, count - 1), RESEND_CAP_S)
+    return (now - enqueued_at).total_seconds() > wait
+
+
+def _unsent_jobs(db: Database, settings: Settings, enqueue: Enqueue) -> list[tuple[str, str]]:
+    with db.read() as s:
+        now = s.scalar(select(db_now()))
+        rows = s.execute(select(Job.id, Job.tenant, Job.enqueued_at, Job.updated_at, Job.enqueue_count)
+                         .where(Job.status == JobStatus.queued.value)
+                         .order_by(Job.id).limit(1000)).all()
+    actions = []
+    for r in rows:
+        if resend_due(r.enqueued_at, r.updated_at, r.enqueue_count, now, settings.resend_queued_after_s):
+            if _send(db, enqueue, r.tenant, r.id):
+                actions.append((r.id, "sent to the queue" if r.enqueued_at is None else
+                                f"sent again (queued since {r.enqueued_at:%H:%M:%S}, message may be lost)"))
+    return actions
+
+
+def _send(db: Database, enqueue: Enqueue, tenant: str, job_id: str) -> bool:
+    try:
+        enqueue(tenant, job_id)
+    except Exception as e:  # broker down: the job stays unsent, and a later pass retries
+        log.warning("sweep: could not enqueue job %s: %s", job_id, e)
+        return False
+    with db.write() as s:
+        s.execute(conditional_update(Job).where(Job.id == job_id, Job.status == JobStatus.queued.value)
+                  .values(enqueued_at=db_now(), enqueue_count=Job.enqueue_count + 1))
+    return True
+
+
+def _orphan_uploads(db: Database, settings: Settings) -> list[tuple[str, str]]:
+    """Datasets and models whose upload died half way: rows, blobs and objects go."""
+    actions = []
+    old = seconds_before_now(settings.upload_orphan_after_s)
+    for model, prefix_of in ((Dataset, object_keys.dataset_prefix), (Model, object_keys.model_prefix)):
+        with db.write() as s:
+            rows = s.execute(select(model.id, model.tenant).where(model.status == "uploading",
+                                                                   model.created_at < old)).all()
+            for r in rows:
+                s.execute(delete(model).where(model.id == r.id, model.status == "uploading"))
+                release_prefix(s, r.tenant, prefix_of(r.tenant, r.id))
+                actions.append((r.id, "removed an upload that never finished"))
+    return actions
+
+
+def _forget_expired(db: Database, settings: Settings) -> None:
+    window_floor = int(time.time() // 3600) * 3600  # rate windows are short; an hour-old one is dead
+    with db.write() as s:
+        s.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < seconds_before_now(settings.idempotency_ttl_s)))
+        s.execute(delete(RateWindow).where(RateWindow.expires_at < window_floor))
