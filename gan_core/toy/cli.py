@@ -11,20 +11,38 @@ from typing import Any, Sequence
 __all__ = ["add_cli", "main"]
 
 
+def paper_settings(overrides: Sequence[str], iterations: int | None = None) -> Any:
+    """PAPER_SETTINGS with `KEY=JSON` overrides (e.g. `lam=10`, `latents=[-5, 5]`) and --iterations."""
+    from .settings import PAPER_SETTINGS
+
+    fields = {f.name: f for f in dataclasses.fields(PAPER_SETTINGS)}
+    changes: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--set {item!r}: use KEY=VALUE with KEY one of {', '.join(fields)}")
+        value = json.loads(raw)
+        changes[key] = tuple(value) if isinstance(value, list) else value
+    if iterations is not None:
+        changes["iterations"] = iterations
+    return dataclasses.replace(PAPER_SETTINGS, **changes)
+
+
 def _cmd_toy(args: argparse.Namespace) -> int:
     if args.variant == "legacy":
         from . import legacy
 
+        if args.set:
+            raise ValueError("--set belongs to --variant paper")
         summary = legacy.run_toy(seeds=args.seeds, out_dir=args.out, iterations=args.iterations,
                                  perturb=args.perturb, progress=not args.no_progress)
         print(json.dumps(summary, indent=2))
         return 0
     from .experiments import run_paper
-    from .settings import PAPER_SETTINGS
 
     if args.perturb:
         raise ValueError("--perturb belongs to --variant legacy; the paper variant always runs Experiments 1-4")
-    st = PAPER_SETTINGS if args.iterations is None else dataclasses.replace(PAPER_SETTINGS, iterations=args.iterations)
+    st = paper_settings(args.set or [], iterations=args.iterations)
     summary = run_paper(seeds=args.seeds, out_dir=args.out, settings=st, progress=not args.no_progress)
     print(json.dumps({"out": str(args.out), "summary": str(Path(args.out) / "summary.json"),
                       "figures": summary.get("figures", {}), "tests": summary["tests"]}, indent=2))
@@ -51,6 +69,9 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
                    help="training iterations per experiment (default: the variant's, 10000 for paper)")
     p.add_argument("--perturb", action="store_true",
                    help="legacy only: also run its experiments 2 and 4")
+    p.add_argument("--set", action="append", metavar="KEY=JSON",
+                   help="paper only: change one setting of gan_core/toy/settings.py, e.g. --set lam=10 "
+                        "(the documented results use none)")
     p.add_argument("--no-progress", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_toy, handler=_cmd_toy)
     return p

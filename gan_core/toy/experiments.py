@@ -161,13 +161,26 @@ def _run_record(x: np.ndarray, dig: np.ndarray, st: PaperSettings) -> dict[str, 
     }
 
 
+def d_logit_range(stage: dict[str, Any], st: PaperSettings) -> np.ndarray:
+    """Per model: max - min of D's final logit on [min(real) - 2, max(real) + 2] (how flat D ends)."""
+    _, D = _nets(stage, st)
+    grid = torch.linspace(min(st.real_points) - 2, max(st.real_points) + 2, 81).view(1, -1, 1)
+    with torch.no_grad(), one_thread():
+        logits = D(grid.expand(D.n_models, -1, -1).contiguous()).squeeze(-1)
+    return (logits.max(1).values - logits.min(1).values).numpy()
+
+
 def _exp13_records(seeds: list[int], st: PaperSettings, s13: dict[str, Any]) -> tuple[list, list]:
     S = len(seeds)
     x, dig = s13["x"].numpy(), s13["dig"].numpy()
+    d_range = d_logit_range(s13, st)
     van, dgn = [], []
     for i, seed in enumerate(seeds):
         for rows, j in ((van, i), (dgn, S + i)):
             r = {"seed": seed, **_run_record(x[j], dig[j], st)}
+            r["start_x"] = [round(float(v), 4) for v in x[j, 0]]
+            r["final_spread"] = float(abs(x[j, -1, 0] - x[j, -1, 1]))
+            r["d_logit_range"] = float(d_range[j])
             r["collapse_iter"] = A.collapse_iter(x[j], st)
             r["dig_spike"] = A.dig_spike(dig[j], r["collapse_iter"], st)
             rows.append(r)
@@ -261,6 +274,17 @@ def _tests(st: PaperSettings, van: list, dgn: list, e2: dict[str, list], e4: lis
         "what": "log10 of the run's median DIG: vanilla (Exp. 1) vs DigGAN (Exp. 3), paired by seed",
         **wilcoxon_paired([_log10(r["dig_median"]) for r in van], [_log10(r["dig_median"]) for r in dgn],
                           "vanilla", "diggan"),
+    }
+    t["mechanism"] = {
+        "what": "how each run ends (Exp. 1 vanilla vs Exp. 3 DigGAN, paired by seed): D's logit range on "
+                "[min-2, max+2] (flatness), the two points merged (|x1 - x2| < 0.1), a point off the data (|x| > 6)",
+        "d_logit_range": wilcoxon_paired([_log10(r["d_logit_range"]) for r in van],
+                                         [_log10(r["d_logit_range"]) for r in dgn], "log10_vanilla", "log10_diggan"),
+        "merged": mcnemar_exact([r["final_spread"] < 0.1 for r in van], [r["final_spread"] < 0.1 for r in dgn],
+                                "vanilla", "diggan"),
+        "off_data": mcnemar_exact([max(abs(v) for v in r["final_x"]) > 6 for r in van],
+                                  [max(abs(v) for v in r["final_x"]) > 6 for r in dgn], "vanilla", "diggan"),
+        "start_spread": _quantiles([abs(r["start_x"][0] - r["start_x"][1]) for r in van]),
     }
     stuck = [i for i, s in enumerate(single) if s]
     control = e2["0"]
