@@ -320,6 +320,12 @@ def _tests(st: PaperSettings, van: list, dgn: list, e2: dict[str, list], e4: lis
             "vanilla_onset": _quantiles([r["vanilla"]["perturbation_onset"] for r in rows
                                          if r["vanilla"]["perturbation_onset"] is not None]),
         }
+    t["exp4_leaves_start_mode_post_hoc"] = {
+        "what": "POST HOC (defined after the first 50-seed run): from a one-mode start, the run ends anywhere but "
+                "in that same mode (the paper's 'remains trapped' read literally); DigGAN vs vanilla, paired by seed",
+        **mcnemar_exact([r["diggan"]["outcome"] != r["start_outcome"] for r in trapped],
+                        [r["vanilla"]["outcome"] != r["start_outcome"] for r in trapped], "diggan", "vanilla"),
+    }
     return t
 
 

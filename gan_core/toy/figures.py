@@ -120,13 +120,18 @@ def write_paper_figures(out_dir: Path, st: PaperSettings, seeds: list[int], summ
     variances = [float(v) for v in s2["variances"]]
     x2 = s2["x"].numpy()
     e2 = summary["experiment2"]
-    fig, axes = plt.subplots(1, len(variances), figsize=(3.0 * len(variances), 3.2), squeeze=False)
+    short = {"same_attractor": "same", "other_single_mode": "other", "both_modes": "both", "neither": "neither",
+             "not_converged": "moving"}
+    fig, axes = plt.subplots(1, len(variances), figsize=(3.3 * len(variances), 3.4), squeeze=False)
     for vi, var in enumerate(variances):
         rows = e2[f"{var:g}"]
-        on_stuck = [rows[k] for k in stuck]
+        res = [short[rows[k]["result"]] for k in stuck]
+        counts = " ".join(f"{name} {res.count(name)}" for name in short.values() if res.count(name))
         _movement(axes[0, vi], x2[vi * S + i], st,
-                  f"s={var:g}: {rows[i]['result']}\nstuck seeds: {_count(on_stuck, 'result') if on_stuck else '-'}")
-    fig.suptitle(f"Toy Exp. 2 (paper Fig. 4): Exp. 1's end state, D + N(0, s), vanilla; seed {seeds[i]}", fontsize=9)
+                  f"{'control, no noise' if var == 0 else f's = {var:g}'}: {short[rows[i]['result']]}\n"
+                  f"{len(stuck)} stuck seeds: {counts or '-'}")
+    fig.suptitle(f"Toy Exp. 2 (paper Fig. 4): Exp. 1's end state, D + N(0, s) (s a variance), vanilla; seed {seeds[i]}. "
+                 "same/other: single mode at the same/other point; moving: not settled", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
     paths["exp2"] = _save(fig, out_dir / "toy-exp2.png", plt)
 

@@ -73,6 +73,38 @@ def run_sensitivity(seeds: int | Sequence[int] = 50, out_dir: Path = Path("runs/
     return result
 
 
+def plot_lambda(main_summary: dict[str, Any], sens: dict[str, Any], path: Path) -> None:
+    """Exp. 1/3 endings against DigGAN's lambda (the main run's 100 plus the lambda variants), vanilla as a line."""
+    from .figures import _plt
+
+    plt = _plt()
+    rows = {PAPER_SETTINGS.lam: main_summary["experiment3_diggan"]}
+    for v in sens["variants"].values():
+        if set(v["changed"]) == {"lam"}:
+            rows[float(v["changed"]["lam"])] = [{"outcome": r["diggan"], "final_x": r["diggan_final_x"]}
+                                                for r in v["per_seed"]]
+    lams = sorted(rows)
+    n = len(main_summary["seeds"])
+    van_both = sum(r["outcome"] == A.BOTH for r in main_summary["experiment1_vanilla"])
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    series = {
+        "covers both points": lambda r: r["outcome"] == A.BOTH,
+        "points merged (|x1 - x2| < 0.1)": lambda r: abs(r["final_x"][0] - r["final_x"][1]) < 0.1,
+        "a point off the data (|x| > 6)": lambda r: max(abs(x) for x in r["final_x"]) > 6,
+    }
+    for (label, fn), marker in zip(series.items(), "osx"):
+        ax.plot(lams, [sum(fn(r) for r in rows[lam]) for lam in lams], marker=marker, label=f"DigGAN: {label}")
+    ax.axhline(van_both, color="tab:blue", ls="--", lw=1, label=f"vanilla: covers both ({van_both})")
+    ax.set_xscale("log")
+    ax.set_xlabel("DigGAN lambda (main run: 100)")
+    ax.set_ylabel(f"seeds (of {n})")
+    ax.set_title("Toy Exp. 1/3 end states against lambda (post-hoc sensitivity, same seeds)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=72)
+    plt.close(fig)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gan_core.toy.sensitivity", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     chosen = {k: v for k, v in VARIANTS.items() if not args.only or k in args.only.split(",")}
     res = run_sensitivity(args.seeds, args.out, chosen, progress=not args.no_progress)
+    main_path = args.out / "summary.json"
+    if main_path.exists():  # the main run of the same seeds: draw lambda against its lambda-100 run
+        plot_lambda(json.loads(main_path.read_text()), res, args.out / "toy-lambda.png")
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "per_seed"} for k, v in res["variants"].items()},
                      indent=2))
     return 0
