@@ -135,7 +135,9 @@ class JobRunner:
             except (StorageError, DBAPIError) as e:
                 if time.monotonic() + pause > deadline or self.shutdown.is_set():
                     raise
-                log.warning("job %s: %s failed (%s); retrying in %.1f s", self.job_id, what, e, pause)
+                down = "storage" if isinstance(e, StorageError) else "the database"
+                log.warning("job %s: %s failed (%s); %s looks down, retrying in %.1f s", self.job_id, what, e, down,
+                            pause)
                 time.sleep(pause)
                 pause = min(pause * 2, 10.0)
 

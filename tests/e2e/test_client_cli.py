@@ -21,10 +21,9 @@ import torch
 from PIL import Image
 
 from diggan import DigganClient, DigganError
-from service import keys
-from service.ids import new_id
-from service.jobs.records import CheckpointInfo, JobRecord, JobRepo, JobStatus, utcnow
-from tests.e2e.harness import TERMINAL, LiveServer, Worker, make_settings, png_bytes, wait_for
+from service.core import object_keys as keys
+from tests.dbstate import add_checkpoint, set_job
+from tests.e2e.harness import TERMINAL, LiveServer, Worker, images_zip, make_settings, png_bytes, wait_for
 from tests.recorder import Recorder
 from tests.unit.test_export import TORCHSCRIPT_USER, run_clean
 
@@ -241,19 +240,19 @@ def test_checkpoint_download_follows_s3_presigned_redirect(tmp_path, s3_server, 
     settings = _auth_settings(tmp_path / "srv", storage="s3", s3=s3_server, s3_bucket=s3_bucket)
     with LiveServer(settings) as srv, DigganClient(srv.url, KEY) as client:
         blob = os.urandom(300_000)
-        job_id, name = new_id("job"), "ckpt-000000.032.pt"
-        srv.store.put_bytes(keys.job_checkpoint(TENANT, job_id, name), blob)
-        info = CheckpointInfo(name=name, kimg=0.032, sha256=hashlib.sha256(blob).hexdigest(), size=len(blob),
-                              created_at=utcnow(), final=True)
-        JobRepo(srv.store).create(JobRecord(id=job_id, tenant=TENANT, dataset_id=new_id("ds"), config={},
-                                            status=JobStatus.succeeded, checkpoints=[info], latest_checkpoint=name))
+        name = "ckpt-000000.032.pt"
+        (tmp_path / "imgs.zip").write_bytes(images_zip(8))
+        ds = client.upload_dataset(tmp_path / "imgs.zip")
+        job_id = client.create_job(ds["id"], kimg=1)["id"]
+        set_job(srv.core, job_id, status="succeeded")
+        key = add_checkpoint(srv.core, TENANT, job_id, name, blob)
         r = client._http.get(f"/v1/jobs/{job_id}/checkpoints/latest", params={"redirect": "true"})
         assert r.status_code == 307 and "X-Amz-Signature" in r.headers["location"]
 
         out = Cli(srv.url, tmp_path).json("checkpoints", "download", job_id, "-o", str(tmp_path / "c.pt"))
-        assert (tmp_path / "c.pt").read_bytes() == blob and out["sha256"] == info.sha256
+        assert (tmp_path / "c.pt").read_bytes() == blob and out["sha256"] == hashlib.sha256(blob).hexdigest()
 
-        srv.store.put_bytes(keys.job_checkpoint(TENANT, job_id, name), blob[:-1] + b"!")  # corrupted in storage
+        srv.store.put_bytes(key, blob[:-1] + b"!")  # corrupted in storage
         with pytest.raises(DigganError, match="corrupt"):
             client.download_checkpoint(job_id, tmp_path / "bad.pt")
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "srv"]  # no bad.pt, no partial file
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "imgs.zip", "srv"]  # no bad.pt, no partial file

@@ -12,9 +12,8 @@ from PIL import Image
 
 from gan_core.config import config_to_dict, get_preset
 from gan_core.networks import Generator
-from gan_core.training.checkpoint import checkpoint_bytes, sha256_hex
-from service import keys as objkeys
-from service.jobs.records import CheckpointInfo, utcnow
+from gan_core.training.checkpoint import checkpoint_bytes
+from tests.dbstate import add_checkpoint, set_job
 from tests.e2e.harness import LiveServer, images_zip, make_settings, upload_zip
 
 NAME = "ckpt-00000.032.pt"
@@ -34,12 +33,7 @@ def world(tmp_path_factory):
         torch.manual_seed(0)
         G = Generator(cfg.network)
         data = checkpoint_bytes({"config": config_to_dict(cfg), "G_ema": G.state_dict()})
-        srv.store.put_bytes(objkeys.job_checkpoint("default", job, NAME), data)
-        info = CheckpointInfo(name=NAME, kimg=0.032, sha256=sha256_hex(data), size=len(data), created_at=utcnow(), final=True)
-
-        def add(r):
-            r.checkpoints, r.latest_checkpoint = [info], NAME
-        srv.app.state.jobs.update("default", job, add)
+        add_checkpoint(srv.core, "default", job, NAME, data)
         yield {"c": c, "srv": srv, "ds": ds, "job": job, "bare": bare, "res": cfg.network.resolution}
 
 
@@ -105,12 +99,8 @@ def test_class_conditional_walk_keeps_one_class(world, tmp_path):
     cfg.network.num_classes = 3
     torch.manual_seed(0)
     data = checkpoint_bytes({"config": config_to_dict(cfg), "G_ema": build_generator(cfg.network).state_dict()})
-    srv.store.put_bytes(objkeys.job_checkpoint("default", job, NAME), data)
-    info = CheckpointInfo(name=NAME, kimg=0.032, sha256=sha256_hex(data), size=len(data), created_at=utcnow(), final=True)
-
-    def as_biggan(r):
-        r.config, r.checkpoints, r.latest_checkpoint = config_to_dict(cfg), [info], NAME
-    srv.app.state.jobs.update("default", job, as_biggan)
+    add_checkpoint(srv.core, "default", job, NAME, data)
+    set_job(srv.core, job, config=config_to_dict(cfg))
 
     url = f"/v1/jobs/{job}/samples/interpolation"
     walks = {k: c.post(url, json={"seed_a": 1, "seed_b": 2, "steps": 3, "boomerang": False, "class_index": k})

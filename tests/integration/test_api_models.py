@@ -95,8 +95,8 @@ def test_upload_validate_list_delete_without_worker(tmp_path):
 
 
 def test_another_tenants_model_is_invisible(tmp_path):
-    with LiveServer(make_settings(tmp_path, quota_requests_per_s=1000, quota_burst=1000)) as srv:
-        ks = srv.app.state.keys
+    with LiveServer(make_settings(tmp_path, auth_required=True, quota_requests_per_s=1000, quota_burst=1000)) as srv:
+        ks = srv.core.keys
         A = {"Authorization": f"Bearer {ks.create('alice', 'a')[1]}"}
         B = {"Authorization": f"Bearer {ks.create('bob', 'b')[1]}"}
         c = srv.client
@@ -108,7 +108,7 @@ def test_another_tenants_model_is_invisible(tmp_path):
         r = c.post("/v1/jobs", json={"dataset_id": ds_b["id"], "init_from": {"model": m}, **SHORT}, headers=B)
         assert r.status_code == 404 and "no model" in r.json()["detail"]
         assert c.get(f"/v1/models/{m}", headers=A).status_code == 200
-        assert all(k.startswith(("tenants/alice/", "tenants/bob/", "system/")) for k in store_keys(srv.store))
+        assert all(k.startswith(("tenants/alice/", "tenants/bob/")) for k in store_keys(srv.store))
         assert not [k for k in store_keys(srv.store) if k.startswith("tenants/bob/") and "model" in k]
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from service.storage import InvalidKey, LocalStore, ObjectNotFound, StorageFull
+from service.core.storage import InvalidKey, LocalStore, ObjectNotFound, StorageFull
 
 
 def test_roundtrip_list_prefix_and_delete(tmp_path):

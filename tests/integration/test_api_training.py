@@ -9,7 +9,7 @@ import io
 import pytest
 from PIL import Image
 
-from service.queue import enqueue_train
+from service.core.queue import enqueue_train
 from tests.e2e.harness import LiveServer, Worker, images_zip, make_settings, server_with_worker, upload_zip, wait_job
 
 pytestmark = pytest.mark.slow

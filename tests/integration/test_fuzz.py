@@ -10,13 +10,13 @@ and mode, no shrinking-heavy phases, no worker (the job stays queued/canceled). 
 from __future__ import annotations
 
 import collections
-import hashlib
 import os
 
 import pytest
 
-from service import keys as objkeys
-from service.jobs.records import CheckpointInfo, utcnow
+from service.core import object_keys as objkeys
+from service.core.samples import SampleSetRecord
+from tests.dbstate import add_checkpoint
 from tests.e2e.harness import LiveServer, images_zip, make_settings, png_bytes
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathesis (dev extra)")
@@ -44,20 +44,13 @@ def live(tmp_path_factory):
         c.post(f"/v1/jobs/{job}/cancel")  # terminal: its event stream ends at once
         fake = b"not a checkpoint"
         name = "ckpt-00000.032.pt"
-        srv.store.put_bytes(objkeys.job_checkpoint("default", job, name), fake)
-        srv.store.put_bytes(objkeys.job_grid("default", job, "g.png"), png_bytes(), "image/png")
-        info = CheckpointInfo(name=name, kimg=0.032, sha256=hashlib.sha256(fake).hexdigest(), size=len(fake),
-                              created_at=utcnow(), grid="g.png")
-
-        def add(r):
-            r.checkpoints, r.latest_checkpoint = [info], name
-        srv.app.state.jobs.update("default", job, add)
+        add_checkpoint(srv.core, "default", job, name, fake, grid=png_bytes())
         smp = "smp_" + "1" * 26
-        prefix = objkeys.job_sample_prefix("default", job, smp)
-        srv.store.put_bytes(prefix + "0000.png", png_bytes(), "image/png")
-        srv.store.put_json(prefix + "samples.json", {"id": smp, "job_id": job, "checkpoint": name, "psi": 0.7,
-                                                     "created_at": utcnow().isoformat(),
-                                                     "images": [{"index": 0, "seed": 1, "url": "x"}]})
+        sset = srv.core.samples.reserve(SampleSetRecord(
+            id=smp, tenant="default", job_id=job, checkpoint=name, psi=0.7, seeds=[1],
+            object_prefix=objkeys.job_sample_prefix("default", job, smp)), [len(png_bytes())], None)
+        srv.store.put_bytes(sset.image_key(0), png_bytes(), "image/png")
+        srv.core.samples.publish(sset)
         srv.real_ids = {"dataset_id": ds, "job_id": job, "sample_id": smp, "name": name}
         yield srv
 

@@ -5,7 +5,7 @@
 - isolation: for EVERY route that takes an id, the other tenant gets 404 while the owner gets its answer
   (a table; a coverage test fails when a new id-taking route is not in it);
 - quotas: concurrent jobs, total kimg, storage bytes and request rate answer 429 with Retry-After;
-- `python -m service up` refuses a non-loopback host without keys and consults the key store.
+- `python -m service up` refuses a non-loopback host while auth is off (a setting, never inferred).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from service import keys as objkeys
-from service.jobs.records import CheckpointInfo, utcnow
+from service.core import object_keys as objkeys
+from service.core.samples import SampleSetRecord
+from tests.dbstate import add_checkpoint
 from tests.e2e.harness import REPO_ROOT, LiveServer, images_zip, make_settings, png_bytes, store_keys
 
 FAKE_CKPT = b"not a real checkpoint: sampling must fail cleanly, never unpickle it"
@@ -37,8 +38,8 @@ def _cli(data_dir, *args: str) -> subprocess.CompletedProcess:
 def world(tmp_path_factory):
     """Alice owns a dataset, a (canceled) job with a checkpoint + grid, and a stored sample set; Bob owns nothing."""
     root = tmp_path_factory.mktemp("sec")
-    with LiveServer(make_settings(root, quota_requests_per_s=1000, quota_burst=1000)) as srv:
-        ks = srv.app.state.keys
+    with LiveServer(make_settings(root, auth_required=True, quota_requests_per_s=1000, quota_burst=1000)) as srv:
+        ks = srv.core.keys
         _, alice = ks.create("alice", "a")
         _, bob = ks.create("bob", "b")
         A, B = {"Authorization": f"Bearer {alice}"}, {"X-API-Key": bob}
@@ -47,22 +48,14 @@ def world(tmp_path_factory):
         job = c.post("/v1/jobs", json={"dataset_id": ds["id"], "kimg": 1}, headers=A).json()
         assert c.post(f"/v1/jobs/{job['id']}/cancel", headers=A).json()["status"] == "canceled"
         # A stored checkpoint, grid and sample set, written as the worker / the samples route would.
-        store, jid = srv.store, job["id"]
-        name, grid = "ckpt-00000.032.pt", "grid-00000.032.png"
-        store.put_bytes(objkeys.job_checkpoint("alice", jid, name), FAKE_CKPT)
-        store.put_bytes(objkeys.job_grid("alice", jid, grid), png_bytes(), "image/png")
-        info = CheckpointInfo(name=name, kimg=0.032, sha256=hashlib.sha256(FAKE_CKPT).hexdigest(), size=len(FAKE_CKPT),
-                              created_at=utcnow(), grid=grid, final=True)
-
-        def add(r):
-            r.checkpoints, r.latest_checkpoint = [info], name
-        srv.app.state.jobs.update("alice", jid, add)
+        jid, name = job["id"], "ckpt-00000.032.pt"
+        add_checkpoint(srv.core, "alice", jid, name, FAKE_CKPT, grid=png_bytes())
         smp = "smp_" + "0" * 26
-        prefix = objkeys.job_sample_prefix("alice", jid, smp)
-        store.put_bytes(prefix + "0000.png", png_bytes(), "image/png")
-        store.put_json(prefix + "samples.json", {"id": smp, "job_id": jid, "checkpoint": name, "psi": 0.7,
-                                                 "created_at": utcnow().isoformat(),
-                                                 "images": [{"index": 0, "seed": 1, "url": "x"}]})
+        sset = srv.core.samples.reserve(SampleSetRecord(
+            id=smp, tenant="alice", job_id=jid, checkpoint=name, psi=0.7, seeds=[1],
+            object_prefix=objkeys.job_sample_prefix("alice", jid, smp)), [len(png_bytes())], None)
+        srv.store.put_bytes(sset.image_key(0), png_bytes(), "image/png")
+        srv.core.samples.publish(sset)
         pkl = Path(__file__).resolve().parents[1] / "fixtures" / "nvlabs" / "tiny.pkl"
         model = c.post("/v1/models", files={"file": ("tiny.pkl", pkl.read_bytes(), "application/octet-stream")},
                        headers=A)
@@ -93,6 +86,8 @@ ROUTES = [
     ("GET", "/v1/models/{model}", None, 200),
     ("DELETE", "/v1/datasets/{ds}", None, 409),  # the job we created above is still queued
     ("DELETE", "/v1/models/{model}", None, 204),  # no unfinished job uses it
+    ("DELETE", "/v1/jobs/{job}/samples/{smp}", None, 204),
+    ("DELETE", "/v1/jobs/{job}", None, 204),  # canceled: deletable (last: every route above needs it)
 ]
 
 
@@ -141,7 +136,7 @@ def test_listings_are_per_tenant(world):
     assert c.get("/v1/datasets", headers=world["B"]).json()["data"] == []
     assert c.get("/v1/jobs", headers=world["B"]).json()["data"] == []
     assert world["ds"] in [d["id"] for d in c.get("/v1/datasets", headers=world["A"]).json()["data"]]
-    assert all(k.startswith(("tenants/alice/", "system/")) for k in store_keys(world["srv"].store))
+    assert all(k.startswith("tenants/alice/") for k in store_keys(world["srv"].store))
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic eDp5"},
@@ -163,7 +158,7 @@ def test_a_tampered_key_is_401(world):
 
 
 def test_cli_create_list_revoke_and_keys_are_stored_hashed(tmp_path):
-    settings = make_settings(tmp_path, key_cache_s=0)
+    settings = make_settings(tmp_path, key_cache_s=0, auth_required=True)
     r = _cli(tmp_path, "--json", "create", "--tenant", "carol", "--name", "laptop", "--max-concurrent-jobs", "2")
     assert r.returncode == 0, r.stderr
     made = json.loads(r.stdout)
@@ -178,16 +173,20 @@ def test_cli_create_list_revoke_and_keys_are_stored_hashed(tmp_path):
     assert {r["tenant"] for r in rows} == {"carol", "dave"} and all("sha256" not in r and "salt" not in r for r in rows)
     assert token not in listed.stdout and token.split(".")[-1] not in _cli(tmp_path, "list").stdout
 
-    # At rest: a salted sha256, never the key or its plain sha256.
-    blob = b"".join(p.read_bytes() for p in (tmp_path / "store").rglob("*") if p.is_file())
+    # At rest: a salted sha256, never the key or its plain sha256 (the database file, WAL included).
+    blob = b"".join(p.read_bytes() for p in tmp_path.rglob("diggan.db*") if p.is_file())
+    assert key_id.encode() in blob  # the rows are really in this file
     assert token.encode() not in blob and token.split(".")[-1].encode() not in blob
     assert hashlib.sha256(token.encode()).hexdigest().encode() not in blob
-    rec = json.loads((tmp_path / "store" / "system" / "api-keys" / f"{key_id}.json").read_text())
-    assert len(rec["salt"]) == 32 and len(rec["sha256"]) == 64
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "diggan.db") as con:
+        salt, digest = con.execute("SELECT salt, sha256 FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+    assert len(salt) == 32 and len(digest) == 64
 
     with LiveServer(settings) as srv:
         c = srv.client
-        assert c.get("/v1/datasets").status_code == 401  # keys exist: auth is on
+        assert c.get("/v1/datasets").status_code == 401  # auth is on
         assert c.get("/v1/datasets", headers={"Authorization": f"Bearer {token}"}).status_code == 200
         assert c.get("/v1/datasets", headers={"authorization": f"bearer {token}"}).status_code == 200
         rv = _cli(tmp_path, "revoke", key_id)
@@ -201,31 +200,32 @@ def test_cli_create_list_revoke_and_keys_are_stored_hashed(tmp_path):
         assert c.get("/v1/datasets").status_code == 401
 
 
-def test_up_refuses_non_loopback_without_keys_and_consults_the_key_store(tmp_path):
-    from service.__main__ import _keys_exist, main
+def test_up_refuses_non_loopback_while_auth_is_off_whatever_keys_exist(tmp_path, monkeypatch):
+    from service.__main__ import main
 
+    for var in [v for v in os.environ if v.startswith("DIGGAN_")]:
+        monkeypatch.delenv(var)
     assert main(["up", "--host", "0.0.0.0", "--data-dir", str(tmp_path), "--workers", "0"]) == 2
-    settings = make_settings(tmp_path)
-    assert not _keys_exist(settings)
     assert _cli(tmp_path, "create", "--tenant", "ops").returncode == 0
-    assert _keys_exist(settings)
-    row = json.loads(_cli(tmp_path, "--json", "list").stdout)[0]
-    _cli(tmp_path, "revoke", row["id"])
-    assert not _keys_exist(settings)  # only revoked keys: still refused
-    assert _keys_exist(make_settings(tmp_path, api_keys=[f"ops:{'0' * 64}"]))
+    # A key in the database does not switch auth on: only the setting does.
+    assert main(["up", "--host", "0.0.0.0", "--data-dir", str(tmp_path), "--workers", "0"]) == 2
+    assert not make_settings(tmp_path).auth_enabled
+    assert make_settings(tmp_path, auth_required=True).auth_enabled
+    assert make_settings(tmp_path, api_keys=[f"ops:{'0' * 64}"]).auth_enabled
 
 
 # --------------------------------------------------------------------------- quotas
 
 
-@pytest.fixture
-def quota_server(tmp_path):
-    with LiveServer(make_settings(tmp_path, max_kimg=1000)) as srv:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def quota_server(request, tmp_path):
+    db = request.getfixturevalue("postgres").fresh_database() if request.param == "postgresql" else ""
+    with LiveServer(make_settings(tmp_path, database_url=db, max_kimg=1000, auth_required=True)) as srv:
         yield srv
 
 
 def _key(srv, tenant, **quotas):
-    return {"Authorization": f"Bearer {srv.app.state.keys.create(tenant, '', quotas)[1]}"}
+    return {"Authorization": f"Bearer {srv.core.keys.create(tenant, '', quotas)[1]}"}
 
 
 def _assert_429(r, needle):
@@ -277,14 +277,9 @@ def test_quota_request_rate_token_bucket(quota_server):
 # --------------------------------------------------------------------------- object keys and presigned URLs
 
 _KEY_SHAPES = [
-    r"tenants/[a-z0-9_-]+/records/datasets/ds_[0-9a-f]{26}\.json",
-    r"tenants/[a-z0-9_-]+/records/jobs/job_[0-9a-f]{26}\.json",
     r"tenants/[a-z0-9_-]+/datasets/ds_[0-9a-f]{26}/(prepared|original)\.zip",
-    r"tenants/[a-z0-9_-]+/jobs/job_[0-9a-f]{26}/(series\.json|cancel-requested|checkpoints/ckpt-[0-9.]+\.pt|"
-    r"grids/grid-[0-9.]+\.png|samples/smp_[0-9a-f]{26}/(\d{4}\.png|samples\.json))",
-    r"tenants/[a-z0-9_-]+/idempotency/[0-9a-f]{64}\.json",
-    r"system/active-jobs/[a-z0-9_-]+/job_[0-9a-f]{26}",
-    r"system/api-keys/key_[0-9a-f]{26}\.json",
+    r"tenants/[a-z0-9_-]+/jobs/job_[0-9a-f]{26}/(attempts/\d+/(checkpoints/ckpt-[0-9.]+\.pt|grids/grid-[0-9.]+\.png)|"
+    r"samples/smp_[0-9a-f]{26}/\d{4}\.png)",
 ]
 
 
@@ -327,13 +322,7 @@ def test_presigned_urls_expire(s3_server, s3_bucket, tmp_path):
         job = c.post("/v1/jobs", json={"dataset_id": ds, "kimg": 1}).json()["id"]
         c.post(f"/v1/jobs/{job}/cancel")
         name = "ckpt-00000.032.pt"
-        srv.store.put_bytes(objkeys.job_checkpoint("default", job, name), FAKE_CKPT)
-        info = CheckpointInfo(name=name, kimg=0.032, sha256=hashlib.sha256(FAKE_CKPT).hexdigest(), size=len(FAKE_CKPT),
-                              created_at=utcnow())
-
-        def add(r):
-            r.checkpoints, r.latest_checkpoint = [info], name
-        srv.app.state.jobs.update("default", job, add)
+        key = add_checkpoint(srv.core, "default", job, name, FAKE_CKPT)
 
         r = c.get(f"/v1/jobs/{job}/checkpoints/latest", params={"redirect": "true"}, follow_redirects=False)
         assert r.status_code == 307
@@ -346,7 +335,7 @@ def test_presigned_urls_expire(s3_server, s3_bucket, tmp_path):
         # The default lifetime is bounded too (15 minutes), and the store refuses > 7 days.
         assert make_settings(tmp_path).presign_expires_s == 900
         with pytest.raises(ValueError):
-            srv.store.presigned_get_url(objkeys.job_checkpoint("default", job, name), expires_seconds=8 * 24 * 3600)
+            srv.store.presigned_get_url(key, expires_seconds=8 * 24 * 3600)
         import time as _t
         _t.sleep(3)
         late = httpx.get(url, timeout=10)

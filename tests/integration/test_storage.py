@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from service.storage import InvalidKey, LocalStore, ObjectInfo, ObjectNotFound, StorageUnavailable
-from service.storage.base import StorageError
+from service.core.storage import InvalidKey, LocalStore, ObjectInfo, ObjectNotFound, StorageUnavailable
+from service.core.storage.base import StorageError
 
 s3mod = pytest.importorskip("service.storage.s3", reason="minio SDK not installed")
 S3Store, RetryPolicy = s3mod.S3Store, s3mod.RetryPolicy

@@ -131,6 +131,8 @@ class Job(BaseModel):
     finished_at: datetime | None = None
     cancel_requested_at: datetime | None = None
     heartbeat_at: datetime | None = None
+    enqueued_at: datetime | None = Field(default=None, description="when the queue last accepted a message for it "
+                                         "(null while queued: not sent yet; the service sends it when it can)")
     attempt: int = 0
     device: str | None = None
     latest_checkpoint: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import literal_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -11,13 +12,15 @@ from sqlalchemy.orm import Session
 def insert_for(session: Session, table: Any) -> Any:
     """An INSERT with `.on_conflict_do_nothing()` / `.on_conflict_do_update()` for the session's database."""
     name = session.get_bind().dialect.name
-    return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
+    # The Core table, not the ORM class: no ORM bulk-insert machinery for a one-row upsert.
+    return (postgresql.insert if name == "postgresql" else sqlite.insert)(getattr(table, "__table__", table))
 
 
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], index_elements: list[str]) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING; returns the number of rows inserted (0 or 1)."""
+    """INSERT ... ON CONFLICT DO NOTHING; returns the number of rows inserted (0 or 1). (RETURNING, not
+    rowcount: psycopg reports no rowcount for this statement.)"""
     stmt = insert_for(session, table).values(**values).on_conflict_do_nothing(index_elements=index_elements)
-    return session.execute(stmt).rowcount
+    return 0 if session.execute(stmt.returning(literal_column("1"))).first() is None else 1
 
 
 def conditional_update(model: Any) -> Any:
