@@ -25,54 +25,72 @@ UNSUPPORTED_REGULARIZERS = {
 }
 
 
+# Sources named in the comments below (every default names one):
+#   NVlabs      NVlabs/stylegan2-ada-pytorch: train.py (cfg_specs, the 'auto' rule, --resume branch),
+#               training/training_loop.py, training/loss.py, training/networks.py defaults.
+#   DigGAN      Fang et al. 2022 (../shared/papers/diggan-paper.txt) and the authors' code AilsaF/DigGAN
+#               (DiffAugment-biggan-cifar/scripts/*_Diggan.sh, train_fns.py).
+#   SNGAN       Miyato et al. 2018 (ResNet CIFAR setting: hinge, Adam 2e-4, betas (0, 0.9), n_dis 5).
+#   BigGAN      ajbrock/BigGAN-PyTorch as run by the DiffAugment/DigGAN CIFAR scripts (hinge, Adam 2e-4,
+#               betas (0, 0.999), 4 D steps, no attention).
+#   ours        a choice of this project, with the reason (and the measurement, if any, in docs/results.md).
+
+
 @dataclass
 class NetworkConfig:
     """Which G/D pair (`arch`) and its shape. The StyleGAN2 fields use NVlabs naming;
     sngan/biggan read resolution (32 only), img_channels, z_dim, num_classes, g/d_channels, shared_dim."""
 
-    resolution: int = 64  # output resolution, a power of two in [32, 1024]
-    img_channels: int = 3
-    z_dim: int = 512  # input latent size
-    w_dim: int = 512  # intermediate latent size
-    mapping_layers: int = 8  # depth of the mapping MLP
-    channel_base: int = 32768  # channels at resolution r: min(channel_base // r, channel_max)
-    channel_max: int = 512
-    mbstd_group_size: int = 4  # minibatch-stddev group size (clipped to the batch)
-    mbstd_num_channels: int = 1
-    conv_clamp: float | None = 256.0  # clamp activations to +-conv_clamp (NVlabs: 256 with fp16)
-    mapping_lr_mult: float = 0.01  # learning-rate multiplier of the mapping network
+    resolution: int = 64  # output resolution, a power of two in [32, 1024] (ours: the CPU size; presets set theirs)
+    img_channels: int = 3  # RGB
+    z_dim: int = 512  # input latent size (NVlabs train.py: z_dim=512)
+    w_dim: int = 512  # intermediate latent size (NVlabs train.py: w_dim=512)
+    mapping_layers: int = 8  # depth of the mapping MLP (NVlabs cfg 'stylegan2'/'paper*': map=8; 'auto': 2)
+    channel_base: int = 32768  # channels at resolution r: min(channel_base // r, channel_max) (NVlabs fmaps=1)
+    channel_max: int = 512  # NVlabs train.py: channel_max = 512
+    mbstd_group_size: int = 4  # minibatch-stddev group size, clipped to the batch (NVlabs networks.py default 4)
+    mbstd_num_channels: int = 1  # NVlabs networks.py default 1
+    conv_clamp: float | None = 256.0  # clamp activations to +-conv_clamp (NVlabs train.py: 256 with fp16)
+    mapping_lr_mult: float = 0.01  # learning-rate multiplier of the mapping network (NVlabs networks.py 0.01)
     # Which G/D pair, and the sngan/biggan shape (new fields last: positional construction keeps working).
     arch: str = "stylegan2"  # "stylegan2" | "sngan" | "biggan" (gan_core.networks.build_networks)
     num_classes: int = 0  # biggan: classes of the conditional nets (0 = take it from the dataset, 1 = unconditional)
     g_channels: int = 0  # sngan/biggan widths; 0 = the paper's (SNGAN G 256 / D 128, BigGAN 256 / 256)
     d_channels: int = 0
-    shared_dim: int = 128  # biggan: shared class embedding + hierarchical z (0 = per-layer embeddings, BigGAN-PyTorch CIFAR)
+    shared_dim: int = 128  # biggan: shared class embedding + hierarchical z (BigGAN paper; 0 = per-layer, BigGAN-PyTorch CIFAR)
 
 
 @dataclass
 class AugmentConfig:
     """Differentiable augmentation applied to every image D sees."""
 
-    kind: str = "ada"  # "ada" | "diffaugment" | "none"
-    initial_p: float = 0.0  # ADA: starting probability
-    ada_target: float = 0.6  # ADA: target of E[sign(D(real))]
-    ada_interval: int = 4  # ADA: minibatches between p updates
-    ada_kimg: float = 100.0  # ADA: kimg for p to move by 1.0 (NVlabs: 500; 100 suits 100-shot runs)
-    diffaugment_policy: str = "color,translation,cutout"
+    kind: str = "ada"  # "ada" | "diffaugment" | "none" (NVlabs train.py default --aug=ada)
+    initial_p: float = 0.0  # ADA: starting probability (NVlabs training_loop.py augment_p=0)
+    ada_target: float = 0.6  # ADA: target of E[sign(D(real))] (NVlabs train.py: target=0.6 for --aug=ada)
+    ada_interval: int = 4  # ADA: minibatches between p updates (NVlabs training_loop.py ada_interval=4)
+    # ADA: kimg for p to move by 1.0. NVlabs uses 100 when it starts from a pretrained network (train.py
+    # --resume: "make ADA react faster at the beginning"), this service's main use (fine-tuning); 500 from
+    # scratch (training_loop.py default), which the from-scratch presets below set.
+    ada_kimg: float = 100.0
+    diffaugment_policy: str = "color,translation,cutout"  # DiffAugment's policy for low-shot StyleGAN2 (Zhao et al. 2020)
 
 
 @dataclass
 class RegularizerConfig:
     """One discriminator regularizer: its registry name, weight and own parameters.
 
-    `interval` makes it lazy: computed every `interval` minibatches with its
-    weight multiplied by `interval` (NVlabs' lazy R1).
+    `interval` makes it lazy: computed every `interval` minibatches. With `scale_by_interval`
+    (the default, NVlabs' lazy R1) its loss is multiplied by `interval` so the average pull per
+    minibatch is unchanged; without it the loss is added at its own weight on the minibatches where
+    it runs (the DigGAN authors' BigGAN/SNGAN code: once per G step, on the first of the D steps,
+    unscaled). The trainer multiplies by the regularizer's `lazy_multiplier`.
     """
 
     name: str
     weight: float
-    interval: int = 16
+    interval: int = 16  # NVlabs training_loop.py D_reg_interval=16
     params: dict[str, float] = field(default_factory=dict)
+    scale_by_interval: bool = True  # new fields last, defaulted: old checkpoints' configs still load
 
 
 @dataclass
@@ -81,29 +99,31 @@ class TrainConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     regularizers: list[RegularizerConfig] = field(default_factory=list)
-    batch_size: int = 8
-    g_lr: float = 0.0025  # TTUR: generator and discriminator learning rates are separate
+    batch_size: int = 8  # ours: fits two CPU cores (cpu-tiny)
+    g_lr: float = 0.0025  # TTUR: separate G and D learning rates (NVlabs cfg 'auto'/'paper256': lrate=0.0025)
     d_lr: float = 0.0025
-    adam_betas: tuple[float, float] = (0.0, 0.99)
-    ema_kimg: float = 10.0  # half-life of the generator EMA, in kimg
-    ema_rampup: float | None = 0.05  # EMA half-life ramps up to ema_kimg over this fraction of images seen
-    pl_weight: float = 0.0  # path-length regularization weight (0 = off)
-    pl_interval: int = 4
+    adam_betas: tuple[float, float] = (0.0, 0.99)  # NVlabs train.py betas=[0, 0.99]
+    ema_kimg: float = 10.0  # half-life of the generator EMA, in kimg (NVlabs training_loop.py default 10)
+    ema_rampup: float | None = 0.05  # EMA half-life ramps up over this fraction of images seen (NVlabs 'auto': 0.05)
+    pl_weight: float = 0.0  # path-length regularization weight, 0 = off (NVlabs loss.py: 2; off here unless a preset sets it)
+    pl_interval: int = 4  # NVlabs training_loop.py G_reg_interval=4
     loss: str = "logistic"  # "logistic" (non-saturating G, StyleGAN2) | "hinge" (SNGAN/BigGAN)
     d_steps: int = 1  # D updates per G update (SNGAN 5, BigGAN CIFAR 4); kimg counts real images shown to D
-    kimg: float = 10.0  # total training length, thousands of real images shown to D
-    tick_kimg: float = 1.0  # one progress report every tick_kimg
-    snapshot_ticks: int = 5  # a checkpoint + sample grid every snapshot_ticks ticks
+    kimg: float = 10.0  # total training length, thousands of real images shown to D (ours: a short CPU run)
+    tick_kimg: float = 1.0  # one progress report every tick_kimg (ours; NVlabs kimg_per_tick=4)
+    snapshot_ticks: int = 5  # a checkpoint + sample grid every snapshot_ticks ticks (ours; NVlabs 50)
     metrics: list[str] = field(default_factory=list)  # e.g. ["kid", "fid"]; computed at snapshots
     metrics_every: int = 1  # compute metrics every k snapshots
-    metrics_num_gen: int = 5000  # generated images per snapshot metric (paper protocol: 5000)
+    metrics_num_gen: int = 5000  # generated images per snapshot metric (DigGAN 100-shot protocol: 5000)
     best_metric: str | None = None  # metric that selects the "best" checkpoint (default: first of `metrics`)
-    mirror: bool = True  # x-flip doubling of the dataset
+    mirror: bool = True  # x-flip doubling of the dataset (ours: doubles 100 images; NVlabs default --mirror=0)
     seed: int = 0
     num_grid: int = 16  # images in each snapshot grid (fixed seeds)
-    # Freeze-D (Mo et al. 2020; NVlabs train.py --freezed): keep D's first N layers from the input side fixed
-    # when fine-tuning from pretrained weights (gan_core.training.freeze). 0 = off, NVlabs' default.
-    freeze_d_layers: int = 0
+    # New fields last, defaulted, so old checkpoints' configs still load.
+    # Style mixing regularization: the probability that a generated batch mixes two latents at a random
+    # layer (NVlabs loss.py style_mixing_prob=0.9). 0 = off. The trainer does not implement it yet: a
+    # preset that sets it (paper256, low-shot-256) records the NVlabs value for when it does.
+    style_mixing_prob: float = 0.0
 
     @property
     def snapshot_kimg(self) -> float:
@@ -113,82 +133,131 @@ class TrainConfig:
         return next((r for r in self.regularizers if r.name == name), None)
 
 
-def _diggan(weight: float, alpha: float = 0.5, interval: int = 8) -> RegularizerConfig:
-    # Lazy every 8 minibatches (weight x 8): bench/train_step.py measured +16% s/kimg at
-    # interval 4 and +5% at 16 on cpu-tiny; 8 keeps DigGAN within the 15% budget.
-    return RegularizerConfig("diggan", weight, interval, {"alpha": alpha})
+def nvlabs_auto_r1_gamma(resolution: int, batch_size: int) -> float:
+    """NVlabs' 'auto' R1 gamma: 0.0002 * res^2 / batch (stylegan2-ada-pytorch train.py, "heuristic formula")."""
+    return 0.0002 * resolution**2 / batch_size
+
+
+def diggan_cifar_lambda(data_fraction: float, diffaugment: bool = False) -> float:
+    """The DigGAN authors' BigGAN-CIFAR lambda for a fraction of the training data.
+
+    Without augmentation their scripts use 1000 / fraction (AilsaF/DigGAN DiffAugment-biggan-cifar/scripts/
+    biggan/*_Diggan.sh: 100% 1000, 20% 5000, 10% 10000). With DiffAugment they use smaller values, listed
+    (scripts/DiffAug/*_Diggan.sh: 100% 10, 20% 250, 10% 1000); other fractions have no published value.
+    """
+    if not diffaugment:
+        return 1000.0 / data_fraction
+    table = {1.0: 10.0, 0.2: 250.0, 0.1: 1000.0}
+    if data_fraction not in table:
+        raise ValueError(f"the authors publish DiffAugment lambdas for fractions {sorted(table)} only")
+    return table[data_fraction]
+
+
+def _diggan(weight: float, alpha: float = 0.5, interval: int = 8, scale_by_interval: bool = True) -> RegularizerConfig:
+    # alpha 0.5: the authors' smoothing weight (AilsaF/DigGAN train_fns.py: 0.5 * grad + 0.5 * grad_ema).
+    # StyleGAN2 presets: lazy every 8 minibatches with the weight x 8, like NVlabs' lazy R1 (there is no
+    # authors' StyleGAN2 code); bench/train_step.py measured +16% s/kimg at interval 4 and +5% at 16 on
+    # cpu-tiny, and 8 keeps DigGAN within the 15% budget.
+    return RegularizerConfig("diggan", weight, interval, {"alpha": alpha}, scale_by_interval)
+
+
+def _diggan_authors(data_fraction: float, d_steps: int) -> RegularizerConfig:
+    """DigGAN as the authors run it on BigGAN-CIFAR: lambda = 1000 / data fraction (no augmentation), on the
+    first of the `d_steps` D steps of each G step (interval = d_steps, due on the G-step minibatch), unscaled."""
+    return _diggan(diggan_cifar_lambda(data_fraction), interval=d_steps, scale_by_interval=False)
 
 
 def _r1(gamma: float, interval: int = 16) -> RegularizerConfig:
-    return RegularizerConfig("r1", gamma, interval)
+    return RegularizerConfig("r1", gamma, interval)  # interval 16: NVlabs D_reg_interval, weight x 16 (lazy R1)
 
+
+# The data fraction the SNGAN/BigGAN presets' DigGAN lambda assumes: the paper's lowest CIFAR setting (10%).
+CIFAR_DATA_FRACTION = 0.1
 
 PRESETS: dict[str, TrainConfig] = {
-    # Small enough to train on two CPU cores: well under a second per iteration.
+    # Ours: small enough to train on two CPU cores (well under a second per iteration). Its numbers are
+    # the ones docs/results.md (issues 5 and 7) were measured with; none is tuned.
     "cpu-tiny": TrainConfig(
         preset="cpu-tiny",
         network=NetworkConfig(
             resolution=64, z_dim=64, w_dim=64, mapping_layers=2, channel_base=1024, channel_max=32
-        ),
-        augment=AugmentConfig(kind="ada"),
+        ),  # ours: ~0.13 s per iteration on 2 cores (docs/environment.md); mapping 2 as NVlabs 'auto'
+        augment=AugmentConfig(kind="ada"),  # NVlabs --aug=ada; ada_kimg 100 (AugmentConfig: NVlabs' fine-tune value)
+        # DigGAN lambda 100: the paper's StyleGAN2 setting (section 4.4). R1 gamma 1: ours, untuned (NVlabs'
+        # 'auto' rule would give 0.0002 * 64^2 / 8 = 0.1; no run of ours compares the two).
         regularizers=[_diggan(100.0), _r1(1.0)],
-        batch_size=8,
-        g_lr=0.002,
+        batch_size=8,  # ours: CPU
+        g_lr=0.002,  # ours (NVlabs 'auto' would use 0.0025); the issue-5/7 runs used 0.002
         d_lr=0.002,
-        ema_kimg=1.0,
-        kimg=5.0,
-        tick_kimg=0.2,
-        snapshot_ticks=5,
-        metrics_num_gen=500,  # Inception on a CPU is ~20 images/s: keep snapshot metrics short
+        ema_kimg=1.0,  # ours: a 5-kimg run needs a short EMA (NVlabs 'auto' rule: batch * 10 / 32 = 2.5)
+        kimg=5.0,  # ours: a short CPU run
+        tick_kimg=0.2,  # ours
+        snapshot_ticks=5,  # ours
+        metrics_num_gen=500,  # ours: Inception on a CPU is ~20 images/s, keep snapshot metrics short
     ),
-    # The DigGAN paper's 100-shot StyleGAN2-ADA setting.
+    # The DigGAN paper's 100-shot StyleGAN2-ADA setting (section 4.4: 256x256, 600 kimg, lambda 100 on
+    # StyleGAN2 + ADA), with NVlabs' 'auto' config at 256x256 on one GPU (train.py: mb = min(4096 // 256,
+    # 32) = 16, mbstd = min(16, 4) = 4, fmaps 0.5 -> channel_base 16384, lrate 0.0025, map 2,
+    # ema = 16 * 10 / 32 = 5, ramp 0.05, gamma = 0.0002 * 256^2 / 16 = 0.8192), trained from scratch.
     "low-shot-256": TrainConfig(
         preset="low-shot-256",
-        network=NetworkConfig(resolution=256, mapping_layers=2, channel_base=16384, channel_max=512),
-        augment=AugmentConfig(kind="ada", ada_kimg=100.0),
-        regularizers=[_diggan(100.0), _r1(10.0)],
-        batch_size=16,
-        g_lr=0.0025,
+        network=NetworkConfig(resolution=256, mapping_layers=2, channel_base=16384, channel_max=512,
+                              mbstd_group_size=4),
+        # ada_kimg 500: NVlabs' from-scratch default (training_loop.py); NVlabs uses 100 only when starting from
+        # a pretrained network (train.py --resume): set augment.ada_kimg=100 (and ema_rampup=None) to fine-tune.
+        augment=AugmentConfig(kind="ada", ada_kimg=500.0),
+        regularizers=[_diggan(100.0), _r1(nvlabs_auto_r1_gamma(256, 16))],  # DigGAN paper 4.4; NVlabs 'auto'
+        batch_size=16,  # NVlabs 'auto' on one GPU
+        g_lr=0.0025,  # NVlabs 'auto' (res < 1024)
         d_lr=0.0025,
-        ema_kimg=5.0,
-        kimg=600.0,
-        tick_kimg=4.0,
-        snapshot_ticks=10,
+        ema_kimg=5.0,  # NVlabs 'auto': 16 * 10 / 32
+        kimg=600.0,  # DigGAN paper 4.4: 600k images
+        tick_kimg=4.0,  # NVlabs kimg_per_tick=4
+        snapshot_ticks=10,  # ours: a checkpoint every 40 kimg (NVlabs 50 ticks = 200 kimg is 1/3 of the run)
+        pl_weight=2.0,  # NVlabs loss.py pl_weight=2 (only cfg 'cifar' turns it off)
+        pl_interval=4,  # NVlabs G_reg_interval=4
+        style_mixing_prob=0.9,  # NVlabs loss.py (only cfg 'cifar' turns it off); needs trainer support
     ),
-    # NVlabs stylegan2-ada-pytorch's "paper256" configuration.
+    # NVlabs stylegan2-ada-pytorch's "paper256" configuration (train.py cfg_specs['paper256']).
     "paper256": TrainConfig(
         preset="paper256",
-        network=NetworkConfig(resolution=256, mapping_layers=8, channel_base=16384, channel_max=512),
-        augment=AugmentConfig(kind="ada", ada_kimg=500.0),
-        regularizers=[_r1(1.0)],
-        batch_size=64,
-        g_lr=0.0025,
+        network=NetworkConfig(resolution=256, mapping_layers=8, channel_base=16384, channel_max=512,
+                              mbstd_group_size=8),  # paper256: map=8, fmaps=0.5, mbstd=8
+        augment=AugmentConfig(kind="ada", ada_kimg=500.0),  # NVlabs training_loop.py ada_kimg=500
+        regularizers=[_r1(1.0)],  # paper256: gamma=1
+        batch_size=64,  # paper256: mb=64
+        g_lr=0.0025,  # paper256: lrate=0.0025
         d_lr=0.0025,
-        ema_kimg=20.0,
-        ema_rampup=None,
-        kimg=25000.0,
-        tick_kimg=4.0,
-        snapshot_ticks=50,
+        ema_kimg=20.0,  # paper256: ema=20
+        ema_rampup=None,  # paper256: ramp=None
+        kimg=25000.0,  # paper256: kimg=25000
+        tick_kimg=4.0,  # NVlabs kimg_per_tick=4
+        snapshot_ticks=50,  # NVlabs --snap=50
+        pl_weight=2.0,  # NVlabs loss.py pl_weight=2
+        pl_interval=4,  # NVlabs G_reg_interval=4
+        style_mixing_prob=0.9,  # NVlabs loss.py style_mixing_prob=0.9; needs trainer support
     ),
     # SNGAN (Miyato et al. 2018) CIFAR ResNet at 32x32 with the paper's optimiser: hinge loss, Adam
     # lr 2e-4, betas (0, 0.9), 5 D steps per G step. Widths 32/32 instead of the paper's 256 (G) / 128 (D)
     # (set network.g_channels/d_channels, or 0 for the paper's) so a CPU minibatch stays near 0.1 s.
     "sngan-32": TrainConfig(
         preset="sngan-32",
-        network=NetworkConfig(arch="sngan", resolution=32, z_dim=128, g_channels=32, d_channels=32),
+        network=NetworkConfig(arch="sngan", resolution=32, z_dim=128, g_channels=32, d_channels=32),  # SNGAN z=128
         augment=AugmentConfig(kind="none"),  # the papers' baselines; DiffAugment is the usual add-on
-        regularizers=[_diggan(100.0, interval=5)],  # lambda = 1000 / (percent of data) at 10%; once per G step
-        batch_size=16,
-        g_lr=2e-4,
+        # DigGAN as its authors run it (no SNGAN script is published; their BigGAN-CIFAR scripts): lambda =
+        # 1000 / 0.1 = 10000 at 10% data, once per G step on the first of the 5 D steps, not scaled by 5.
+        regularizers=[_diggan_authors(CIFAR_DATA_FRACTION, d_steps=5)],
+        batch_size=16,  # ours: CPU (SNGAN 64)
+        g_lr=2e-4,  # SNGAN
         d_lr=2e-4,
-        adam_betas=(0.0, 0.9),
-        loss="hinge",
-        d_steps=5,
-        ema_kimg=2.0,
-        kimg=50.0,
-        tick_kimg=1.0,
-        snapshot_ticks=10,
-        metrics_num_gen=500,
+        adam_betas=(0.0, 0.9),  # SNGAN
+        loss="hinge",  # SNGAN
+        d_steps=5,  # SNGAN n_dis=5
+        ema_kimg=2.0,  # ours: short CPU runs (SNGAN has no EMA)
+        kimg=50.0,  # ours
+        tick_kimg=1.0,  # ours
+        snapshot_ticks=10,  # ours
+        metrics_num_gen=500,  # ours: CPU
     ),
     # BigGAN (Brock et al. 2019) at 32x32 as in BigGAN-PyTorch's CIFAR scripts, which the DiffAugment and
     # DigGAN CIFAR experiments run: hinge loss, Adam lr 2e-4 with betas (0, 0.999) (BigGAN-PyTorch's
@@ -199,19 +268,21 @@ PRESETS: dict[str, TrainConfig] = {
         preset="biggan-32",
         network=NetworkConfig(arch="biggan", resolution=32, z_dim=128, g_channels=32, d_channels=32,
                               num_classes=0, shared_dim=128),
-        augment=AugmentConfig(kind="none"),
-        regularizers=[_diggan(100.0, interval=4)],
-        batch_size=16,
-        g_lr=2e-4,
+        augment=AugmentConfig(kind="none"),  # the DigGAN no-augmentation scripts (scripts/biggan/)
+        # AilsaF/DigGAN scripts/biggan/biggan-cifar100-0.1_Diggan.sh: --DigGAN_penalty_weight 10000 at 10% data,
+        # applied at step_index == 0 of the 4 D steps (train_fns.py), not scaled by 4.
+        regularizers=[_diggan_authors(CIFAR_DATA_FRACTION, d_steps=4)],
+        batch_size=16,  # ours: CPU (the scripts: 50)
+        g_lr=2e-4,  # the scripts: --G_lr 2e-4 --D_lr 2e-4
         d_lr=2e-4,
-        adam_betas=(0.0, 0.999),
-        loss="hinge",
-        d_steps=4,
-        ema_kimg=2.0,
-        kimg=50.0,
-        tick_kimg=1.0,
-        snapshot_ticks=10,
-        metrics_num_gen=500,
+        adam_betas=(0.0, 0.999),  # BigGAN-PyTorch defaults
+        loss="hinge",  # BigGAN
+        d_steps=4,  # the scripts: --num_D_steps 4
+        ema_kimg=2.0,  # ours: short CPU runs (the scripts: ema decay 0.9999 from iteration 1000)
+        kimg=50.0,  # ours
+        tick_kimg=1.0,  # ours
+        snapshot_ticks=10,  # ours
+        metrics_num_gen=500,  # ours: CPU
     ),
 }
 
@@ -303,6 +374,10 @@ def _validate_arch(cfg: TrainConfig) -> None:
         raise ValueError(f"biggan splits z into 4 chunks (shared_dim > 0): network.z_dim must be >= 4, got {net.z_dim}")
     if cfg.pl_weight > 0 and arch != "stylegan2":
         raise ValueError(f"path-length regularization (pl_weight) needs StyleGAN2's W space; set pl_weight=0 for {arch!r}")
+    if not 0.0 <= cfg.style_mixing_prob <= 1.0:
+        raise ValueError(f"style_mixing_prob must be in [0, 1], got {cfg.style_mixing_prob}")
+    if cfg.style_mixing_prob > 0 and arch != "stylegan2":
+        raise ValueError(f"style mixing needs StyleGAN2's W space; set style_mixing_prob=0 for {arch!r}")
     if cfg.pl_weight > 0 and cfg.d_steps > 1:
         raise ValueError("path-length regularization runs in G steps: use d_steps=1 with pl_weight > 0")
     for r in cfg.regularizers:

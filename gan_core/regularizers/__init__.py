@@ -40,7 +40,11 @@ __all__ = [
 ]
 
 # Suggested weight / interval for the regularizers that do not declare their own
-# (`default_weight` / `default_interval` class attributes): the presets' values.
+# (`default_weight` / `default_interval` class attributes): the StyleGAN2 presets' values.
+#   diggan: lambda 100, the DigGAN paper's StyleGAN2 setting (section 4.4); every 8 minibatches, weight x 8
+#           (ours: bench/train_step.py cost measurement, see gan_core/config.py _diggan). The SNGAN/BigGAN
+#           presets use the authors' lambda = 1000 / data fraction, unscaled (config.diggan_cifar_lambda).
+#   r1:     gamma 1, NVlabs cfg 'paper256' (train.py); every 16, NVlabs D_reg_interval=16.
 _SUGGESTED = {"diggan": (100.0, 8), "r1": (1.0, 16)}
 
 
@@ -52,7 +56,8 @@ def build_regularizers(configs: Iterable[Any]) -> list[DRegularizer]:
         name = c["name"]
         if name not in REGISTRY:
             raise ValueError(f"unknown regularizer {name!r}; choose from {', '.join(sorted(REGISTRY))}")
-        regs.append(REGISTRY[name](c["weight"], c.get("interval", 1), **(c.get("params") or {})))
+        regs.append(REGISTRY[name](c["weight"], c.get("interval", 1), scale_by_interval=c.get("scale_by_interval", True),
+                                   **(c.get("params") or {})))
     return regs
 
 

@@ -98,8 +98,11 @@ class RegContext:
 class DRegularizer(nn.Module):
     """A discriminator regularizer: `penalty(ctx)` returns (weighted loss, stats).
 
-    The trainer multiplies the returned loss by `interval` (lazy regularization,
-    NVlabs-style) and adds it to D's loss on the steps where `is_due(step)`.
+    On the steps where `is_due(step)` the trainer adds the returned loss times
+    `lazy_multiplier` to D's loss: `interval` for NVlabs-style lazy regularization
+    (`scale_by_interval=True`, the default: the same average pull per minibatch as
+    running it every step), 1 when the weight is meant per application
+    (`scale_by_interval=False`: the DigGAN authors' once-per-G-step penalty).
     Subclasses set `name`, declare `params` (name -> default, for API forms),
     and keep any running state in `extra_state` so checkpoints resume exactly.
     """
@@ -110,7 +113,7 @@ class DRegularizer(nn.Module):
     needs_real_grad: ClassVar[bool] = False
     needs_fake_grad: ClassVar[bool] = False
 
-    def __init__(self, weight: float, interval: int = 1, **params: float) -> None:
+    def __init__(self, weight: float, interval: int = 1, *, scale_by_interval: bool = True, **params: float) -> None:
         super().__init__()
         unknown = set(params) - set(self.params)
         if unknown:
@@ -120,7 +123,13 @@ class DRegularizer(nn.Module):
             )
         self.weight = float(weight)
         self.interval = int(interval)
+        self.scale_by_interval = bool(scale_by_interval)
         self.hparams = {**self.params, **{k: float(v) for k, v in params.items()}}
+
+    @property
+    def lazy_multiplier(self) -> int:
+        """What the trainer multiplies the penalty by on a due step: `interval` if scaled, else 1."""
+        return self.interval if self.scale_by_interval else 1
 
     def is_due(self, step: int) -> bool:
         return step % self.interval == 0

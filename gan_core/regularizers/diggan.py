@@ -15,6 +15,12 @@ Choices the paper leaves open, made as in the authors' BigGAN code: the moving
 average runs elementwise over the minibatch vector (slot i of this step blends
 with slot i of the last step), and pairing is a fresh random permutation of the
 fake norms each step. When the batch size changes the average restarts.
+
+Weight and schedule: the StyleGAN2 presets use the paper's lambda 100 (section 4.4) lazily,
+every 8 minibatches with the weight x 8 (`scale_by_interval`, NVlabs' lazy R1; there is no
+authors' StyleGAN2 code). The SNGAN/BigGAN presets follow the authors' BigGAN-CIFAR scripts:
+lambda = 1000 / data fraction without augmentation, once per G step on the first of the D
+steps, not scaled (`scale_by_interval=False`, gan_core.config.diggan_cifar_lambda).
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ def gradient_gap(
 class DigGAN(DRegularizer):
     name = "diggan"
     description = "Discriminator gradient gap penalty: lambda * mean((g_real - g_fake)^2), smoothed by alpha."
-    params = {"alpha": 0.5}
+    params = {"alpha": 0.5}  # AilsaF/DigGAN train_fns.py: 0.5 * grad + 0.5 * grad_ema
     needs_real_grad = True
     needs_fake_grad = True
 

@@ -61,9 +61,9 @@ class GP1(DRegularizer):
         "One-centred gradient penalty (WGAN-GP style) on random real/fake interpolates: "
         "weight * mean((||grad D(x_hat)|| - center)^2); one extra D pass."
     )
-    params = {"center": 1.0}
-    default_weight = 10.0
-    default_interval = 16
+    params = {"center": 1.0}  # WGAN-GP: norm pulled to 1 (Gulrajani et al. 2017)
+    default_weight = 10.0  # WGAN-GP lambda = 10 (Gulrajani et al. 2017, Algorithm 1)
+    default_interval = 16  # ours: lazy like NVlabs' R1, for cost (WGAN-GP applies it every D step)
 
     def penalty(self, ctx: RegContext) -> tuple[Tensor, dict[str, float]]:
         x_hat = wgan_gp_interpolates(ctx.real_aug, ctx.fake_aug)
@@ -82,9 +82,10 @@ class DRAGAN(DRegularizer):
         "DRAGAN: weight * mean((||grad D(x_hat)|| - center)^2) at reals perturbed by "
         "noise_scale * std(x) * U[0,1) noise (random point on the segment when interpolate=1); one extra D pass."
     )
+    # kodalinaveen3/DRAGAN: X_p = X + 0.5 * X.std() * np.random.random(X.shape), alpha on the segment, ||grad|| -> 1
     params = {"noise_scale": 0.5, "center": 1.0, "interpolate": 1.0}
-    default_weight = 10.0
-    default_interval = 16
+    default_weight = 10.0  # kodalinaveen3/DRAGAN: lambda_ = 10
+    default_interval = 16  # ours: lazy like NVlabs' R1, for cost (DRAGAN applies it every D step)
 
     def penalty(self, ctx: RegContext) -> tuple[Tensor, dict[str, float]]:
         x_hat = dragan_perturb(ctx.real_aug, self.hparams["noise_scale"], bool(self.hparams["interpolate"]))

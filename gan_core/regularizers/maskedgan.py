@@ -92,6 +92,7 @@ class MaskedGAN(DRegularizer):
         "patches x patches grid, random shift) and on one radial FFT band masked per image, the band drawn "
         "with probabilities softmax(|log P_real - log P_fake| / temperature); same masks for real and fake."
     )
+    # all ours (abstract only, no official code; docs/regularizers.md lists each choice)
     params = {
         "patches": 8.0,
         "spatial_ratio": 0.25,
@@ -101,8 +102,8 @@ class MaskedGAN(DRegularizer):
         "spatial_weight": 0.5,
         "spectral_weight": 0.5,
     }
-    default_weight = 1.0
-    default_interval = 1
+    default_weight = 1.0  # ours, untuned: the two masked losses together weigh as much as the clean one
+    default_interval = 1  # ours: the band statistics are EMAs updated every step
 
     def __init__(self, weight: float, interval: int = 1, **params: float) -> None:
         super().__init__(weight, interval, **params)

@@ -23,11 +23,12 @@ As implemented, at every D step where it is due:
     (D_e2 := D, two extra passes instead of four);
   * noisy adversarial loss (`noisy_adv` = 1): D's adversarial loss is computed on the
     noise-modulated D. The trainer's main loss uses the clean logits, so the penalty
-    carries `(L_adv(noisy) - L_adv(clean)) / interval`; after the trainer's `* interval`
-    D's objective on this step is exactly L_adv(noisy) + interval * weight * C.
+    carries `(L_adv(noisy) - L_adv(clean)) / m` with m = `lazy_multiplier` (the interval, unless
+    scale_by_interval is off); after the trainer's `* m` D's objective on this step is exactly
+    L_adv(noisy) + m * weight * C.
     With `noisy_adv` = 0 only the consistency term is added.
 
-Returned loss: `weight * C + noisy_adv * (L_adv(D_e1) - L_adv(D_clean)) / interval`.
+Returned loss: `weight * C + noisy_adv * (L_adv(D_e1) - L_adv(D_clean)) / lazy_multiplier`.
 Cost: four extra D passes (two with clean_ref) when sigma > 0, none while sigma == 0.
 The generator step is not modulated (that would need a trainer hook).
 """
@@ -101,10 +102,12 @@ class NICE(DRegularizer):
         "res <= max_res, sigma steered by E[sign(D(real))] towards target; D's adversarial loss on the noisy D "
         "(noisy_adv=1) plus weight * consistency of D's logits under two noise draws."
     )
+    # target 0.6: ADA's (NVlabs train.py); adjust_kimg 100: our ADA speed (config.AugmentConfig.ada_kimg);
+    # sigma_max, max_res, noisy_adv, clean_ref: ours (abstract only, no official code; docs/regularizers.md)
     params = {"target": 0.6, "adjust_kimg": 100.0, "sigma_max": 1.0, "max_res": 16.0, "noisy_adv": 1.0,
               "clean_ref": 0.0}
-    default_weight = 1.0
-    default_interval = 1
+    default_weight = 1.0  # ours, untuned
+    default_interval = 1  # ours: sigma adapts every step, like ADA's p
 
     def __init__(self, weight: float, interval: int = 1, **params: float) -> None:
         super().__init__(weight, interval, **params)
@@ -147,7 +150,7 @@ class NICE(DRegularizer):
             loss = cons * self.weight
             if self.hparams["noisy_adv"]:
                 d_loss = d_loss_for(ctx)
-                loss = loss + (d_loss(r1, f1) - d_loss(real, fake)) / self.interval
+                loss = loss + (d_loss(r1, f1) - d_loss(real, fake)) / self.lazy_multiplier
         else:  # no noise yet: noisy == clean, nothing to add
             cons = loss = real.new_zeros(())
         rt = self.adapt(real, real.shape[0] * self.interval)

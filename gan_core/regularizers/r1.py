@@ -13,6 +13,7 @@ class R1(DRegularizer):
 
     name = "r1"
     description = "Zero-centred gradient penalty on real images; weight is gamma."
+    # weight / interval suggestions: gan_core/regularizers/__init__.py _SUGGESTED (NVlabs paper256 gamma 1, every 16)
     needs_real_grad = True
 
     def penalty(self, ctx: RegContext) -> tuple[Tensor, dict[str, float]]:

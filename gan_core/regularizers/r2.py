@@ -14,8 +14,8 @@ class R2(DRegularizer):
     name = "r2"
     description = "Zero-centred gradient penalty on generated images: weight/2 * mean(||grad D(x_fake)||^2)."
     needs_fake_grad = True
-    default_weight = 1.0
-    default_interval = 16
+    default_weight = 1.0  # ours: R1's suggested gamma (no canonical R2 weight; Mescheder et al. 2018 define it)
+    default_interval = 16  # NVlabs D_reg_interval, as R1
 
     def penalty(self, ctx: RegContext) -> tuple[Tensor, dict[str, float]]:
         r2 = ctx.fake().norms.square().mean()
