@@ -13,6 +13,7 @@ import threading
 import time
 from functools import lru_cache
 
+from celery.exceptions import Reject
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
 
 from service.core.jobs import JobStatus
@@ -89,12 +90,15 @@ def train(job_id: str, tenant: str = "default") -> str:
     """Train one job; safe to run twice (the claim + resume from the latest registered checkpoint)."""
     from worker.runner import JobRunner, configure_torch, pick_device, user_message
 
+    if SHUTDOWN.is_set():  # a message taken during a warm shutdown goes back to the queue, for another worker
+        raise Reject("this worker is shutting down", requeue=True)
     c, s = core(), settings()
     configure_torch(s)
     device = pick_device(s.device)
     rec = claim(c.db, tenant, job_id, WORKER_ID, device, s.stale_after_s, s.max_attempts)
     if rec is None:
-        log.info("train: job %s is not queued (finished, missing, or held by a live worker); message dropped", job_id)
+        log.info("train: job %s is not queued (finished, missing, or held by a live worker); duplicate delivery "
+                 "dropped", job_id)
         return "skipped"
     log.info("train: job %s attempt %d on %s (%s)", job_id, rec.attempt, device, WORKER_ID)
     runner = JobRunner(c, rec, WORKER_ID, device, shutdown=SHUTDOWN)

@@ -36,8 +36,8 @@ def require_checkpoint(jobs: JobRepo, rec: JobRecord, ref: str) -> CheckpointInf
     if ckpt is not None:
         return ckpt
     existing = jobs.checkpoints(rec.id)
-    if existing:
-        names = ", ".join(c.name for c in existing[-5:])
+    if existing or ref not in ("latest", "best"):
+        names = ", ".join(c.name for c in existing[-5:]) or "none yet"
         raise HTTPException(404, f"job {rec.id} has no checkpoint {ref!r}; use 'latest', 'best' or one of: {names} "
                                  f"(GET /v1/jobs/{rec.id}/checkpoints lists them)")
     if rec.terminal:

@@ -16,7 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.api.routes import catalog, datasets, export, health, interpolation, jobs, reports, samples, ui
+from service.api.guards import BodyLimit, LoopbackOnly
+from service.api.routes import catalog, datasets, docs, export, health, interpolation, jobs, reports, samples, ui
 from service.api.routes import models as model_routes
 from service.api.sampling import CheckpointUnreadable, GeneratorCache
 from service.core.quotas import QuotaExceeded
@@ -28,6 +29,9 @@ from service.core.storage import InvalidKey, ObjectNotFound, StorageFull, Storag
 from service.core.sweep import sweep
 
 log = logging.getLogger(__name__)
+
+# Routes that stream their bodies to temporary files under their own limits (max_upload_bytes etc.).
+UPLOAD_ROUTES = [("POST", "/v1/datasets"), ("POST", "/v1/models")]
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -119,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Fine-tune StyleGAN2-ADA + DigGAN on ~100 images: upload a dataset, start a job, "
                     "follow its progress, download checkpoints and samples.",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets instead (routes/docs.py)
+        redoc_url=None,
     )
     core = open_core(settings)
     app.state.settings = settings
@@ -131,6 +137,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, datasets, jobs, samples, interpolation, export, reports, catalog, ui, model_routes):
         app.include_router(module.router)
     ui.mount(app)  # the dashboard's static files under /ui/
+    docs.mount(app)
+    # Outermost last: the loopback rule answers before anything else looks at the request.
+    app.add_middleware(BodyLimit, limit=settings.max_json_body_bytes, exempt=UPLOAD_ROUTES)
+    if not settings.auth_enabled:
+        app.add_middleware(LoopbackOnly)
     return app
 
 

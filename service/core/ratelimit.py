@@ -1,10 +1,10 @@
-"""Request-rate limits shared by every API replica: in Redis (the `limits` package, a moving window)
-when `redis_url` is set, else in the database (fixed windows, one upsert per request).
+"""Request-rate limits shared by every API replica: token buckets in Redis (an atomic Lua script) when
+`redis_url` is set, else in the database (one row per key, updated under its row lock).
 
-A key's quota is `requests_per_s` with a `burst`: both limiters allow `burst` requests per window of
-burst / rate seconds (rounded up to whole seconds), the same long-run rate. The database limiter's
-fixed windows can let up to twice the burst through across a window boundary; Redis' moving window
-cannot. Windows use the API host's clock (a skew of a second between replicas only shifts a window).
+A key's quota is `requests_per_s` with a `burst`: the bucket holds at most `burst` tokens, refills at
+`requests_per_s`, and each request takes one; an empty bucket answers 429 with the seconds until the
+next token. The refill uses the API hosts' clock (Redis: the Redis server's), so replicas agree to
+within their clock skew.
 """
 
 from __future__ import annotations
@@ -13,20 +13,41 @@ import math
 import time
 from typing import Protocol
 
+from sqlalchemy import select
 
 from service.core.db.engine import Database
-from service.core.db.models import RateWindow
-from service.core.db.sql import insert_for
+from service.core.db.models import RateBucket
+from service.core.db.sql import insert_ignore
 from service.core.quotas import QuotaExceeded
 
-
-def window_seconds(rate: float, burst: int) -> int:
-    return max(1, math.ceil(burst / rate))
+# KEYS[1]: the bucket; ARGV: rate, burst. Returns {allowed (0/1), seconds until a token (as a string)}.
+_TOKEN_BUCKET_LUA = """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
+local tokens, stamp = tonumber(state[1]), tonumber(state[2])
+if tokens == nil then tokens, stamp = burst, now end
+tokens = math.min(burst, tokens + (now - stamp) * rate)
+local allowed, wait = 0, (1 - tokens) / rate
+if tokens >= 1 then tokens, allowed, wait = tokens - 1, 1, 0 end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'stamp', now)
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+return {allowed, tostring(wait)}
+"""
 
 
 def _exceeded(rate: float, burst: int, retry_after: float) -> QuotaExceeded:
     return QuotaExceeded(f"rate limit of {rate:g} requests/s (burst {burst}) exceeded; retry after "
                          f"{math.ceil(retry_after)} s", retry_after)
+
+
+def refill(tokens: float, stamp: float, now: float, rate: float, burst: int) -> tuple[bool, float, float]:
+    """(allowed, tokens left, seconds until the next token) for one request."""
+    tokens = min(float(burst), tokens + max(0.0, now - stamp) * rate)
+    if tokens >= 1.0:
+        return True, tokens - 1.0, 0.0
+    return False, tokens, (1.0 - tokens) / rate
 
 
 class RateLimiter(Protocol):
@@ -36,19 +57,15 @@ class RateLimiter(Protocol):
 
 class RedisRateLimiter:
     def __init__(self, redis_url: str):
-        from limits.storage import storage_from_string
-        from limits.strategies import MovingWindowRateLimiter
+        import redis
 
-        self.storage = storage_from_string(redis_url)
-        self.limiter = MovingWindowRateLimiter(self.storage)
+        self.client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self.script = self.client.register_script(_TOKEN_BUCKET_LUA)
 
     def take(self, bucket: str, rate: float, burst: int) -> None:
-        from limits import RateLimitItemPerSecond
-
-        item = RateLimitItemPerSecond(burst, window_seconds(rate, burst), namespace="diggan")
-        if not self.limiter.hit(item, bucket):
-            reset = self.limiter.get_window_stats(item, bucket).reset_time
-            raise _exceeded(rate, burst, max(1.0, reset - time.time()))
+        allowed, wait = self.script(keys=[f"diggan:rate:{bucket}"], args=[rate, burst])
+        if not int(allowed):
+            raise _exceeded(rate, burst, float(wait))
 
 
 class DatabaseRateLimiter:
@@ -56,21 +73,16 @@ class DatabaseRateLimiter:
         self.db = db
 
     def take(self, bucket: str, rate: float, burst: int) -> None:
-        length = window_seconds(rate, burst)
-        now = time.time()
-        index = int(now // length)
+        bucket = bucket[:120]
         with self.db.write() as s:
-            stmt = insert_for(s, RateWindow).values(bucket=bucket[:120], window_index=index, count=1,
-                                                    expires_at=(index + 1) * length)
-            stmt = stmt.on_conflict_do_update(index_elements=["bucket", "window_index"],
-                                              set_={"count": RateWindow.count + 1})
-            count = s.execute(stmt.returning(RateWindow.count)).scalar_one()
-        if count > burst:
-            raise _exceeded(rate, burst, (index + 1) * length - now)
+            now = time.time()
+            insert_ignore(s, RateBucket, {"bucket": bucket, "tokens": float(burst), "stamp": now}, ["bucket"])
+            row = s.execute(select(RateBucket).where(RateBucket.bucket == bucket).with_for_update()).scalar_one()
+            allowed, row.tokens, wait = refill(row.tokens, row.stamp, now, rate, burst)
+            row.stamp = max(row.stamp, now)
+        if not allowed:
+            raise _exceeded(rate, burst, wait)
 
 
 def build_rate_limiter(db: Database, redis_url: str | None) -> RateLimiter:
     return RedisRateLimiter(redis_url) if redis_url else DatabaseRateLimiter(db)
-
-
-__all__ = ["DatabaseRateLimiter", "RateLimiter", "RedisRateLimiter", "build_rate_limiter"]

@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     # --- HTTP
     host: str = "127.0.0.1"
     port: int = 8000
+    # Every body but an upload's is read into memory at most this large (413 beyond; checked before parsing).
+    max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Per tenant, across every replica (counted in the database): heavy requests (sampling, interpolation,
+    # memorization, export) running at once, and open event streams; a stream with nothing new for
+    # events_idle_timeout_s ends (clients reconnect with since_tick).
+    max_heavy_requests_per_tenant: int = Field(default=2, ge=1, le=1000)
+    max_event_streams_per_tenant: int = Field(default=16, ge=1, le=10_000)
+    events_idle_timeout_s: float = Field(default=600.0, gt=0)
 
     # --- uploads (issue 6 tightens these; they are settings so ops can tune them)
     max_upload_bytes: int = 256 * 1024 * 1024

@@ -22,7 +22,7 @@ from sqlalchemy import and_, delete, select
 from service.core import object_keys
 from service.core.blobs import purge_deleted, release_prefix
 from service.core.db.engine import Database
-from service.core.db.models import Dataset, IdempotencyKey, Job, Model, RateWindow
+from service.core.db.models import Dataset, IdempotencyKey, Job, Model, RateBucket
 from service.core.db.sql import conditional_update
 from service.core.db.types import db_now, seconds_before_now
 from service.core.jobs import JobStatus
@@ -140,7 +140,7 @@ def _orphan_uploads(db: Database, settings: Settings) -> list[tuple[str, str]]:
 
 
 def _forget_expired(db: Database, settings: Settings) -> None:
-    window_floor = int(time.time() // 3600) * 3600  # rate windows are short; an hour-old one is dead
     with db.write() as s:
         s.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < seconds_before_now(settings.idempotency_ttl_s)))
-        s.execute(delete(RateWindow).where(RateWindow.expires_at < window_floor))
+        # A bucket untouched for an hour has long refilled: forgetting it changes nothing.
+        s.execute(delete(RateBucket).where(RateBucket.stamp < time.time() - 3600))

@@ -229,3 +229,52 @@ def store_keys(store) -> list[str]:
 
 def upload_zip(client: httpx.Client, data: bytes, name: str = "test") -> httpx.Response:
     return client.post("/v1/datasets", files={"file": (f"{name}.zip", data, "application/zip")}, data={"name": name})
+
+
+class ApiProcess:
+    """`python -m service up --workers 0` in its own process (an API replica), on `settings`."""
+
+    def __init__(self, settings: Settings, log_path: Path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.cmd = [sys.executable, "-m", "service", "up", "--workers", "0", "--host", "127.0.0.1",
+                    "--port", str(self.port), "--log-level", "warning"]
+        self.env = settings_env(settings)
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "ApiProcess":
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> "ApiProcess":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"API exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    self.client = httpx.Client(base_url=self.url, timeout=60)
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"API not ready after {timeout} s:\n{self.tail()}")
+
+    def tail(self, n: int = 4000) -> str:
+        return self.log_path.read_bytes()[-n:].decode(errors="replace")
+
+    def stop(self, timeout: float = 30) -> None:
+        if getattr(self, "client", None):
+            self.client.close()
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        if getattr(self, "log", None):
+            self.log.close()

@@ -46,7 +46,8 @@ def test_jobs_accept_every_registered_regularizer(server):
     r = server.client.post("/v1/jobs", json={"dataset_id": ds, "regularizers": regs})
     assert r.status_code == 202, r.text
     got = {g["name"]: g for g in r.json()["config"]["regularizers"]}
-    assert got["lecam"] == {"name": "lecam", "weight": 0.3, "interval": 1, "params": {"decay": 0.9}}
+    assert got["lecam"] == {"name": "lecam", "weight": 0.3, "interval": 1, "params": {"decay": 0.9},
+                            "scale_by_interval": True}
     assert got["nice"]["params"] == {"target": 0.5} and got["dragan"]["params"] == {"noise_scale": 0.25}
     bad = server.client.post("/v1/jobs", json={"dataset_id": ds, "regularizers": [{"name": "lecam", "weight": 1,
                                                                                      "alpha": 1}]})

@@ -50,7 +50,8 @@ def test_create_with_overrides(server, dataset_id):
             "snapshot_kimg": 0.5, "tick_kimg": 0.25}
     cfg = _create(server, body).json()["config"]
     assert cfg["kimg"] == 2 and cfg["seed"] == 7 and cfg["augment"]["kind"] == "diffaugment"
-    assert cfg["regularizers"][0] == {"name": "diggan", "weight": 50.0, "interval": 8, "params": {"alpha": 0.25}}
+    assert cfg["regularizers"][0] == {"name": "diggan", "weight": 50.0, "interval": 8, "params": {"alpha": 0.25},
+                                      "scale_by_interval": True}
     assert cfg["regularizers"][1]["weight"] == 10.0
     assert cfg["tick_kimg"] == 0.25 and cfg["snapshot_ticks"] == 2
 

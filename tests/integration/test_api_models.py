@@ -142,7 +142,8 @@ def test_job_from_pkl_and_from_a_job_checkpoint(stack):
     r = c.post("/v1/jobs", json={"dataset_id": ds["id"], "init_from": {"model": model["id"]}, **SHORT})
     assert r.status_code == 202, r.text
     job = r.json()
-    assert job["init_from"] == {"model": model["id"], "kind": "nvlabs-pkl", "sha256": model["sha256"]}
+    assert job["init_from"] == {"model": model["id"], "kind": "nvlabs-pkl", "sha256": model["sha256"],
+                                "object_key": f"tenants/default/models/{model['id']}/model.pt"}
     assert job["config"]["network"] == model["network"]
     done = wait_job(c, job["id"], lambda j: j["status"] in ("succeeded", "failed", "canceled"), 240, worker)
     assert done["status"] == "succeeded", (done["error"], worker.tail())

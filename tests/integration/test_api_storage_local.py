@@ -58,4 +58,4 @@ def test_up_refuses_public_host_without_keys(tmp_path):
     r = subprocess.run([sys.executable, "-m", "service", "up", "--host", "0.0.0.0", "--data-dir", str(tmp_path)],
                        capture_output=True, text=True, timeout=120,
                        env={k: v for k, v in os.environ.items() if not k.startswith("DIGGAN_")})
-    assert r.returncode == 2 and "refusing to listen on 0.0.0.0" in r.stderr and "DIGGAN_API_KEYS" in r.stderr
+    assert r.returncode == 2 and "refusing to listen on 0.0.0.0" in r.stderr and "DIGGAN_AUTH_REQUIRED" in r.stderr

@@ -133,7 +133,8 @@ class Job(BaseModel):
     heartbeat_at: datetime | None = None
     enqueued_at: datetime | None = Field(default=None, description="when the queue last accepted a message for it "
                                          "(null while queued: not sent yet; the service sends it when it can)")
-    attempt: int = 0
+    attempt: int = Field(default=0, description="how many times a worker has taken the job (its lease's fencing token)")
+    worker_id: str | None = Field(default=None, description="the worker holding it now (host-pid-id)")
     device: str | None = None
     latest_checkpoint: str | None = None
     best_checkpoint: str | None = None

@@ -12,7 +12,7 @@ class SampleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     n: int = Field(default=16, ge=1)  # upper bound is a setting, checked in the route
-    seeds: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] | None = Field(default=None, min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] | None = Field(default=None, min_length=1, max_length=1024)
     psi: float = 0.7  # range is a setting, checked in the route
     checkpoint: str = Field(default="latest", min_length=1, max_length=64, description="'latest', 'best' or a name")
     format: Literal["grid", "zip", "json"] = "grid"

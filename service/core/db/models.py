@@ -241,12 +241,11 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = _created()
 
 
-class RateWindow(Base):
-    """Fixed-window request counters for rate limits when no Redis is configured (shared by every API
-    process on the database). `window_index` = floor(unix time / window length)."""
+class RateBucket(Base):
+    """Token buckets for request-rate limits when no Redis is configured (shared by every API process on
+    the database). `stamp` is the unix time of the last refill, on the API hosts' clocks."""
 
-    __tablename__ = "rate_windows"
+    __tablename__ = "rate_buckets"
     bucket: Mapped[str] = mapped_column(String(120), primary_key=True)
-    window_index: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    expires_at: Mapped[int] = mapped_column(BigInteger, nullable=False)  # unix seconds; the sweep drops it after
+    tokens: Mapped[float] = mapped_column(Float, nullable=False)
+    stamp: Mapped[float] = mapped_column(Float, nullable=False)

@@ -139,12 +139,11 @@ def upgrade() -> None:
     with op.batch_alter_table('models', schema=None) as batch_op:
         batch_op.create_index('ix_models_tenant_id', ['tenant', 'id'], unique=False)
 
-    op.create_table('rate_windows',
+    op.create_table('rate_buckets',
     sa.Column('bucket', sa.String(length=120), nullable=False),
-    sa.Column('window_index', sa.BigInteger(), nullable=False),
-    sa.Column('count', sa.Integer(), nullable=False),
-    sa.Column('expires_at', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('bucket', 'window_index', name=op.f('pk_rate_windows'))
+    sa.Column('tokens', sa.Float(), nullable=False),
+    sa.Column('stamp', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('bucket', name=op.f('pk_rate_buckets'))
     )
     op.create_table('tenants',
     sa.Column('name', sa.String(length=63), nullable=False),
@@ -212,7 +211,7 @@ def downgrade() -> None:
 
     op.drop_table('checkpoints')
     op.drop_table('tenants')
-    op.drop_table('rate_windows')
+    op.drop_table('rate_buckets')
     with op.batch_alter_table('models', schema=None) as batch_op:
         batch_op.drop_index('ix_models_tenant_id')
 
