@@ -119,6 +119,9 @@ class TrainConfig:
     mirror: bool = True  # x-flip doubling of the dataset (ours: doubles 100 images; NVlabs default --mirror=0)
     seed: int = 0
     num_grid: int = 16  # images in each snapshot grid (fixed seeds)
+    # Freeze-D (Mo et al. 2020; NVlabs train.py --freezed): keep D's first N layers from the input side fixed
+    # when fine-tuning from pretrained weights (gan_core.training.freeze). 0 = off, NVlabs' default.
+    freeze_d_layers: int = 0
     # New fields last, defaulted, so old checkpoints' configs still load.
     # Style mixing regularization: the probability that a generated batch mixes two latents at a random
     # layer (NVlabs loss.py style_mixing_prob=0.9). 0 = off. The trainer does not implement it yet: a
