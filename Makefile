@@ -9,7 +9,7 @@ PORT   ?= 8000
 DATA   ?= ./data
 PYTEST_ARGS ?=
 
-.PHONY: venv run test browser bench-quick clean
+.PHONY: venv run test browser bench-quick compose-env clean
 
 venv: $(STAMP)
 
@@ -45,6 +45,12 @@ browser:
 	    echo "make browser: no chromium and no apt-get here: install Chromium to run the dashboard test" >&2; \
 	    [ -z "$$CI" ]; \
 	  fi; }
+
+# docker-compose.yml has no default secrets: this writes them (random) and an initial API key to .env,
+# once; it never overwrites an existing .env. The key is printed once.
+compose-env:
+	@if [ -e .env ]; then echo ".env exists; not overwriting it" >&2; else \
+	  umask 077 && $(PYTHON) deploy/make_env.py > .env && echo "wrote .env (mode 0600)" >&2; fi
 
 bench-quick: venv
 	$(BIN)/python bench/train_step.py --quick

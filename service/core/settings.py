@@ -16,6 +16,11 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+# Passwords that ship in images, tutorials and older compose files: a deployment using one is open.
+WELL_KNOWN_SECRETS = frozenset({"minioadmin", "minio123", "changeme", "change-me", "password", "secret", "postgres",
+                                "diggan", "diggan-dev-secret", "admin", "root", "test"})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DIGGAN_", env_file=None, extra="ignore")
 
@@ -126,7 +131,23 @@ class Settings(BaseSettings):
             self.result_backend = f"db+sqlite:///{self.data_dir / 'results.sqlite'}"
         if self.psi_min > self.psi_max:
             raise ValueError("psi_min must be <= psi_max")
+        self._refuse_well_known_secrets()
         return self
+
+    def _refuse_well_known_secrets(self) -> None:
+        from sqlalchemy.engine import make_url
+
+        found = []
+        if self.storage == "s3" and self.s3_secret_key is not None \
+                and self.s3_secret_key.get_secret_value().lower() in WELL_KNOWN_SECRETS:
+            found.append("DIGGAN_S3_SECRET_KEY")
+        if not self.database_url.startswith("sqlite"):
+            password = make_url(self.database_url).password
+            if password is not None and str(password).lower() in WELL_KNOWN_SECRETS:
+                found.append("the password in DIGGAN_DATABASE_URL")
+        if found:
+            raise ValueError(f"refusing to start: {' and '.join(found)} is a well-known default; set a real secret "
+                             "(`make compose-env` writes random ones to .env)")
 
     @property
     def training_threads(self) -> int:

