@@ -13,6 +13,7 @@ Each distance is built once for a target and then called on generated images:
   over taps. NVlabs' projector does the same with VGG16 LPIPS features, which it downloads.
 - `discriminator`: the same on the job's own discriminator's block outputs (needs its D).
 - `pixel`: mean squared error in [-1, 1] at every scale R, R/2, ..., 8 (2x2 average pooling), averaged.
+- `inception+pixel`: the sum of the two, pixel weighted by `PIXEL_WEIGHT`.
 
 Which one reconstructs best was measured (bench/projection_distance.py, docs/editing.md);
 `DEFAULT_DISTANCE` is that one.
@@ -20,13 +21,17 @@ Which one reconstructs best was measured (bench/projection_distance.py, docs/edi
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-DISTANCES = ("inception", "discriminator", "pixel")
+DISTANCES = ("inception", "discriminator", "pixel", "inception+pixel")
+# inception+pixel: the two summed, pixel x PIXEL_WEIGHT, as Image2StyleGAN pairs a perceptual loss with MSE.
+# 100 puts the terms on the same order at the end of a projection (inception ~0.5-1, multi-scale MSE
+# ~0.002-0.01): read off the final losses of the first runs of docs/editing.md's measurement, not searched.
+PIXEL_WEIGHT = 100.0
 DEFAULT_DISTANCE = "inception"  # measured best on reconstruction, see docs/editing.md
 # 224, not the network's native 299: ~2x cheaper per step on a CPU (0.35 s vs 0.66 s with its backward,
 # one thread, a 64x64 G); NVlabs feeds its VGG16 256 px for the same reason ("VGG was built for 224x224").
@@ -142,6 +147,9 @@ def make_distance(name: str, target: Tensor, *, D: nn.Module | None = None,
                   device: str | torch.device = "cpu") -> ImageDistance:
     """A distance to `target` (uint8 [3, R, R] or float [3, R, R] in [-1, 1]) for float images in [-1, 1]."""
     device = torch.device(device)
+    if name == "inception+pixel":
+        inception, pixel = make_distance("inception", target, device=device), make_distance("pixel", target, device=device)
+        return lambda images: inception(images) + PIXEL_WEIGHT * pixel(images)
     t = target.to(device)
     t = t.float() / 127.5 - 1 if t.dtype == torch.uint8 else t.float()
     if name == "inception":

@@ -101,6 +101,14 @@ def test_inception_distance_runs_offline_and_decreases(G) -> None:
     assert result.distance < result.distances[0]
     assert len(result.frames) == 5 and result.frames[0].size == (64, 32)  # target | current, then the result
 
+    from gan_core.latents.perceptual import PIXEL_WEIGHT, make_distance
+
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    parts = make_distance("inception", target)(images), make_distance("pixel", target)(images)
+    combined = make_distance("inception+pixel", target)(images)
+    assert combined.shape == (2,) and torch.allclose(combined, parts[0] + PIXEL_WEIGHT * parts[1])
+    assert (make_distance("inception", target)(target[None].float() / 127.5 - 1) < 1e-6).all()  # zero at the target
+
 
 def test_w_plus_progress_stop_determinism_and_npy_round_trip(G, tmp_path: Path) -> None:
     target = generate_images(G, [3], psi=1.0)[0]
