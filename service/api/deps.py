@@ -7,6 +7,7 @@ different settings side by side.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -98,6 +99,14 @@ async def get_principal(request: Request) -> Principal:
     return principal
 
 
+def heavy_slot(request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Iterator[None]:
+    """Holds one of the tenant's heavy-request slots (shared by every replica) for the whole request:
+    sampling, interpolation, memorization and export each keep a CPU busy for seconds."""
+    core, settings = request.app.state.core, request.app.state.settings
+    with core.slots.hold(principal.tenant, "heavy", settings.max_heavy_requests_per_tenant):
+        yield
+
+
 def get_tenant(principal: Annotated[Principal, Depends(get_principal)]) -> str:
     """'default' when auth is off; otherwise the tenant of the presented API key."""
     return principal.tenant
@@ -114,3 +123,4 @@ ModelsDep = Annotated["ModelRepo", Depends(get_models)]
 SamplesDep = Annotated["SampleSetRepo", Depends(get_samples)]
 CeleryDep = Annotated["Celery", Depends(get_celery)]
 GeneratorsDep = Annotated["GeneratorCache", Depends(get_generators)]
+HeavySlot = Depends(heavy_slot)

@@ -132,6 +132,11 @@ def _apply_schedule(cfg: TrainConfig, body: JobCreate) -> None:
         cfg.snapshot_ticks = max(1, round(snap / cfg.tick_kimg))
     if cfg.tick_kimg > cfg.kimg:
         cfg.tick_kimg = cfg.kimg  # at least one tick, so the job reports progress
+    minibatch_kimg = cfg.batch_size / 1000.0
+    if cfg.tick_kimg < minibatch_kimg:  # a tick of less than one minibatch never ends (0 images per tick)
+        raise JobConfigError(f"tick_kimg ({cfg.tick_kimg:g}) must hold at least one minibatch: batch_size "
+                             f"{cfg.batch_size} is {minibatch_kimg:g} kimg; use tick_kimg >= {minibatch_kimg:g} "
+                             f"(and kimg >= {minibatch_kimg:g})")
 
 
 def charged_kimg(config: dict[str, Any]) -> float:

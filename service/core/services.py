@@ -15,6 +15,7 @@ from service.core.db import Database, upgrade
 from service.core.jobs import JobRepo
 from service.core.samples import SampleSetRepo
 from service.core.settings import Settings
+from service.core.slots import Slots
 from service.core.storage import ObjectStore, build_store
 from service.core.uploads import DatasetRepo, ModelRepo
 
@@ -29,6 +30,7 @@ class Core:
     models: ModelRepo
     samples: SampleSetRepo
     keys: KeyStore
+    slots: Slots
 
     def close(self) -> None:
         self.db.dispose()
@@ -41,4 +43,4 @@ def open_core(settings: Settings, migrate: bool | None = None) -> Core:
     if settings.db_auto_migrate if migrate is None else migrate:
         upgrade(db)
     return Core(settings=settings, db=db, store=build_store(settings), jobs=JobRepo(db), datasets=DatasetRepo(db),
-                models=ModelRepo(db), samples=SampleSetRepo(db), keys=KeyStore(db, settings))
+                models=ModelRepo(db), samples=SampleSetRepo(db), keys=KeyStore(db, settings), slots=Slots(db))

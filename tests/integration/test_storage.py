@@ -18,7 +18,7 @@ import pytest
 from service.core.storage import InvalidKey, LocalStore, ObjectInfo, ObjectNotFound, StorageUnavailable
 from service.core.storage.base import StorageError
 
-s3mod = pytest.importorskip("service.storage.s3", reason="minio SDK not installed")
+s3mod = pytest.importorskip("service.core.storage.s3", reason="minio SDK not installed")
 S3Store, RetryPolicy = s3mod.S3Store, s3mod.RetryPolicy
 
 # Short budgets keep a broken test from hanging; the outage tests set their own.
@@ -270,6 +270,14 @@ def test_s3_bucket_creation_is_race_safe(s3_server, s3_bucket):
         t.join(20)
     assert not errors, errors[0]
     assert len(stores[0].list("who/")) == len(stores)
+
+
+def test_s3_bucket_made_here_aborts_stale_multipart_uploads(s3_server, s3_bucket):
+    store = make_s3(s3_server, s3_bucket)
+    store.ensure_bucket()
+    rules = store._client.get_bucket_lifecycle(s3_bucket).rules
+    assert [(r.rule_id, r.abort_incomplete_multipart_upload.days_after_initiation) for r in rules] == \
+        [("abort-incomplete-multipart", 1)]
 
 
 def test_s3_missing_bucket_without_create(s3_server, s3_bucket):

@@ -17,14 +17,33 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service.api.lookups import load_job, require_checkpoint
-from service.api.deps import GeneratorsDep, JobsDep, TenantDep
-from service.core.jobs import CheckpointInfo, JobRecord
+from service.api.deps import CoreDep, GeneratorsDep, HeavySlot, JobsDep, TenantDep
 from service.api.sampling import GeneratorCache
 from service.api.schemas.common import ERROR_RESPONSES
+from service.core import blobs
+from service.core import object_keys as keys
+from service.core.jobs import CheckpointInfo, JobRecord
+from service.core.services import Core
+from service.core.storage import ObjectNotFound
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/export", tags=["export"], responses=ERROR_RESPONSES)
 
 MEDIA = {"safetensors": ("application/zip", "safetensors.zip"), "torchscript": ("application/octet-stream", "torchscript.pt")}
+
+
+def cached_export(core: Core, cache: GeneratorCache, rec: JobRecord, ckpt: CheckpointInfo, fmt: str) -> bytes:
+    """An export is made once per checkpoint and format, then served from the store (and charged to the
+    tenant's storage, and deleted with the job)."""
+    key = f"{keys.job_reports_prefix(rec.tenant, rec.id)}exports/{ckpt.sha256[:32]}-{fmt}"
+    try:
+        return core.store.get_bytes(key)
+    except ObjectNotFound:
+        pass
+    data = _export(cache, rec, ckpt, fmt)
+    core.store.put_bytes(key, data)
+    with core.db.write() as s:
+        blobs.register(s, rec.tenant, key, len(data), "job", rec.id)
+    return data
 
 
 def _export(cache: GeneratorCache, rec: JobRecord, ckpt: CheckpointInfo, fmt: str) -> bytes:
@@ -40,18 +59,18 @@ def _export(cache: GeneratorCache, rec: JobRecord, ckpt: CheckpointInfo, fmt: st
         raise HTTPException(409, f"this generator cannot be exported as {fmt}: {e}") from None
 
 
-@router.get("", response_class=Response, summary="Download the generator as safetensors (+config.json, zipped) "
+@router.get("", dependencies=[HeavySlot], response_class=Response, summary="Download the generator as safetensors (+config.json, zipped) "
             "or TorchScript (needs only torch)",
             responses={200: {"content": {"application/zip": {}, "application/octet-stream": {}}}})
 async def export_generator(
-    job_id: str, jobs: JobsDep, generators: GeneratorsDep, tenant: TenantDep,
+    job_id: str, jobs: JobsDep, core: CoreDep, generators: GeneratorsDep, tenant: TenantDep,
     format: Annotated[Literal["safetensors", "torchscript"], Query(description="safetensors: model.safetensors + "
                       "config.json in a zip; torchscript: a .pt for torch.jit.load")],
     checkpoint: Annotated[str, Query(min_length=1, max_length=64, description="'latest', 'best' or a name")] = "latest",
 ) -> Response:
     rec = await run_in_threadpool(load_job, jobs, tenant, job_id)
     ckpt = await run_in_threadpool(require_checkpoint, jobs, rec, checkpoint)
-    data = await run_in_threadpool(_export, generators, rec, ckpt, format)
+    data = await run_in_threadpool(cached_export, core, generators, rec, ckpt, format)
     media, suffix = MEDIA[format]
     stem = ckpt.name.removesuffix(".pt")
     return Response(data, media_type=media, headers={

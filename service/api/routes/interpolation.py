@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service.api.lookups import load_job, require_checkpoint
-from service.api.deps import GeneratorsDep, JobsDep, SettingsDep, TenantDep
+from service.api.deps import GeneratorsDep, HeavySlot, JobsDep, SettingsDep, TenantDep
 from service.core.jobs import CheckpointInfo, JobRecord
 from service.api.sampling import BadClass, GeneratorCache, check_class
 from service.api.schemas.common import ERROR_RESPONSES
@@ -46,7 +46,7 @@ def interpolation_gif(cache: GeneratorCache, rec: JobRecord, ckpt: CheckpointInf
     return buf.getvalue()
 
 
-@router.post("/interpolation", response_class=Response, responses={200: {"content": {"image/gif": {}}}},
+@router.post("/interpolation", dependencies=[HeavySlot], response_class=Response, responses={200: {"content": {"image/gif": {}}}},
              summary="Walk in W space between two seeds: an animated GIF")
 async def create_interpolation(job_id: str, req: InterpolationRequest, settings: SettingsDep, jobs: JobsDep,
                                generators: GeneratorsDep, tenant: TenantDep) -> Response:

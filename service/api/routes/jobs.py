@@ -13,7 +13,7 @@ import anyio
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
-from service.api.deps import CeleryDep, JobsDep, ModelsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
+from service.api.deps import CeleryDep, CoreDep, JobsDep, ModelsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
 from service.api.init_from import resolve_init_from
 from service.api.job_config import JobConfigError, charged_kimg, fit_config_to_dataset, resolve_config_dict
 from service.api.lookups import load_dataset, load_job, require_checkpoint
@@ -23,12 +23,14 @@ from service.core.blobs import purge_deleted
 from service.core.ids import is_valid_id
 from service.core.jobs import DatasetMissing, IdempotencyConflict, JobRecord, JobRepo, JobStatus
 from service.core.queue import enqueue_train
+from service.core.services import Core
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 log = logging.getLogger(__name__)
 
 SSE_POLL_S = 0.5
 SSE_KEEPALIVE_S = 15.0
+STREAM_SLOT_TTL_S = 180.0  # an open stream extends its slot well before this; a dead process' slot lapses
 
 
 def job_view(rec: JobRecord) -> Job:
@@ -148,46 +150,63 @@ def _sse(event: str, data: object, event_id: str | None = None) -> bytes:
 
 
 @router.get("/{job_id}/events", summary="Server-sent events: `state` on each status change, `tick` per tick, "
-            "`end` at a terminal state", response_class=StreamingResponse,
+            "`end` at a terminal state; `idle` (then the stream closes: reconnect with since_tick) after "
+            "events_idle_timeout_s without news", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
 async def job_events(
-    job_id: str, request: Request, jobs: JobsDep, tenant: TenantDep,
+    job_id: str, request: Request, jobs: JobsDep, core: CoreDep, settings: SettingsDep, tenant: TenantDep,
     since_tick: Annotated[int, Query(ge=0, le=2**31, description="replay ticks after this one")] = 0,
 ) -> StreamingResponse:
     rec = await anyio.to_thread.run_sync(load_job, jobs, tenant, job_id)
-    return StreamingResponse(_events(request, jobs, rec, since_tick), media_type="text/event-stream",
+    # One of the tenant's open-stream slots (429 past the limit), held while the stream is open.
+    slot = await anyio.to_thread.run_sync(core.slots.acquire, tenant, "events", settings.max_event_streams_per_tenant,
+                                          STREAM_SLOT_TTL_S)
+    stream = _events(request, core, rec, since_tick, slot, settings.events_idle_timeout_s)
+    return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _events(request: Request, jobs: JobRepo, rec: JobRecord, since_tick: int) -> AsyncIterator[bytes]:
+async def _events(request: Request, core: Core, rec: JobRecord, since_tick: int, slot: str,
+                  idle_timeout_s: float) -> AsyncIterator[bytes]:
+    jobs = core.jobs
     last_state: tuple | None = None
     last_tick = since_tick
-    quiet = 0.0
-    while True:
-        state = (rec.status, rec.latest_checkpoint, rec.error)
-        if state != last_state:
-            yield _sse("state", job_view(rec).model_dump(mode="json"))
-            last_state, quiet = state, 0.0
-        newest = int((rec.latest_tick or {}).get("tick") or 0)
-        if newest > last_tick:
-            for t in await anyio.to_thread.run_sync(jobs.ticks, rec.id, last_tick):
-                yield _sse("tick", t, str(t.get("tick")))
-                last_tick = max(last_tick, int(t.get("tick") or 0))
-            quiet = 0.0
-        if rec.terminal:
-            yield _sse("end", {"status": rec.status.value})
-            return
-        if quiet >= SSE_KEEPALIVE_S:
-            yield b": keep-alive\n\n"  # stops proxies from closing an idle stream
-            quiet = 0.0
-        await asyncio.sleep(SSE_POLL_S)
-        quiet += SSE_POLL_S
-        if await request.is_disconnected():
-            return
-        fresh = await anyio.to_thread.run_sync(jobs.find, rec.tenant, rec.id)
-        if fresh is None:  # deleted meanwhile
-            return
-        rec = fresh
+    quiet = idle = held = 0.0
+    try:
+        while True:
+            state = (rec.status, rec.latest_checkpoint, rec.error)
+            if state != last_state:
+                yield _sse("state", job_view(rec).model_dump(mode="json"))
+                last_state, quiet, idle = state, 0.0, 0.0
+            newest = int((rec.latest_tick or {}).get("tick") or 0)
+            if newest > last_tick:
+                for t in await anyio.to_thread.run_sync(jobs.ticks, rec.id, last_tick):
+                    yield _sse("tick", t, str(t.get("tick")))
+                    last_tick = max(last_tick, int(t.get("tick") or 0))
+                quiet = idle = 0.0
+            if rec.terminal:
+                yield _sse("end", {"status": rec.status.value})
+                return
+            if idle >= idle_timeout_s:  # nothing new for a long time: free the slot; the client reconnects
+                yield _sse("idle", {"after_s": idle_timeout_s, "since_tick": last_tick})
+                return
+            if quiet >= SSE_KEEPALIVE_S:
+                yield b": keep-alive\n\n"  # stops proxies from closing an idle stream
+                quiet = 0.0
+            await asyncio.sleep(SSE_POLL_S)
+            quiet, idle, held = quiet + SSE_POLL_S, idle + SSE_POLL_S, held + SSE_POLL_S
+            if held >= STREAM_SLOT_TTL_S / 3:
+                await anyio.to_thread.run_sync(core.slots.extend, slot, STREAM_SLOT_TTL_S)
+                held = 0.0
+            if await request.is_disconnected():
+                return
+            fresh = await anyio.to_thread.run_sync(jobs.find, rec.tenant, rec.id)
+            if fresh is None:  # deleted meanwhile
+                return
+            rec = fresh
+    finally:
+        with anyio.CancelScope(shield=True):  # also when the client went away mid-stream
+            await anyio.to_thread.run_sync(core.slots.release, slot)
 
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList, summary="Stored checkpoints, oldest first")

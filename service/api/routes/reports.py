@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from service.api.deps import CoreDep, GeneratorsDep, JobsDep, TenantDep
+from service.api.deps import CoreDep, GeneratorsDep, HeavySlot, JobsDep, TenantDep
 from service.api.lookups import load_job, require_checkpoint
 from service.api.sampling import generate, png_bytes
 from service.api.schemas.common import ERROR_RESPONSES
@@ -55,7 +55,7 @@ def curves_png(series: dict[str, list[dict[str, Any]]], title: str) -> bytes:
         return Path(path).read_bytes()
 
 
-@router.get("/curves.png", response_class=Response, responses={200: {"content": {"image/png": {}}}},
+@router.get("/curves.png", dependencies=[HeavySlot], response_class=Response, responses={200: {"content": {"image/png": {}}}},
             summary="Losses, DIG and gradient norms, augment p, and KID/FID over kimg, as a PNG")
 async def job_curves(job_id: str, jobs: JobsDep, tenant: TenantDep) -> Response:
     rec = await run_in_threadpool(load_job, jobs, tenant, job_id)
@@ -97,7 +97,7 @@ def memorization(core: Core, generators: Any, rec: JobRecord, ckpt_ref: str, n: 
     return report, png
 
 
-@router.get("/memorization", responses={200: {"content": {"image/png": {}, "application/json": {}}}},
+@router.get("/memorization", dependencies=[HeavySlot], responses={200: {"content": {"image/png": {}, "application/json": {}}}},
             summary="Nearest training images of generated samples in Inception space (JSON or a PNG grid)")
 async def job_memorization(
     job_id: str, jobs: JobsDep, tenant: TenantDep, core: CoreDep, generators: GeneratorsDep,

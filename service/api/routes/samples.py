@@ -11,7 +11,16 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from service.api.deps import CoreDep, GeneratorsDep, JobsDep, PrincipalDep, SamplesDep, SettingsDep, TenantDep
+from service.api.deps import (
+    CoreDep,
+    GeneratorsDep,
+    HeavySlot,
+    JobsDep,
+    PrincipalDep,
+    SamplesDep,
+    SettingsDep,
+    TenantDep,
+)
 from service.api.lookups import load_job, require_checkpoint
 from service.api.sampling import BadClass, check_class, generate, grid_png, individual_pngs, zip_pngs
 from service.api.schemas.common import ERROR_RESPONSES
@@ -37,7 +46,7 @@ def _check(req: SampleRequest, settings) -> list[int]:
     return seeds
 
 
-@router.post("", summary="Generate samples: `grid` -> image/png, `zip` -> PNGs zipped, `json` -> stored, 201 with URLs",
+@router.post("", dependencies=[HeavySlot], summary="Generate samples: `grid` -> image/png, `zip` -> PNGs zipped, `json` -> stored, 201 with URLs",
              responses={200: {"content": {"image/png": {}, "application/zip": {}}}, 201: {"model": SampleSet}})
 async def create_samples(job_id: str, req: SampleRequest, request: Request, settings: SettingsDep, core: CoreDep,
                          jobs: JobsDep, generators: GeneratorsDep, tenant: TenantDep,

@@ -241,6 +241,21 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class WorkSlot(Base):
+    """Per-tenant limits on work in progress, shared by every API replica: a row per running heavy request,
+    open event stream or upload being decoded, with a weight (1, or declared pixels) and an expiry that the
+    holder extends while it works (a crashed process' slots expire on their own)."""
+
+    __tablename__ = "work_slots"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(TENANT, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # heavy | events | decode
+    weight: Mapped[int] = mapped_column(BigInteger, nullable=False, default=1)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    __table_args__ = (Index("ix_work_slots_tenant_kind", "tenant", "kind"),)
+
+
 class RateBucket(Base):
     """Token buckets for request-rate limits when no Redis is configured (shared by every API process on
     the database). `stamp` is the unix time of the last refill, on the API hosts' clocks."""

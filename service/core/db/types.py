@@ -76,3 +76,23 @@ def _before_sqlite(element: seconds_before_now, compiler: Any, **kw: Any) -> str
     (seconds,) = list(element.clauses)
     return (f"(strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || ({compiler.process(seconds, **kw)}) || ' seconds')"
             " || '000')")
+
+
+class seconds_after_now(FunctionElement):  # noqa: N801
+    """db_now() plus a number of seconds (a bound parameter)."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+
+@compiles(seconds_after_now, "postgresql")
+def _after_pg(element: seconds_after_now, compiler: Any, **kw: Any) -> str:
+    (seconds,) = list(element.clauses)
+    return f"(statement_timestamp() + make_interval(secs => {compiler.process(seconds, **kw)}))"
+
+
+@compiles(seconds_after_now, "sqlite")
+def _after_sqlite(element: seconds_after_now, compiler: Any, **kw: Any) -> str:
+    (seconds,) = list(element.clauses)
+    return (f"(strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || ({compiler.process(seconds, **kw)}) || ' seconds')"
+            " || '000')")

@@ -305,6 +305,7 @@ class S3Store(ObjectStore):
         try:
             client.make_bucket(self.bucket, location=self.region)
             log.info("created bucket %s on %s", self.bucket, self.endpoint)
+            self._abort_stale_multipart_uploads(client)
         except S3Error as exc:
             # Another process made it between our HEAD and PUT: that is success.
             if exc.code == "BucketAlreadyOwnedByYou":
@@ -317,6 +318,19 @@ class S3Store(ObjectStore):
                     "choose another DIGGAN_S3_BUCKET"
                 ) from exc
             raise
+
+    def _abort_stale_multipart_uploads(self, client: Minio) -> None:
+        """A lifecycle rule on a bucket we made: multipart uploads a crashed writer left half done are
+        aborted after a day, so they stop costing storage. (A deployment's minio-init sets the same rule.)"""
+        from minio.commonconfig import ENABLED, Filter
+        from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfig, Rule
+
+        rule = Rule(ENABLED, rule_filter=Filter(prefix=""), rule_id="abort-incomplete-multipart",
+                    abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(days_after_initiation=1))
+        try:
+            client.set_bucket_lifecycle(self.bucket, LifecycleConfig([rule]))
+        except S3Error as exc:  # a store without lifecycle support: say so, keep working
+            log.warning("could not set the abort-incomplete-multipart lifecycle rule on %s: %s", self.bucket, exc.code)
 
     def ensure_bucket(self) -> None:
         """Make the bucket if it is missing (once per store; safe against concurrent makers)."""

@@ -139,6 +139,17 @@ def upgrade() -> None:
     with op.batch_alter_table('models', schema=None) as batch_op:
         batch_op.create_index('ix_models_tenant_id', ['tenant', 'id'], unique=False)
 
+    op.create_table('work_slots',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant', sa.String(length=63), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('weight', sa.BigInteger(), nullable=False),
+    sa.Column('expires_at', UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_work_slots'))
+    )
+    with op.batch_alter_table('work_slots', schema=None) as batch_op:
+        batch_op.create_index('ix_work_slots_tenant_kind', ['tenant', 'kind'], unique=False)
+
     op.create_table('rate_buckets',
     sa.Column('bucket', sa.String(length=120), nullable=False),
     sa.Column('tokens', sa.Float(), nullable=False),
@@ -212,6 +223,9 @@ def downgrade() -> None:
     op.drop_table('checkpoints')
     op.drop_table('tenants')
     op.drop_table('rate_buckets')
+    with op.batch_alter_table('work_slots', schema=None) as batch_op:
+        batch_op.drop_index('ix_work_slots_tenant_kind')
+    op.drop_table('work_slots')
     with op.batch_alter_table('models', schema=None) as batch_op:
         batch_op.drop_index('ix_models_tenant_id')
 
