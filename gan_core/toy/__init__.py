@@ -30,7 +30,17 @@ _EXPORTS = {
     "input_grad_norms": "penalty",
     "run_paper": "experiments",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "PAPER_SETTINGS",
+    "PaperSettings",
+    "ToySettings",
+    "add_cli",
+    "dig_penalty",
+    "input_grad_norms",
+    "run_paper",
+    "run_toy",
+]
 
 
 def __getattr__(name: str) -> Any:

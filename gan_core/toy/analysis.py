@@ -12,8 +12,15 @@ import numpy as np
 
 from .settings import PaperSettings
 
-__all__ = ["outcome", "outcome_codes", "settled", "collapse_iter", "dig_spike", "perturbation_onset",
-           "is_single_mode"]
+__all__ = [
+    "collapse_iter",
+    "dig_spike",
+    "is_single_mode",
+    "outcome",
+    "outcome_codes",
+    "perturbation_onset",
+    "settled",
+]
 
 BOTH, NEITHER = "both", "neither"
 

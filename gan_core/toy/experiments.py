@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ from .settings import PAPER_SETTINGS, PaperSettings
 from .stats import mcnemar_exact, proportion, wilcoxon_paired
 from .train import History, one_thread, pairing_coins, stream_key, train
 
-__all__ = ["run_paper", "load_stage", "STATE_VERSION"]
+__all__ = ["STATE_VERSION", "load_stage", "run_paper"]
 
 STATE_VERSION = 1  # bump when a stage's contents or meaning change: old saved stages are then recomputed
 G_TAG, D_TAG = 1, 2  # init streams of G and D
@@ -58,7 +59,7 @@ def _stage(out_dir: Path, name: str, key: dict[str, Any], compute: Callable[[], 
     if path.exists():
         try:
             saved = load_stage(out_dir, name)
-        except Exception:  # a torn or foreign file: recompute it
+        except (OSError, RuntimeError, EOFError, ValueError):  # a torn or foreign file: recompute it
             saved = None
         if saved is not None and json.dumps(saved.get("key"), sort_keys=True) == json.dumps(key, sort_keys=True):
             return saved

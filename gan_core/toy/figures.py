@@ -8,8 +8,9 @@ fixed rule (named in the title) rather than by eye; the counts over all seeds ar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,7 +102,7 @@ def write_paper_figures(out_dir: Path, st: PaperSettings, seeds: list[int], summ
     i = stuck[0] if stuck else 0
     why = "first seed whose vanilla run ends in one mode" if stuck else "no vanilla run ends in one mode; seed 0"
     x, dig = s13["x"].numpy(), s13["dig"].numpy()
-    G, D = BatchedMLP(st.g_sizes, st.g_act, s13["G"]), BatchedMLP(st.d_sizes, st.d_act, s13["D"])
+    D = BatchedMLP(st.d_sizes, st.d_act, s13["D"])
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.4))
     for row, (name, j, rows, color) in enumerate((("vanilla (Exp. 1)", i, van, "tab:blue"),
                                                    ("DigGAN (Exp. 3)", S + i, dgn, "tab:orange"))):

@@ -93,9 +93,10 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,10 +105,10 @@ import torch.nn.functional as F
 from .penalty import dig_penalty, input_grad_norms
 
 __all__ = [
-    "ToySettings",
     "DEFAULT_SETTINGS",
-    "input_grad_norms",
+    "ToySettings",
     "dig_penalty",
+    "input_grad_norms",
     "run_toy",
 ]
 
@@ -206,7 +207,7 @@ class _State:
     mG: Params  # SGD momentum buffers
     mD: Params
 
-    def select(self, idx: Sequence[int]) -> "_State":
+    def select(self, idx: Sequence[int]) -> _State:
         ix = torch.as_tensor(list(idx), dtype=torch.long)
         return _State(
             [self.seeds[i] for i in idx],
@@ -218,7 +219,7 @@ class _State:
             b.zero_()
 
     @staticmethod
-    def cat(states: Sequence["_State"]) -> "_State":
+    def cat(states: Sequence[_State]) -> _State:
         groups = [
             [torch.cat([getattr(s, name)[i] for s in states]) for i in range(len(getattr(states[0], name)))]
             for name in ("G", "D", "mG", "mD")

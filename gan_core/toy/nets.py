@@ -7,8 +7,9 @@ parameters is exactly one Adam per net: Adam's update is elementwise, so nets ne
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +37,7 @@ class BatchedMLP(nn.Module):
         self.params = nn.ParameterList([nn.Parameter(w.detach().clone()) for w in weights])
 
     @classmethod
-    def init(cls, sizes: Sequence[int], act: str, seeds: Sequence[int], tag: int) -> "BatchedMLP":
+    def init(cls, sizes: Sequence[int], act: str, seeds: Sequence[int], tag: int) -> BatchedMLP:
         """PyTorch's nn.Linear default init, W and b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), one generator per seed.
 
         A seed's weights do not depend on which other seeds share the batch. `tag` separates G from D.
@@ -45,7 +46,7 @@ class BatchedMLP(nn.Module):
         for s in seeds:
             gen = torch.Generator().manual_seed(int(s) * 1_000_003 + int(tag))
             layers: list[Tensor] = []
-            for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            for fan_in, fan_out in itertools.pairwise(sizes):
                 k = 1.0 / math.sqrt(fan_in)
                 layers.append((torch.rand(fan_in, fan_out, generator=gen) * 2 - 1) * k)
                 layers.append((torch.rand(1, fan_out, generator=gen) * 2 - 1) * k)
@@ -73,13 +74,13 @@ class BatchedMLP(nn.Module):
         """Detached copies of the stacked parameters (for saving and for new nets)."""
         return [p.detach().clone() for p in self.params]
 
-    def select(self, idx: Sequence[int]) -> "BatchedMLP":
+    def select(self, idx: Sequence[int]) -> BatchedMLP:
         """A new batch holding copies of models `idx` (in that order)."""
         ix = torch.as_tensor(list(idx), dtype=torch.long)
         return BatchedMLP(self.sizes, self.act_name, [p.detach()[ix] for p in self.params])
 
     @staticmethod
-    def cat(nets: Sequence["BatchedMLP"]) -> "BatchedMLP":
+    def cat(nets: Sequence[BatchedMLP]) -> BatchedMLP:
         first = nets[0]
         if any(n.sizes != first.sizes or n.act_name != first.act_name for n in nets):
             raise ValueError("can only concatenate nets of the same shape and activation")

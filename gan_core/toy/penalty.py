@@ -8,11 +8,11 @@ toy models can be trained as one batch.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-__all__ = ["input_grad_norms", "dig_penalty", "pairwise_dig"]
+__all__ = ["dig_penalty", "input_grad_norms", "pairwise_dig"]
 
 
 def input_grad_norms(

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import analysis as A
 from .experiments import _exp13, _exp13_records, _json_safe, _key, _log10, _progress_printer, _quantiles, _stage
@@ -59,9 +60,12 @@ def run_sensitivity(seeds: int | Sequence[int] = 50, out_dir: Path = Path("runs/
     result: dict[str, Any] = {"base_settings": PAPER_SETTINGS.to_dict(), "seeds": seed_list, "variants": {}}
     for name, change in (variants or VARIANTS).items():
         st = dataclasses.replace(PAPER_SETTINGS, **change)
+
+        def compute(st: PaperSettings = st, name: str = name) -> dict[str, Any]:
+            return _exp13(seed_list, st, lambda stage, t, n: report(f"{name}: {stage}", t, n))
+
         with one_thread():
-            s13 = _stage(out_dir, f"sens-{name}", _key("exp13", st, seed_list),
-                         lambda: _exp13(seed_list, st, lambda stage, t, n: report(f"{name}: {stage}", t, n)))
+            s13 = _stage(out_dir, f"sens-{name}", _key("exp13", st, seed_list), compute)
         van, dgn = _exp13_records(seed_list, st, s13)
         result["variants"][name] = {"changed": change, **_summarise(st, van, dgn),
                                     "per_seed": [{"seed": v["seed"], "vanilla": v["outcome"], "diggan": d["outcome"],

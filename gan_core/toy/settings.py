@@ -71,7 +71,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PaperSettings", "PAPER_SETTINGS"]
+__all__ = ["PAPER_SETTINGS", "PaperSettings"]
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
-__all__ = ["mcnemar_exact", "wilcoxon_paired", "proportion"]
+__all__ = ["mcnemar_exact", "proportion", "wilcoxon_paired"]
 
 
 def mcnemar_exact(a: Sequence[bool], b: Sequence[bool], a_name: str = "a", b_name: str = "b") -> dict[str, Any]:

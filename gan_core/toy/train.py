@@ -9,8 +9,8 @@ D update. Models with lambda 0 are vanilla GANs; their penalty gradient is exact
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from .nets import BatchedMLP, make_adam
 from .penalty import dig_penalty, input_grad_norms, pairwise_dig
 from .settings import PaperSettings
 
-__all__ = ["History", "train", "pairing_coins", "latent_inputs", "one_thread", "stream_key"]
+__all__ = ["History", "latent_inputs", "one_thread", "pairing_coins", "stream_key", "train"]
 
 
 @dataclass
