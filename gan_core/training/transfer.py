@@ -18,6 +18,7 @@ ours (config + G + D + G_ema), which `load_pretrained` and `gan_core.sampling` b
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +27,27 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..config import NetworkConfig, TrainConfig, config_from_dict, config_to_dict
-from ..interop.nvlabs import DEFAULT_MAX_BYTES, NVlabsImportError, check_is_pickle, load_nvlabs_pkl
-from .checkpoint import CheckpointError, load_checkpoint, load_checkpoint_bytes, save_checkpoint
+from ..config import NetworkConfig, TrainConfig, config_to_dict
+from ..interop.bounds import MAX_TENSORS, BoundsError, check_tree, check_view, network_config_from_plain
+from ..interop.errors import PretrainedError, not_a_model_message
+from ..interop.nvlabs import (
+    DEFAULT_MAX_BYTES,
+    TENSOR_BYTES_PER_FILE_BYTE,
+    NVlabsImportError,
+    check_is_pickle,
+    check_tensors,
+    reference_networks,
+    weights_from_validated,
+)
+from ..interop.nvlabs_pickle import ValidatedPickle, validate_nvlabs_pickle
+from ..interop.torch_zip import check_torch_zip
+from .checkpoint import CheckpointError, load_checkpoint_bytes, save_checkpoint
 
 KINDS = ("checkpoint", "nvlabs-pkl")
+MAX_NOTES, MAX_NOTE_CHARS = 64, 500  # notes are a handful of short sentences
 
-
-class PretrainedError(ValueError):
-    """A pretrained source that cannot start this run; the message says what to change."""
+__all__ = ["KINDS", "Pretrained", "PretrainedError", "adopt_network", "apply_pretrained", "load_pretrained",
+           "network_differences", "pretrained_from_nvlabs", "save_pretrained", "sniff_kind"]
 
 
 @dataclass
@@ -62,21 +75,25 @@ def sniff_kind(head: bytes, label: str = "the file") -> str:
     try:
         check_is_pickle(head, label)
     except NVlabsImportError:
-        raise PretrainedError(f"{label} is neither one of our .pt checkpoints (a zip) nor an NVlabs .pkl "
-                              "(a pickle); upload a checkpoint downloaded from a job or a stylegan2-ada-pytorch "
-                              "network pickle") from None
+        raise PretrainedError(not_a_model_message(label)) from None
     return "nvlabs-pkl"
 
 
-def load_pretrained(source: str | os.PathLike | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Pretrained:
-    """Read a .pt checkpoint of ours or an NVlabs .pkl; raises PretrainedError saying what is wrong."""
+def load_pretrained(source: str | os.PathLike | bytes, max_bytes: int = DEFAULT_MAX_BYTES,
+                    label: str | None = None) -> Pretrained:
+    """Read a .pt checkpoint of ours or an NVlabs .pkl; raises PretrainedError saying what is wrong.
+
+    Every declared size is checked before it is allocated (gan_core.interop.bounds); names and
+    shapes are checked against networks built with uninitialised weights, before any value is read. For an untrusted
+    upload, call gan_core.interop.sandbox.convert_model_upload, which runs this in a
+    separate, resource-limited process. `label` names the file in messages (default: its name)."""
     if isinstance(source, (bytes, bytearray)):
-        label, size, head = "the upload", len(source), bytes(source[:4])
+        label, size, head = label or "the upload", len(source), bytes(source[:4])
     else:
         path = Path(source)
         if not path.is_file():
-            raise PretrainedError(f"no such file: {path}")
-        label, size = path.name, path.stat().st_size
+            raise PretrainedError(f"no such file: {label or path}")
+        label, size = label or path.name, path.stat().st_size
         with open(path, "rb") as f:
             head = f.read(4)
     if size > max_bytes:
@@ -84,26 +101,91 @@ def load_pretrained(source: str | os.PathLike | bytes, max_bytes: int = DEFAULT_
     kind = sniff_kind(head, label)
     if kind == "nvlabs-pkl":
         try:
-            nets = load_nvlabs_pkl(source if isinstance(source, (bytes, bytearray)) else Path(source), max_bytes)
+            v = validate_nvlabs_pickle(source if isinstance(source, (bytes, bytearray)) else Path(source), max_bytes,
+                                       label=label)
         except NVlabsImportError as exc:
-            raise PretrainedError(f"{label}: {exc}") from None
-        G = nets.G if nets.G is not None else nets.G_ema
-        return Pretrained(nets.config, _cpu(G.state_dict()), _cpu(nets.G_ema.state_dict()),
-                          _cpu(nets.D.state_dict()) if nets.D is not None else None, kind, label, nets.notes)
-    return _from_checkpoint(source, label)
+            raise _labelled(exc, label) from None
+        return pretrained_from_nvlabs(v, label)
+    return _from_checkpoint(source, label, max_bytes)
 
 
-def _from_checkpoint(source: str | os.PathLike | bytes, label: str) -> Pretrained:
+def _labelled(exc: Exception, label: str) -> PretrainedError:
+    return PretrainedError(str(exc) if str(exc).startswith(label) else f"{label}: {exc}")
+
+
+def pretrained_from_nvlabs(v: ValidatedPickle, label: str) -> Pretrained:
+    """Pretrained weights from an NVlabs pkl that gan_core.interop.nvlabs_pickle already validated
+    (the sandbox validates before it imports torch, then calls this)."""
     try:
-        if isinstance(source, (bytes, bytearray)):
-            payload = load_checkpoint_bytes(bytes(source), source=label)
-        else:
-            payload = load_checkpoint(Path(source))  # verifies the .sha256 sidecar when there is one
-    except CheckpointError as exc:
+        w = weights_from_validated(v)
+    except NVlabsImportError as exc:
+        raise _labelled(exc, label) from None
+    return Pretrained(w.config, w.G if w.G is not None else _copy(w.G_ema), w.G_ema, w.D, "nvlabs-pkl", label, w.notes)
+
+
+def _copy(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.clone() for k, v in sd.items()}
+
+
+def _read_checkpoint(source: str | os.PathLike | bytes, label: str, max_bytes: int) -> dict[str, Any]:
+    """The checkpoint's payload, after the checks that must come before torch.load."""
+    if isinstance(source, (bytes, bytearray)):
+        data, expected = bytes(source), None
+    else:
+        with open(source, "rb") as f:
+            data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise PretrainedError(f"{label} is over the {max_bytes:,}-byte limit")
+        sidecar = Path(str(source) + ".sha256")  # written by save_checkpoint next to our own files
+        expected = sidecar.read_text()[:100].strip() if sidecar.is_file() else None
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise PretrainedError(f"{label}: checksum mismatch (file corrupt or truncated)")
+    try:
+        check_torch_zip(data, label)
+    except BoundsError as exc:
         raise PretrainedError(str(exc)) from None
     try:
-        network = config_from_dict(payload["config"]).network
-    except (TypeError, ValueError, KeyError) as exc:
+        payload = load_checkpoint_bytes(data, source=label)
+    except CheckpointError as exc:
+        raise PretrainedError(str(exc)) from None
+    del data
+    _check_payload(payload, label, size=len(source) if isinstance(source, (bytes, bytearray)) else
+                   Path(source).stat().st_size)
+    return payload
+
+
+def _check_payload(payload: Any, label: str, size: int) -> None:
+    """Bound what torch.load returned before anything walks or copies it: the container tree
+    (shared references count at every visit), and each tensor's view against its storage."""
+    seen = {"n": 0, "bytes": 0}
+
+    def tensor(t: Tensor) -> None:
+        seen["n"] += 1
+        if seen["n"] > MAX_TENSORS:
+            raise BoundsError(f"{label} holds more than {MAX_TENSORS:,} tensors")
+        if type(t) not in (Tensor, torch.nn.Parameter) or t.layout != torch.strided or t.device.type != "cpu":
+            raise BoundsError(f"{label} holds a {type(t).__name__} with layout {t.layout} (only plain dense tensors)")
+        numel = check_view(t.shape, t.stride(), t.storage_offset(), t.untyped_storage().nbytes() // t.element_size(),
+                           f"{label}: a tensor")
+        seen["bytes"] += numel * t.element_size()
+        if seen["bytes"] > TENSOR_BYTES_PER_FILE_BYTE * size:
+            raise BoundsError(f"{label}: its tensors add up to more than {TENSOR_BYTES_PER_FILE_BYTE}x the file's size "
+                              "(they share storage)")
+
+    try:
+        check_tree(payload, label=label, leaf=(Tensor,), on_leaf=tensor)
+    except BoundsError as exc:
+        raise PretrainedError(str(exc)) from None
+
+
+def _from_checkpoint(source: str | os.PathLike | bytes, label: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Pretrained:
+    payload = _read_checkpoint(source, label, max_bytes)
+    config = payload.get("config")
+    try:
+        if not isinstance(config, dict):
+            raise BoundsError(f"{label}: its config is a {type(config).__name__}, not a dict")
+        network = network_config_from_plain(config.get("network", {}), label)
+    except BoundsError as exc:
         raise PretrainedError(f"{label}: its config is not one this version understands ({exc})") from None
     if not isinstance(payload.get("G_ema"), dict):
         raise PretrainedError(f"{label}: the checkpoint holds no G_ema weights")
@@ -111,44 +193,32 @@ def _from_checkpoint(source: str | os.PathLike | bytes, label: str) -> Pretraine
     G = payload["G"] if isinstance(payload.get("G"), dict) else G_ema
     D = payload["D"] if isinstance(payload.get("D"), dict) else None
     meta = payload.get("pretrained") if isinstance(payload.get("pretrained"), dict) else {}
-    p = Pretrained(network, G, G_ema, D, str(meta.get("kind", "checkpoint")), str(meta.get("source") or label),
-                   [str(n) for n in meta.get("notes", [])])
-    if p.kind not in KINDS:
-        p.kind = "checkpoint"
+    notes = meta.get("notes") if isinstance(meta.get("notes"), list) else []
+    kind = meta.get("kind") if meta.get("kind") in KINDS else "checkpoint"
+    src = meta.get("source") if isinstance(meta.get("source"), str) and meta.get("source") else label
+    p = Pretrained(network, G, G_ema, D, kind, src[:200],
+                   [n[:MAX_NOTE_CHARS] for n in notes[:MAX_NOTES] if isinstance(n, str)])
     _check_loads(p)
     return p
 
 
-def _cpu(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in sd.items()}
-
-
-def _build(network: NetworkConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
-    from .. import networks
-
-    if hasattr(networks, "build_networks"):  # the (G, D) pair of network.arch
-        return networks.build_networks(network)
-    return networks.Generator(network), networks.Discriminator(network)
-
-
 def _check_loads(p: Pretrained) -> None:
-    """The weights fit networks built from `p.network` (names, shapes); else a PretrainedError listing them."""
+    """The weights fit networks built from `p.network` (names, shapes); else a PretrainedError listing
+    them. The state dicts are replaced by fresh copies in our dtypes. The reference networks are
+    never initialised (p.network is within gan_core.interop.bounds)."""
     try:
-        G, D = _build(p.network)
+        G, D = reference_networks(p.network)
     except ValueError as exc:
         raise PretrainedError(f"{p.source}: its network config cannot be built ({exc})") from None
-    for what, net, sd in (("G", G, p.G), ("G_ema", G, p.G_ema), ("D", D, p.D)):
-        if sd is None:
-            continue
-        bad = []
-        ours = net.state_dict()
-        bad += [f"missing {k}" for k in ours if k not in sd]
-        bad += [f"unexpected {k}" for k in sd if k not in ours]
-        bad += [f"{k} has shape {tuple(sd[k].shape)}, expected {tuple(ours[k].shape)}"
-                for k in ours if k in sd and (not isinstance(sd[k], Tensor) or sd[k].shape != ours[k].shape)]
-        if bad:
-            raise PretrainedError(f"{p.source}: {what} weights do not match its network config: "
-                                  + "; ".join(bad[:10]) + (f" ... ({len(bad)} in all)" if len(bad) > 10 else ""))
+    g_sd, d_sd = G.state_dict(), D.state_dict()
+    del G, D
+    try:
+        p.G_ema = check_tensors(g_sd, p.G_ema, "G_ema")
+        p.G = check_tensors(g_sd, p.G, "G")
+        if p.D is not None:
+            p.D = check_tensors(d_sd, p.D, "D")
+    except NVlabsImportError as exc:
+        raise PretrainedError(f"{p.source}: weights do not match its network config: {exc}") from None
 
 
 def save_pretrained(p: Pretrained, path: str | os.PathLike) -> str:

@@ -23,6 +23,7 @@ from gan_core.interop.nvlabs import (
     load_tensors,
     network_config_from_kwargs,
     read_nvlabs_pickle,
+    to_tensor,
 )
 from gan_core.networks import Generator
 
@@ -183,17 +184,25 @@ def test_embedded_source_is_never_executed(tmp_path, monkeypatch):
     assert "torch_utils" not in sys.modules
 
 
-def test_storage_blob_goes_through_torchs_weights_only_loader(tmp_path):
+def test_storage_blob_is_decoded_without_unpickling_code(tmp_path):
+    """A storage blob is a legacy torch.save of one storage; ours decodes it with a four-name allow-list."""
     marker = tmp_path / "pwned"
-    evil = pickle.dumps(_System(marker))
 
-    class Storage:
-        def __reduce__(self):
-            return (torch.storage._load_from_bytes, (evil,))
+    def storage_of(blob):
+        class Storage:
+            def __reduce__(self):
+                return (torch.storage._load_from_bytes, (blob,))
 
-    with pytest.raises(NVlabsImportError, match="weights-only"):
-        read_nvlabs_pickle(pickle.dumps({"G_ema": Storage()}))
+        return pickle.dumps({"G_ema": Storage()})
+
+    for protocol in (2, 4):  # the legacy format is protocol 2: both the wrong framing and a protocol-2 REDUCE fail
+        with pytest.raises(NVlabsImportError, match="tensor storage blob"):
+            read_nvlabs_pickle(storage_of(pickle.dumps(_System(marker), protocol=protocol)))
     assert not marker.exists()
+    # A genuine blob decodes to the same values, as a view of the file's bytes.
+    t = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    back = to_tensor(read_nvlabs_pickle(pickle.dumps({"t": t}))["t"])
+    assert back.dtype == torch.float32 and torch.equal(back, t)
 
 
 # --------------------------------------------------------------------------- broken files
