@@ -1,7 +1,9 @@
 """Soak test: the real stack under mixed load for a few minutes, with one worker SIGKILLed at random.
 
-Loopback only and bounded in time. Starts `python -m service up --workers 0` (the API, with its
-stale-job sweep) and two Celery training workers of its own (embedded broker, local storage, temp dir).
+Loopback only and bounded in time. Starts two API replicas (`python -m service up --workers 0`, each
+with its sweep) and two Celery training workers, on PostgreSQL (a fresh database on --database-server),
+a Redis broker (--redis, a database it flushes) and local storage in a temp dir. Every request goes
+to one of the two APIs at random.
 For --minutes it keeps several tiny cpu-tiny jobs queued and cancels some of them (queued or running),
 uploads small datasets, samples from jobs that have checkpoints, and polls job state/metrics/lists with
 concurrent clients. At a random moment it SIGKILLs one worker (its whole process group: no ack, no
@@ -13,6 +15,7 @@ the drain; must be 0), requests by outcome (failed = 5xx or transport error; 4xx
 e.g. 409 "no checkpoint yet"), p50/p99/max latency overall and per kind of request, and the kill.
 
     .venv/bin/python bench/soak.py [--minutes 3] [--out bench/results/soak.json] [--seed 0]
+        [--database-server postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--redis redis://127.0.0.1:6379/14]
 """
 
 from __future__ import annotations
@@ -68,38 +71,65 @@ def pct(values: list[float], q: float) -> float | None:
     return round(s[min(len(s) - 1, int(round(q * (len(s) - 1))))] * 1000, 2)
 
 
+def fresh_database(server_url: str) -> str:
+    """CREATE DATABASE on the server; returns its URL (dropped by drop_database)."""
+    import sqlalchemy
+
+    name = f"diggan_soak_{int(time.time())}_{os.getpid()}"
+    engine = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(server_url: str, url: str) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    engine.dispose()
+
+
 class Stack:
-    def __init__(self, data_dir: Path, port: int):
-        self.data_dir, self.port = data_dir, port
-        self.url = f"http://127.0.0.1:{port}"
+    def __init__(self, data_dir: Path, n_apis: int, database_url: str, redis_url: str):
+        self.data_dir = data_dir
+        self.ports = [free_port() for _ in range(n_apis)]
+        self.urls = [f"http://127.0.0.1:{p}" for p in self.ports]
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("DIGGAN_")}
         self.env.update({
             "DIGGAN_DATA_DIR": str(data_dir), "DIGGAN_WORKER_HEARTBEAT_S": "1", "DIGGAN_STALE_AFTER_S": "8",
             "DIGGAN_SWEEP_INTERVAL_S": "1", "DIGGAN_TORCH_THREADS": "1", "DIGGAN_MAX_ATTEMPTS": "6",
             "DIGGAN_DEVICE": "cpu", "DIGGAN_MAX_KIMG": "10", "OMP_NUM_THREADS": "1",
+            "DIGGAN_DATABASE_URL": database_url, "DIGGAN_BROKER_URL": redis_url, "DIGGAN_RESULT_BACKEND": redis_url,
+            "DIGGAN_RESEND_QUEUED_AFTER_S": "30",
             "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         })
         self.logs = data_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.api: subprocess.Popen | None = None
+        self.apis: list[subprocess.Popen] = []
         self.workers: dict[str, subprocess.Popen] = {}
 
-    def start_api(self) -> None:
-        cmd = [sys.executable, "-m", "service", "up", "--host", "127.0.0.1", "--port", str(self.port),
-               "--data-dir", str(self.data_dir), "--workers", "0", "--log-level", "warning"]
-        self.api = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=open(self.logs / "api.log", "ab"),
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.api.poll() is not None:
-                raise RuntimeError(f"API exited: {(self.logs / 'api.log').read_text()[-2000:]}")
-            time.sleep(0.3)
-        raise TimeoutError("API not ready")
+    def start_apis(self) -> None:
+        for i, port in enumerate(self.ports):
+            cmd = [sys.executable, "-m", "service", "up", "--host", "127.0.0.1", "--port", str(port),
+                   "--data-dir", str(self.data_dir), "--workers", "0", "--log-level", "warning"]
+            self.apis.append(subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=open(self.logs / f"api{i}.log", "ab"),
+                                              stderr=subprocess.STDOUT, start_new_session=True))
+        for i, url in enumerate(self.urls):
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if self.apis[i].poll() is not None:
+                    raise RuntimeError(f"API exited: {(self.logs / f'api{i}.log').read_text()[-2000:]}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError("API not ready")
+                time.sleep(0.3)
 
     def start_worker(self, name: str) -> None:
         from service.__main__ import worker_command
@@ -109,13 +139,6 @@ class Stack:
         self.workers[name] = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=open(self.logs / f"{name}.log", "ab"),
                                               stderr=subprocess.STDOUT, start_new_session=True)
 
-    def record(self, job_id: str) -> dict:
-        """The stored job record (local storage), which names the worker holding the job."""
-        try:
-            return json.loads((self.data_dir / "store" / "tenants" / "default" / "records" / "jobs" / f"{job_id}.json").read_text())
-        except (OSError, ValueError):
-            return {}
-
     def kill_worker(self, name: str) -> int:
         p = self.workers[name]
         os.killpg(p.pid, signal.SIGKILL)
@@ -123,10 +146,10 @@ class Stack:
         return p.pid
 
     def stop(self) -> None:
-        for p in list(self.workers.values()) + ([self.api] if self.api else []):
+        for p in list(self.workers.values()) + self.apis:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        for p in list(self.workers.values()) + ([self.api] if self.api else []):
+        for p in list(self.workers.values()) + self.apis:
             try:
                 p.wait(30)
             except subprocess.TimeoutExpired:
@@ -135,8 +158,8 @@ class Stack:
 
 
 class Load:
-    def __init__(self, client: httpx.AsyncClient, rng: random.Random):
-        self.c, self.rng = client, rng
+    def __init__(self, clients: list[httpx.AsyncClient], rng: random.Random):
+        self.clients, self.rng = clients, rng
         self.lat: dict[str, list[float]] = defaultdict(list)
         self.outcome: Counter = Counter()
         self.codes: Counter = Counter()
@@ -148,7 +171,7 @@ class Load:
     async def req(self, kind: str, method: str, url: str, **kw) -> httpx.Response | None:
         t0 = time.perf_counter()
         try:
-            r = await self.c.request(method, url, **kw)
+            r = await self.rng.choice(self.clients).request(method, url, **kw)  # either replica
         except httpx.HTTPError as e:
             self.outcome["failed"] += 1
             self.failures.append(f"{kind} {method} {url}: {type(e).__name__}: {e}"[:300])
@@ -215,16 +238,21 @@ class Load:
 
 
 async def run(args: argparse.Namespace) -> dict:
+    import redis
+
     rng = random.Random(args.seed)
     data_dir = Path(tempfile.mkdtemp(prefix="diggan-soak-"))
-    stack = Stack(data_dir, free_port())
+    redis.Redis.from_url(args.redis).flushdb()
+    database_url = fresh_database(args.database_server)
+    stack = Stack(data_dir, args.apis, database_url, args.redis)
     t_start = time.time()
-    stack.start_api()
+    stack.start_apis()
     stack.start_worker("w1")
     stack.start_worker("w2")
     kill: dict = {}
-    async with httpx.AsyncClient(base_url=stack.url, timeout=120) as client:
-        load = Load(client, rng)
+    async with httpx.AsyncClient(base_url=stack.urls[0], timeout=120) as client, \
+            httpx.AsyncClient(base_url=stack.urls[-1], timeout=120) as other:
+        load = Load([client, other], rng)
         r = await load.req("upload", "POST", "/v1/datasets", files={"file": ("s.zip", images_zip(10, 999), "application/zip")})
         assert r is not None and r.status_code == 201, r.text if r is not None else "no response"
         load.datasets.append(r.json()["id"])
@@ -238,7 +266,7 @@ async def run(args: argparse.Namespace) -> dict:
             running = [j["id"] for j in (await client.get("/v1/jobs", params={"status": "running"})).json()["data"]]
             pid = stack.workers[victim].pid
             # The victim's own job (worker ids embed the pid): never cancelled, so it must be taken over.
-            mine = [j for j in running if f"-{pid}-" in (stack.record(j).get("worker_id") or "")]
+            mine = [j for j in running if f"-{pid}-" in ((await client.get(f"/v1/jobs/{j}")).json().get("worker_id") or "")]
             load.canceled.update(mine)
             stack.kill_worker(victim)
             kill.update({"worker": victim, "pid": pid, "at_s": round(time.monotonic() - t0, 1), "running_jobs": running,
@@ -279,6 +307,7 @@ async def run(args: argparse.Namespace) -> dict:
     errors = Counter((final[j].get("error") or "")[:120] for j in load.jobs if final.get(j) and final[j]["status"] == "failed")
     all_lat = [x for v in load.lat.values() for x in v]
     stack.stop()
+    drop_database(args.database_server, database_url)
     result = {
         "bench": "soak",
         "minutes": args.minutes,
@@ -294,8 +323,8 @@ async def run(args: argparse.Namespace) -> dict:
                        "by_kind": {k: {"n": len(v), "p50": pct(v, 0.5), "p99": pct(v, 0.99), "max": pct(v, 1.0)}
                                    for k, v in sorted(load.lat.items())}},
         "status_codes": dict(sorted(load.codes.items())),
-        "config": {"pollers": args.pollers, "workers": 2, "job": JOB_BODY, "stale_after_s": 8, "seed": args.seed,
-                   "drain_s": args.drain_s},
+        "config": {"pollers": args.pollers, "apis": args.apis, "workers": 2, "database": "postgresql",
+                   "broker": "redis", "job": JOB_BODY, "stale_after_s": 8, "seed": args.seed, "drain_s": args.drain_s},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
         "data_dir": str(data_dir),
     }
@@ -308,6 +337,10 @@ def main() -> int:
     p.add_argument("--pollers", type=int, default=6)
     p.add_argument("--drain-s", type=float, default=180.0, help="how long jobs get to end after the load stops")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--apis", type=int, default=2, help="API replicas")
+    p.add_argument("--database-server", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+                   help="a PostgreSQL server where the soak may create (and then drop) a database")
+    p.add_argument("--redis", default="redis://127.0.0.1:6379/14", help="broker; this database is flushed")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "soak.json"))
     args = p.parse_args()
     if not 0 < args.minutes <= 60:

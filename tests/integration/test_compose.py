@@ -297,6 +297,14 @@ def test_dockerfiles():
         assert user and user[-1] not in ("root", "0")
     assert '"uvicorn", "service.api.main:app", "--host", "0.0.0.0", "--port", "8000"' in api
     assert '"-Q", "train", "--concurrency", "1", "--prefetch-multiplier", "1"' in worker
+    # torch >= 2.6 everywhere: weights_only=True is a safety boundary only from 2.6 on.
+    import re
+
+    base = re.search(r"ARG BASE_IMAGE=pytorch/pytorch:(\d+)\.(\d+)", worker)
+    assert base and (int(base.group(1)), int(base.group(2))) >= (2, 6) and "< 2.6" in worker
+    api_torch = re.search(r"ARG TORCH_VERSION=(\d+)\.(\d+)", api)
+    assert api_torch and (int(api_torch.group(1)), int(api_torch.group(2))) >= (2, 6)
+    assert '"torch>=2.6' in (REPO / "pyproject.toml").read_text()
     ignore = (REPO / ".dockerignore").read_text().split()
     for must in (".git", ".venv", ".env"):
         assert must in ignore
