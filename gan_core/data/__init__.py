@@ -9,7 +9,7 @@ for x in iterate_batches(ds.images, 8, torch.Generator().manual_seed(0), mirror=
 
 from __future__ import annotations
 
-from .archive import DatasetError, UploadLimits
+from .archive import DatasetError, DecodeBudget, UploadLimits
 from .batches import BatchSampler, iterate_batches, to_float
 from .loading import choose_resolution, prepare_dataset
 from .prepared import PreparedDataset, load_prepared, resize_images, save_prepared
@@ -18,6 +18,7 @@ from .synthetic import make_synthetic_dataset, write_synthetic_classes, zip_fold
 __all__ = [
     "BatchSampler",
     "DatasetError",
+    "DecodeBudget",
     "PreparedDataset",
     "UploadLimits",
     "choose_resolution",

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import zipfile
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .archive import PREPARED_JSON, TRUSTED_LIMITS, DatasetError, SourceFiles, UploadLimits, display_name, read_zip
+from .archive import (
+    PREPARED_JSON,
+    TRUSTED_LIMITS,
+    DatasetError,
+    DecodeBudget,
+    SourceFiles,
+    UploadLimits,
+    check_total_pixels,
+    display_name,
+    read_zip,
+)
 
 FORMAT_NAME = "diggan-prepared"
 FORMAT_VERSION = 1
@@ -165,8 +176,11 @@ def _decode_png(name: str, data: bytes, r: int, limits: UploadLimits) -> np.ndar
         raise DatasetError(f"{shown}: unreadable PNG in prepared dataset ({type(e).__name__}: {e}). Prepare the dataset again.") from e
 
 
-def dataset_from_files(files: SourceFiles, manifest: dict[str, Any], limits: UploadLimits) -> PreparedDataset:
-    """Rebuild a PreparedDataset from a prepared zip's members, checking every part."""
+def dataset_from_files(files: SourceFiles, manifest: dict[str, Any], limits: UploadLimits,
+                       decode_budget: DecodeBudget | None = None) -> PreparedDataset:
+    """Rebuild a PreparedDataset from a prepared zip's members, checking every part. Its N images of
+    R x R declare N * R * R pixels: checked against limits.max_total_pixels and charged to
+    `decode_budget` (see prepare_dataset) around the decoding."""
     _check_manifest(manifest)
     n, r = manifest["count"], manifest["resolution"]
     by_name = {f.name: f.data for f in files.images}
@@ -180,10 +194,12 @@ def dataset_from_files(files: SourceFiles, manifest: dict[str, Any], limits: Upl
         )
     if n * 3 * r * r > limits.max_output_bytes:
         raise DatasetError(f"{PREPARED_JSON}: {n} images at {r}x{r} exceed the memory limit. Use a smaller dataset.")
+    check_total_pixels(n * r * r, n, limits)
     images = torch.empty((n, 3, r, r), dtype=torch.uint8)
     view = images.numpy()  # numpy's HWC->CHW copy is much faster than torch's for uint8
-    for i in range(n):
-        view[i] = _decode_png(image_name(i), by_name[image_name(i)], r, limits).transpose(2, 0, 1)
+    with decode_budget(n * r * r) if decode_budget is not None else nullcontext():
+        for i in range(n):
+            view[i] = _decode_png(image_name(i), by_name[image_name(i)], r, limits).transpose(2, 0, 1)
     return PreparedDataset(
         images=images,
         names=list(manifest["names"]),

@@ -248,11 +248,14 @@ def test_folder_source_skips_hidden_folders_and_junk(tmp_path: Path) -> None:
 
 
 def test_odd_but_harmless_names() -> None:
-    # cp437 (no UTF-8 flag) decodes to something; control characters are escaped in names.
-    z = raw_zip([{"name": b"caf\xe9.png", "data": solid()}, {"name": b"evil\x1b[31m.png", "data": solid((1, 2, 3))}])
+    # cp437 (no UTF-8 flag) decodes to something; spaces of any kind, emoji (a ZWJ-free one) and
+    # private-use characters are real file names and are kept.
+    names = ["no\u00a0break.png", "全角\u3000space.png", "smile\U0001f600.png", "apple\uf8ff.png"]
+    z = raw_zip([{"name": b"caf\xe9.png", "data": solid()},
+                 *({"name": n.encode(), "data": solid((i, 2, 3)), "flags": 0x800} for i, n in enumerate(names))])
     ds = prepare_dataset(z)
-    assert len(ds) == 2 and all(n.isprintable() for n in ds.names)
-    assert "cafΘ.png" in ds.names
+    assert len(ds) == 5 and "cafΘ.png" in ds.names and "smile\U0001f600.png" in ds.names
+    assert "no\\xa0break.png" in ds.names  # kept, and shown escaped (display_name) where not printable
 
 
 def test_upload_list_sources() -> None:
@@ -302,6 +305,16 @@ ERRORS: list[tuple[str, Callable[[], Any], dict[str, Any], list[str]]] = [
     ("drive-letter", lambda: _member(b"C:/evil.png", solid()), {}, ["C:/evil.png", "absolute"]),
     ("backslash", lambda: _member(b"dir\\evil.png", solid()), {}, ["evil.png", "backslash"]),
     ("list-traversal", lambda: [("../x.png", solid())], {}, ["../x.png", "outside"]),
+    # Control and invisible formatting characters are refused like traversal (shown escaped).
+    ("control-esc", lambda: _member(b"evil\x1b[31m.png", solid()), {}, ["evil\\x1b[31m.png", "control character \\x1b"]),
+    ("control-newline", lambda: _member(b"a\nb.png", solid()), {}, ["a\\nb.png", "control character"]),
+    ("control-del", lambda: _member(b"x\x7f.png", solid()), {}, ["x\\x7f.png", "control character"]),
+    ("control-c1", lambda: _member("x\x85.png".encode(), solid(), flags=0x800), {}, ["control character \\x85"]),
+    ("control-bidi", lambda: _member("photo\u202egnp.exe.png".encode(), solid(), flags=0x800), {},
+     ["photo\\u202egnp.exe.png", "invisible formatting character"]),
+    ("control-zero-width", lambda: _member("a\u200bb.png".encode(), solid(), flags=0x800), {}, ["\\u200b", "invisible"]),
+    ("control-line-sep", lambda: _member("a\u2028b.png".encode(), solid(), flags=0x800), {}, ["line separator"]),
+    ("list-control", lambda: [("ok.png", solid()), ("bad\x1b.png", solid())], {}, ["bad\\x1b.png", "control character"]),
     ("symlink", lambda: _member(b"link.png", b"/etc/passwd", attr=(stat.S_IFLNK | 0o777) << 16), {}, ["link.png", "symbolic link"]),
     ("nested-zip", lambda: _zip_with("more/inner.zip", make_zip([("x.png", solid())])), {}, ["inner.zip", "archive inside"]),
     ("nested-tgz", lambda: _zip_with("inner.tar.gz", b"\x1f\x8b" + b"\0" * 20), {}, ["inner.tar.gz", "Nested archives"]),
@@ -404,6 +417,100 @@ def test_limits_validate() -> None:
     d = UploadLimits()
     assert (d.max_files, d.max_total_uncompressed, d.max_file_uncompressed) == (5000, 2 << 30, 64 << 20)
     assert (d.max_compression_ratio, d.max_pixels, d.max_name_length) == (200, 64_000_000, 255)
+    assert d.max_total_pixels >= 1.5 * 5000 * 1024 * 1024  # max_files images of 1024x1024, with room
+
+
+# ---------------------------------------------------------------------------- decode budgets
+
+
+class Budget:
+    """A decode_budget that records what it was charged and whether decoding happened inside it."""
+
+    def __init__(self, refuse: Exception | None = None) -> None:
+        self.refuse, self.charged, self.events = refuse, [], []
+
+    def __call__(self, pixels: int):
+        self.charged.append(pixels)
+        if self.refuse is not None:
+            raise self.refuse
+        budget = self
+
+        class _Held:
+            def __enter__(self) -> None:
+                budget.events.append("enter")
+
+            def __exit__(self, exc_type, exc, tb) -> None:
+                budget.events.append(f"exit:{exc_type.__name__ if exc_type else None}")
+
+        return _Held()
+
+
+def _declaring(n: int, w: int, h: int) -> bytes:
+    """n real PNG files whose headers declare w x h but carry ~30 bytes of pixel data each:
+    decoding any of them fails with "truncated", so that message proves a decode happened."""
+    return make_zip([(f"big{i}.png", png_header_only(w, h)) for i in range(n)])
+
+
+def test_total_declared_pixels_refused_before_any_decode() -> None:
+    # The issue's shape, scaled: PNGs of a few dozen bytes that each declare 36 megapixels (under the
+    # per-image cap). Four of them declare 144 MP, over a 100 MP upload limit: refused from the headers.
+    limits = UploadLimits(max_total_pixels=100_000_000)
+    budget = Budget()
+    t0 = time.perf_counter()
+    with pytest.raises(DatasetError) as info:
+        prepare_dataset(_declaring(4, 6000, 6000), limits=limits, decode_budget=budget)
+    msg = str(info.value)
+    assert "the 4 images declare 144 megapixels in total, over the 100 megapixels limit" in msg, msg
+    assert "downscale" in msg and "truncated" not in msg  # nothing was decoded
+    assert budget.charged == []  # and nothing was charged
+    print(f"\n  4 x 36 MP declared: refused in {time.perf_counter() - t0:.3f} s")
+    # Under the limit the same files are decoded (and each fails as truncated, inside the budget).
+    with pytest.raises(DatasetError, match="truncated"):
+        prepare_dataset(_declaring(2, 6000, 6000), limits=limits, decode_budget=budget)
+    assert budget.charged == [72_000_000] and budget.events == ["enter", "exit:None"]
+
+
+def test_default_total_pixels_stops_the_issue_upload_from_headers() -> None:
+    """2,000 PNGs declaring 40 megapixels each (80 gigapixels; ~80,000 bytes of files) against the
+    defaults: refused before decoding, where decoding them would hold a worker for an hour."""
+    one = png_header_only(8000, 5000)
+    t0 = time.perf_counter()
+    with pytest.raises(DatasetError, match="the 2000 images declare 80,000 megapixels in total, over the 8,000"):
+        prepare_dataset([(f"{i}.png", one) for i in range(2000)])
+    print(f"\n  2000 x 40 MP declared: refused in {time.perf_counter() - t0:.2f} s")
+
+
+def test_decode_budget_is_charged_the_declared_pixels_around_decoding() -> None:
+    sizes = [(40, 30), (64, 64), (50, 90)]
+    files = [(f"{i}.png", noise(size, seed=i)) for i, size in enumerate(sizes)]
+    budget = Budget()
+    ds = prepare_dataset(files, decode_budget=budget)
+    assert len(ds) == 3 and budget.charged == [sum(w * h for w, h in sizes)]
+    assert budget.events == ["enter", "exit:None"]
+    # A file that fails to decode fails inside the budget's context, which is still released.
+    budget = Budget()
+    with pytest.raises(DatasetError, match="truncated"):
+        prepare_dataset([*files, ("cut.png", noise((64, 64))[:1500])], decode_budget=budget)
+    assert budget.charged == [sum(w * h for w, h in sizes) + 64 * 64] and budget.events == ["enter", "exit:None"]
+
+
+def test_decode_budget_can_refuse_before_decoding() -> None:
+    budget = Budget(refuse=DatasetError("this account is already decoding 3 uploads; try again in a minute"))
+    with pytest.raises(DatasetError, match="already decoding"):
+        prepare_dataset(_declaring(2, 2000, 2000), decode_budget=budget)  # would fail as truncated if decoded
+    assert budget.charged == [8_000_000]
+
+
+def test_prepared_sets_are_bounded_and_charged_too(tmp_path: Path) -> None:
+    ds = prepare_dataset([(f"{i}.png", noise((40, 40), seed=i)) for i in range(3)])
+    path = save_prepared(ds, tmp_path / "p.zip")
+    budget = Budget()
+    again = prepare_dataset(path, decode_budget=budget)
+    assert torch.equal(again.images, ds.images) and budget.charged == [3 * 32 * 32] and budget.events[-1] == "exit:None"
+    with pytest.raises(DatasetError, match="the 3 images declare"):
+        prepare_dataset(path, limits=UploadLimits(max_total_pixels=3000))
+    with pytest.raises(DatasetError, match="the 3 images declare"):
+        load_prepared(path, limits=UploadLimits(max_total_pixels=3000))
 
 
 # ---------------------------------------------------------------------------- prepared sets
