@@ -179,6 +179,9 @@ def _parse_output(out: bytes, returncode: int, limits: ModelUploadLimits, label:
         if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
             raise PretrainedError(f"{label} needed more than {limits.cpu_seconds} s of CPU time to convert and was "
                                   "stopped; it is not a model file this service can read")
+        if returncode == -signal.SIGXFSZ:
+            raise PretrainedError(f"{label} would convert to a file larger than {_mib(limits.max_output_bytes)}, the "
+                                  "limit for converted models")
         why = f"signal {signal.Signals(-returncode).name}" if returncode < 0 else f"exit status {returncode}"
         if "MemoryError" in tail or "can't allocate memory" in tail or "bad_alloc" in tail:
             raise PretrainedError(f"{label} exceeded the memory limit of {_mib(limits.memory_bytes)} while converting "
