@@ -15,7 +15,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
+from collections.abc import Callable
+from typing import Any, AsyncIterator
 
 from fastapi import HTTPException, Request
 from starlette.datastructures import UploadFile
@@ -23,7 +24,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from service.core import object_keys as keys
 from service.core.ids import new_id
-from service.core.quotas import Quotas
+from service.core.quotas import QuotaExceeded, Quotas
 from service.core.settings import Settings
 from service.core.storage import ObjectStore
 from service.core.uploads import DatasetRecord, DatasetRepo
@@ -143,15 +144,17 @@ def upload_limits(settings: Settings):  # -> gan_core.data.UploadLimits
         "max_files": settings.max_dataset_images,
         "max_archive_bytes": settings.max_upload_bytes,
         "max_pixels": settings.max_image_pixels,
+        "max_total_pixels": settings.max_upload_pixels,
     }
     known = {f.name for f in dataclasses.fields(UploadLimits)}
     return UploadLimits(**{k: v for k, v in wanted.items() if k in known})
 
 
 def ingest(upload: Upload, tenant: str, settings: Settings, store: ObjectStore, repo: DatasetRepo,
-           quotas: Quotas | None) -> DatasetRecord:
-    """Blocking (run it in a threadpool): validate with gan_core, then reserve (429 when the storage quota
-    would be exceeded), store and publish."""
+           quotas: Quotas | None, decode_budget: Callable[[int], Any] | None = None) -> DatasetRecord:
+    """Blocking (run it off the event loop): validate with gan_core, then reserve (429 when the storage quota
+    would be exceeded), store and publish. `decode_budget(pixels)` is entered around decoding with the
+    upload's declared pixels (the tenant's budget of pixels being decoded at once; it raises to refuse)."""
     from gan_core.data import DatasetError, prepare_dataset, save_prepared
 
     with tempfile.TemporaryDirectory(prefix="diggan-upload-") as tmp:
@@ -182,9 +185,12 @@ def ingest(upload: Upload, tenant: str, settings: Settings, store: ObjectStore, 
             fallback = "dataset"
         try:
             ds = prepare_dataset(source, resolution=upload.resolution, min_images=settings.min_dataset_images,
-                                 limits=upload_limits(settings), class_folders=upload.class_folders)
+                                 limits=upload_limits(settings), class_folders=upload.class_folders,
+                                 decode_budget=decode_budget)
         except DatasetError as e:
             raise HTTPException(422, str(e)) from None
+        except (HTTPException, QuotaExceeded):  # the decode budget's refusal, as it is
+            raise
         except Exception as e:  # hostile input must never become a 5xx; the log keeps the traceback
             log.exception("prepare_dataset failed on an upload")
             raise HTTPException(422, f"could not read the upload ({type(e).__name__}); check that every file is a "

@@ -7,8 +7,10 @@ different settings side by side.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated
+import asyncio
+import functools
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -18,6 +20,8 @@ from service.core.quotas import QuotaExceeded
 from service.core.services import Core
 from service.core.settings import Settings
 from service.core.storage import ObjectStore
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -62,6 +66,13 @@ def get_celery(request: Request) -> "Celery":
 
 def get_generators(request: Request) -> "GeneratorCache":
     return request.app.state.generators
+
+
+async def in_upload_pool(request: Request, fn: Callable[..., T], *args: Any) -> T:
+    """Run upload work (decoding images, converting model files) in the app's own small pool, not the
+    shared thread pool every other request needs: a burst of uploads queues there instead of starving it."""
+    pool = request.app.state.upload_pool
+    return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args))
 
 
 def _presented_key(request: Request) -> str | None:

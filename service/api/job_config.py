@@ -108,17 +108,26 @@ def _apply_network(cfg: TrainConfig, body: JobCreate, pretrained_network: dict[s
     cfg.network = net
 
 
-def _regularizer(name: str, weight: float, interval: int | None, params: dict[str, Any], cfg: TrainConfig) -> RegularizerConfig:
-    # Unspecified interval/params fall back to the preset's entry of the same name.
+def _regularizer(name: str, weight: float | None, interval: int | None, params: dict[str, Any],
+                 cfg: TrainConfig) -> RegularizerConfig:
+    """What the request leaves out comes from the preset's entry of the same name, else from the defaults
+    GET /v1/regularizers advertises (gan_core.regularizers.suggested_defaults)."""
+    from gan_core.regularizers import suggested_defaults
+
     base = cfg.regularizer(name)
+    default_weight, default_interval = suggested_defaults(name)
     merged = dict(base.params) if base else {}
     merged.update({k: float(v) for k, v in params.items()})
-    return RegularizerConfig(
-        name=name,
-        weight=float(weight),
-        interval=interval or (base.interval if base else RegularizerConfig.__dataclass_fields__["interval"].default),
-        params=merged,
-    )
+    if weight is None:
+        weight = base.weight if base else default_weight
+    if weight is None:
+        raise JobConfigError(f"regularizer {name!r} has no default weight; give one (\"weight\": ...)")
+    if interval is None:
+        interval = base.interval if base else default_interval
+    kept = {"scale_by_interval": base.scale_by_interval} if base and hasattr(base, "scale_by_interval") else {}
+    return RegularizerConfig(name=name, weight=float(weight),
+                             interval=interval or RegularizerConfig.__dataclass_fields__["interval"].default,
+                             params=merged, **kept)
 
 
 def _apply_schedule(cfg: TrainConfig, body: JobCreate) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         if sweeper:
             sweeper.stop.set()
+        app.state.upload_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="diggan-service",
@@ -133,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.generators = GeneratorCache(core.store, settings.generator_cache_size, settings.sample_device,
                                           settings.sample_threads)
     app.state.rate_limiter = build_rate_limiter(core.db, settings.redis_url)
+    app.state.upload_pool = ThreadPoolExecutor(settings.upload_workers, thread_name_prefix="upload")
     _install_error_handlers(app)
     for module in (health, datasets, jobs, samples, interpolation, export, reports, catalog, ui, model_routes):
         app.include_router(module.router)

@@ -4,14 +4,14 @@ Same rules as datasets (service/api/dataset_ingest.py): the size limit is enforc
 streams in, nothing is stored until gan_core has accepted the file, and the record is published
 last (what was written is removed again if storing fails half way).
 
-An NVlabs pkl is read by gan_core.interop.nvlabs (an allow-list unpickler that never runs the
-code embedded in the pkl); a .pt by torch.load(weights_only=True). Either way what is stored is
-our own checkpoint format (config + G + D + G_ema), so workers never unpickle an upload again.
+The file is parsed in a separate, resource-limited process (gan_core.interop.sandbox): an NVlabs pkl
+by an allow-list unpickler that never runs the code embedded in it, a .pt by torch.load(weights_only=True),
+each after size, shape and pickle-structure checks. What is stored is our own checkpoint format
+(config + G + D + G_ema), so workers never unpickle an upload again.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import tempfile
@@ -100,40 +100,37 @@ def _sha256_file(path: Path) -> str:
 
 def ingest_model(upload: Path, name: str | None, filename: str, tenant: str, settings: Settings,
                  store: ObjectStore, repo: ModelRepo, quotas: Quotas | None) -> ModelRecord:
-    """Blocking (run it in a threadpool): validate and convert with gan_core, then store, then publish."""
-    from gan_core.config import TrainConfig, validate_config
-    from gan_core.training.transfer import PretrainedError, load_pretrained, save_pretrained
+    """Blocking (run it off the event loop): parse, validate and convert in a resource-limited child process
+    (gan_core.interop.sandbox; this process only reads its small, validated result), then store and publish."""
+    from gan_core.config import NetworkConfig, TrainConfig, validate_config
+    from gan_core.interop.errors import PretrainedError
+    from gan_core.interop.sandbox import ModelUploadLimits, convert_model_upload
 
     shown = _clean_name(filename, "the upload")[:80]
     if upload.stat().st_size == 0:
         raise HTTPException(422, f"{shown} is empty; {HOW_TO}")
-    try:
-        pretrained = load_pretrained(upload, max_bytes=settings.max_model_upload_bytes)
-    except PretrainedError as e:
-        raise HTTPException(422, str(e).replace(upload.name, shown)) from None
-    except Exception as e:  # hostile input must never become a 5xx; the log keeps the traceback
-        log.exception("load_pretrained failed on an upload")
-        raise HTTPException(422, f"{shown} could not be read as a model ({type(e).__name__}); upload a .pt "
-                                 "checkpoint from a job or an NVlabs stylegan2-ada-pytorch .pkl") from None
-    net = pretrained.network
-    try:
-        validate_config(TrainConfig(network=net))
-    except ValueError as e:
-        raise HTTPException(422, f"{shown} holds a network this service cannot train: {e}") from None
-    if net.img_channels != 3:
-        raise HTTPException(422, f"{shown} makes {net.img_channels}-channel images; datasets here are RGB (3)")
-    pretrained.source = shown
-
     model_id = new_id("model")
     with tempfile.TemporaryDirectory(prefix="diggan-model-") as tmp:
         weights = Path(tmp) / "model.pt"
-        sha = save_pretrained(pretrained, weights)
+        limits = ModelUploadLimits(max_upload_bytes=settings.max_model_upload_bytes,
+                                   memory_bytes=settings.model_convert_memory_bytes,
+                                   wall_seconds=settings.model_convert_timeout_s)
+        try:
+            converted = convert_model_upload(upload, weights, limits, label=shown)
+        except PretrainedError as e:
+            raise HTTPException(422, str(e)) from None
+        net = NetworkConfig(**converted.network)  # within gan_core.interop.bounds already
+        try:
+            validate_config(TrainConfig(network=net))
+        except ValueError as e:
+            raise HTTPException(422, f"{shown} holds a network this service cannot train: {e}") from None
+        if net.img_channels != 3:
+            raise HTTPException(422, f"{shown} makes {net.img_channels}-channel images; datasets here are RGB (3)")
         rec = ModelRecord(
-            id=model_id, tenant=tenant, name=_clean_name(name, Path(shown).stem or "model"), kind=pretrained.kind,
-            resolution=net.resolution, network=dataclasses.asdict(net), has_discriminator=pretrained.D is not None,
-            notes=pretrained.notes, sha256=sha, size_bytes=weights.stat().st_size,
-            original_bytes=upload.stat().st_size, original_sha256=_sha256_file(upload),
+            id=model_id, tenant=tenant, name=_clean_name(name, Path(shown).stem or "model"), kind=converted.kind,
+            resolution=converted.resolution, network=dict(converted.network),
+            has_discriminator=converted.has_discriminator, notes=list(converted.notes), sha256=converted.sha256,
+            size_bytes=converted.size, original_bytes=upload.stat().st_size, original_sha256=_sha256_file(upload),
         )
         files = [(keys.model_weights(tenant, model_id), weights, "application/octet-stream")]
-        rec = repo.create(rec, files, store, quotas)
-    return rec
+        return repo.create(rec, files, store, quotas)

@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     max_image_pixels: int = 40_000_000  # decompression-bomb guard per image
     # Pretrained model uploads (POST /v1/models): NVlabs' FFHQ 1024 pkl (G, D, G_ema, augment pipe) is ~364 MB.
     max_model_upload_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
+    # Each upload is parsed in a child process with these limits (gan_core.interop.sandbox measured 1.53 GB
+    # for a paper1024 pkl); at most `upload_workers` conversions or dataset decodes run at once per process.
+    model_convert_memory_bytes: int = Field(default=4 << 30, ge=256 << 20)
+    model_convert_timeout_s: float = Field(default=180.0, gt=0)
+    upload_workers: int = Field(default=2, ge=1, le=64)
+    # Dataset decode budgets: declared pixels of one upload (checked from image headers before any decode;
+    # 8 GP = 5,000 images of 1024x1024 with room to spare), and of one tenant's uploads decoding at once.
+    max_upload_pixels: int = Field(default=8_000_000_000, ge=1)
+    max_decode_pixels_per_tenant: int = Field(default=16_000_000_000, ge=1)
 
     # --- jobs
     default_preset: str = "cpu-tiny"

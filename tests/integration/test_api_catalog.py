@@ -59,3 +59,19 @@ def test_catalog_needs_a_key_when_auth_is_on(tmp_path):
     with LiveServer(make_settings(tmp_path, auth_required=True, api_keys=keys)) as srv:
         assert srv.client.get("/v1/regularizers").status_code == 401
         assert srv.client.get("/v1/presets", headers={"Authorization": "Bearer key-a"}).status_code == 200
+
+
+def test_omitted_weights_and_intervals_take_the_advertised_defaults(server):
+    """A regularizer named without `weight`/`interval` gets the preset's entry, else what GET /v1/regularizers
+    advertises; the stored config shows what was used."""
+    advertised = {d["name"]: d for d in server.client.get("/v1/regularizers").json()["data"]}
+    ds = upload_zip(server.client, images_zip(8)).json()["id"]
+    r = server.client.post("/v1/jobs", json={"dataset_id": ds, "preset": "cpu-tiny",
+                                             "regularizers": [{"name": "lecam"}, {"name": "r1"}, {"name": "dragan"}]})
+    assert r.status_code == 202, r.text
+    got = {g["name"]: g for g in r.json()["config"]["regularizers"]}
+    preset_r1 = next(g for g in PRESETS["cpu-tiny"].regularizers if g.name == "r1")
+    assert got["r1"]["weight"] == preset_r1.weight and got["r1"]["interval"] == preset_r1.interval  # the preset's
+    for name in ("lecam", "dragan"):  # not in the preset: the advertised defaults
+        assert got[name]["weight"] == advertised[name]["default_weight"]
+        assert got[name]["interval"] == (advertised[name]["default_interval"] or 16)

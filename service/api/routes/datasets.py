@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service.api.dataset_ingest import ingest, receive_upload
-from service.api.deps import CoreDep, DatasetsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
+from service.api.deps import CoreDep, DatasetsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep, in_upload_pool
 from service.api.lookups import load_dataset
 from service.api.schemas.common import ERROR_RESPONSES
 from service.api.schemas.datasets import Dataset, DatasetList
@@ -54,9 +54,13 @@ async def create_dataset(request: Request, settings: SettingsDep, store: StoreDe
     if principal.quotas is not None:  # already full: refuse before reading the body
         await run_in_threadpool(refuse_when_full, core, principal)
     upload = await receive_upload(request, settings)
+    def decode_budget(pixels: int):  # pixels being decoded for this tenant at once, across replicas
+        return core.slots.hold(tenant, "decode", settings.max_decode_pixels_per_tenant, ttl_s=7200, weight=pixels)
+
     try:
-        # Decoding images is CPU work: off the event loop.
-        rec = await run_in_threadpool(ingest, upload, tenant, settings, store, repo, principal.quotas)
+        # Decoding images is CPU work: off the event loop, in the bounded upload pool.
+        rec = await in_upload_pool(request, ingest, upload, tenant, settings, store, repo, principal.quotas,
+                                   decode_budget)
     finally:
         await upload.close()
     return _view(rec)

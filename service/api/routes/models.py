@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from service.api.deps import CoreDep, ModelsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
+from service.api.deps import CoreDep, ModelsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep, in_upload_pool
 from service.api.lookups import load_model
 from service.api.model_ingest import ingest_model, receive_model
 from service.api.schemas.common import ERROR_RESPONSES
@@ -55,9 +55,9 @@ async def create_model(request: Request, settings: SettingsDep, store: StoreDep,
     with tempfile.TemporaryDirectory(prefix="diggan-model-upload-") as tmp:
         dest = Path(tmp) / "upload.bin"
         name, filename = await receive_model(request, settings, dest)
-        # Parsing and converting is CPU work: off the event loop.
-        rec = await run_in_threadpool(ingest_model, dest, name, filename, tenant, settings, store, repo,
-                                      principal.quotas)
+        # Parsing and converting happens in a child process; waiting for it is done in the upload pool.
+        rec = await in_upload_pool(request, ingest_model, dest, name, filename, tenant, settings, store, repo,
+                                   principal.quotas)
     return _view(rec)
 
 

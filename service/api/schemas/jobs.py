@@ -17,12 +17,14 @@ def _known_regularizers() -> dict[str, dict[str, float]]:
 
 
 class RegularizerSpec(BaseModel):
-    """One regularizer: `name`, `weight`, optional `interval`, and its own parameters (e.g. DigGAN's `alpha`)."""
+    """One regularizer: `name`, optional `weight` and `interval`, and its own parameters (e.g. DigGAN's `alpha`).
+    What is left out comes from the preset's entry of the same name, else from the defaults GET /v1/regularizers
+    advertises; the job's stored config shows what was used."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"example": {"name": "diggan", "weight": 100, "alpha": 0.5}})
 
     name: str
-    weight: float = Field(ge=0, le=1e6)
+    weight: float | None = Field(default=None, ge=0, le=1e6)
     interval: int | None = Field(default=None, ge=1, le=1000)
 
     @model_validator(mode="after")
