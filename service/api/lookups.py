@@ -30,13 +30,14 @@ def load_model(repo: ModelRepo, tenant: str, model_id: str) -> ModelRecord:
     return rec
 
 
-def require_checkpoint(jobs: JobRepo, rec: JobRecord, ref: str) -> CheckpointInfo:
-    """`latest`, `best` or a name; 404 naming the ones that exist, or 409 when there are none yet."""
+def require_checkpoint(jobs: JobRepo, rec: JobRecord, ref: str, none_yet: int = 409) -> CheckpointInfo:
+    """`latest`, `best` or a name; 404 naming the ones that exist, or `none_yet` (409: try again later; the
+    download routes say 404) when the job has none yet."""
     ckpt = jobs.checkpoint(rec, ref)
     if ckpt is not None:
         return ckpt
     existing = jobs.checkpoints(rec.id)
-    if existing or ref not in ("latest", "best"):
+    if existing or ref not in ("latest", "best") or none_yet == 404:
         names = ", ".join(c.name for c in existing[-5:]) or "none yet"
         raise HTTPException(404, f"job {rec.id} has no checkpoint {ref!r}; use 'latest', 'best' or one of: {names} "
                                  f"(GET /v1/jobs/{rec.id}/checkpoints lists them)")

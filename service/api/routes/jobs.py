@@ -221,7 +221,7 @@ def list_checkpoints(job_id: str, jobs: JobsDep, tenant: TenantDep) -> Checkpoin
 def download_checkpoint(job_id: str, name: str, jobs: JobsDep, store: StoreDep, tenant: TenantDep,
                         settings: SettingsDep, redirect: bool = False) -> Response:
     rec = load_job(jobs, tenant, job_id)
-    ckpt = require_checkpoint(jobs, rec, name)
+    ckpt = require_checkpoint(jobs, rec, name, none_yet=404)
     if redirect:
         url = store.presigned_get_url(ckpt.object_key, expires_seconds=settings.presign_expires_s)
         if url:
@@ -237,7 +237,7 @@ def download_checkpoint(job_id: str, name: str, jobs: JobsDep, store: StoreDep, 
             response_class=Response, responses={200: {"content": {"image/png": {}}}})
 def checkpoint_grid(job_id: str, name: str, jobs: JobsDep, store: StoreDep, tenant: TenantDep) -> Response:
     rec = load_job(jobs, tenant, job_id)
-    ckpt = require_checkpoint(jobs, rec, name)
+    ckpt = require_checkpoint(jobs, rec, name, none_yet=404)
     if not ckpt.grid_key:
         raise HTTPException(404, f"checkpoint {ckpt.name} has no stored grid")
     return Response(store.get_bytes(ckpt.grid_key), media_type="image/png")
