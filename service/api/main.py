@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.api.guards import BodyLimit, LoopbackOnly
 from service.api.routes import catalog, datasets, docs, export, health, interpolation, jobs, reports, samples, ui
 from service.api.routes import models as model_routes
+from service.api.routes import webhooks as webhook_routes
 from service.api.sampling import CheckpointUnreadable, GeneratorCache
 from service.core.quotas import QuotaExceeded
 from service.core.queue import enqueue_train, make_celery
@@ -28,6 +29,7 @@ from service.core.services import open_core
 from service.core.settings import Settings, get_settings
 from service.core.storage import InvalidKey, ObjectNotFound, StorageFull, StorageUnavailable
 from service.core.sweep import sweep
+from service.core.webhooks import deliver_due
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,26 @@ class _Sweeper:
                 log.exception("sweep failed; will retry")
 
 
+class _WebhookDispatcher:
+    """Delivers due webhook events (service/core/webhooks.py) from a daemon thread of the API process."""
+
+    def __init__(self, app: FastAPI):
+        self.app, self.stop = app, threading.Event()
+        self.thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
+
+    def _run(self) -> None:
+        import httpx
+
+        st = self.app.state
+        with httpx.Client(timeout=st.settings.webhook_timeout_s, follow_redirects=False) as client:
+            while not self.stop.wait(st.settings.webhook_poll_s):
+                try:
+                    while deliver_due(st.core.db, st.settings, client) and not self.stop.is_set():
+                        pass
+                except Exception:
+                    log.exception("webhook dispatch failed; will retry")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -114,7 +136,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeper = _Sweeper(app) if settings.sweep_interval_s > 0 else None
         if sweeper:
             sweeper.thread.start()
+        dispatcher = _WebhookDispatcher(app)
+        dispatcher.thread.start()
         yield
+        dispatcher.stop.set()
         if sweeper:
             sweeper.stop.set()
         app.state.upload_pool.shutdown(wait=False, cancel_futures=True)
@@ -137,7 +162,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = build_rate_limiter(core.db, settings.redis_url)
     app.state.upload_pool = ThreadPoolExecutor(settings.upload_workers, thread_name_prefix="upload")
     _install_error_handlers(app)
-    for module in (health, datasets, jobs, samples, interpolation, export, reports, catalog, ui, model_routes):
+    for module in (health, datasets, jobs, samples, interpolation, export, reports, catalog, ui, model_routes,
+                   webhook_routes):
         app.include_router(module.router)
     ui.mount(app)  # the dashboard's static files under /ui/
     docs.mount(app)

@@ -27,6 +27,7 @@ from service.core.db.sql import conditional_update
 from service.core.db.types import db_now, seconds_before_now
 from service.core.ids import new_id
 from service.core.quotas import Quotas, check_new_job, lock_tenant
+from service.core.webhooks import emit_status
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ class JobRecord(BaseModel):
     resumes: list[dict[str, Any]] = Field(default_factory=list)
     init_from: dict[str, Any] | None = None
     idempotency_key_hash: str | None = None
+    name: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    webhook: dict[str, Any] | None = None
 
     @property
     def terminal(self) -> bool:
@@ -127,7 +131,8 @@ class JobRecord(BaseModel):
             enqueued_at=j.enqueued_at, enqueue_count=j.enqueue_count, worker_id=j.worker_id, attempt=j.attempt,
             device=j.device, versions=j.versions or {}, dataset_sha256=j.dataset_sha256,
             latest_checkpoint=j.latest_checkpoint, best_checkpoint=j.best_checkpoint, resumes=list(j.resumes or []),
-            init_from=j.init_from, idempotency_key_hash=j.idempotency_key_hash,
+            init_from=j.init_from, idempotency_key_hash=j.idempotency_key_hash, name=j.name,
+            metadata=dict(j.meta or {}), webhook=j.webhook,
         )
 
 
@@ -149,12 +154,17 @@ class JobRepo:
             row = s.scalar(select(Job).where(Job.id == job_id, Job.tenant == tenant))
             return JobRecord.from_row(row) if row is not None else None
 
-    def list(self, tenant: str, status: JobStatus | None = None, limit: int = 20,
-             cursor: str | None = None) -> tuple[list[JobRecord], str | None]:
-        """Newest first (ids are time-sortable). `cursor` is the last id of the previous page."""
+    def list(self, tenant: str, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None,
+             name: str | None = None, metadata: dict[str, str] | None = None) -> tuple[list[JobRecord], str | None]:
+        """Newest first (ids are time-sortable). `cursor` is the last id of the previous page; `name` and
+        `metadata` (every key=value given) filter."""
         q = select(Job).where(Job.tenant == tenant)
         if status is not None:
             q = q.where(Job.status == status.value)
+        if name is not None:
+            q = q.where(Job.name == name)
+        for key, value in (metadata or {}).items():
+            q = q.where(Job.meta[key].as_string() == value)
         if cursor:
             q = q.where(Job.id < cursor)
         with self.db.read() as s:
@@ -195,7 +205,9 @@ class JobRepo:
     # ------------------------------------------------------------------ create
     def create(self, *, tenant: str, dataset_id: str, config: dict[str, Any], request: dict[str, Any],
                init_from: dict[str, Any] | None, charged_kimg: float, quotas: Quotas | None,
-               idempotency: tuple[str, str] | None, idempotency_ttl_s: float) -> tuple[JobRecord, bool]:
+               idempotency: tuple[str, str] | None, idempotency_ttl_s: float, name: str | None = None,
+               metadata: dict[str, str] | None = None,
+               webhook: dict[str, Any] | None = None) -> tuple[JobRecord, bool]:
         """Insert a queued job; with `idempotency` = (key hash, body hash), at most one job per key and
         tenant (a unique row written in the same transaction). Returns (job, replayed).
 
@@ -203,7 +215,7 @@ class JobRepo:
         for _ in range(3):  # a unique-key race: the loser re-reads the winner's job
             try:
                 return self._create_once(tenant, dataset_id, config, request, init_from, charged_kimg, quotas,
-                                         idempotency, idempotency_ttl_s)
+                                         idempotency, idempotency_ttl_s, name, metadata, webhook)
             except IntegrityError:
                 if idempotency is None:
                     raise
@@ -212,7 +224,8 @@ class JobRepo:
 
     def _create_once(self, tenant: str, dataset_id: str, config: dict[str, Any], request: dict[str, Any],
                      init_from: dict[str, Any] | None, charged_kimg: float, quotas: Quotas | None,
-                     idempotency: tuple[str, str] | None, ttl_s: float) -> tuple[JobRecord, bool]:
+                     idempotency: tuple[str, str] | None, ttl_s: float, name: str | None,
+                     metadata: dict[str, str] | None, webhook: dict[str, Any] | None) -> tuple[JobRecord, bool]:
         with self.db.write() as s:
             lock_tenant(s, tenant)  # serialises with quota checks and dataset deletes of this tenant
             if idempotency is not None:
@@ -227,12 +240,14 @@ class JobRepo:
             job = Job(id=new_id("job"), tenant=tenant, dataset_id=dataset_id, status=JobStatus.queued.value,
                       config=config, request=request, init_from=init_from, total_kimg=float(config["kimg"]),
                       charged_kimg=charged_kimg, versions={}, resumes=[], enqueue_count=0, attempt=0, kimg=0.0,
-                      idempotency_key_hash=idempotency[0] if idempotency else None)
+                      idempotency_key_hash=idempotency[0] if idempotency else None, name=name,
+                      meta=dict(metadata or {}), webhook=webhook)
             s.add(job)
             if idempotency is not None:
                 s.add(IdempotencyKey(tenant=tenant, key_hash=idempotency[0], body_hash=idempotency[1], job_id=job.id))
             s.flush()
             s.refresh(job)  # server defaults (created_at from the database clock)
+            emit_status(s, job.id)
             return JobRecord.from_row(job), False
 
     @staticmethod
@@ -265,13 +280,15 @@ class JobRepo:
         other state is left alone; the caller looks at the returned record."""
         queued = Job.status == JobStatus.queued.value
         with self.db.write() as s:
-            s.execute(conditional_update(Job).where(Job.id == job_id, Job.tenant == tenant,
+            changed = s.execute(conditional_update(Job).where(Job.id == job_id, Job.tenant == tenant,
                                         Job.status.in_((JobStatus.queued.value, JobStatus.running.value)))
                       .values(status=case((queued, JobStatus.canceled.value), else_=JobStatus.cancelling.value),
                               finished_at=case((queued, db_now()), else_=Job.finished_at),
                               cancel_requested_at=func.coalesce(Job.cancel_requested_at, db_now()),
                               worker_id=case((queued, None), else_=Job.worker_id),
-                              updated_at=db_now()))
+                              updated_at=db_now())).rowcount
+            if changed:
+                emit_status(s, job_id)
             row = s.scalar(select(Job).where(Job.id == job_id, Job.tenant == tenant))
             return JobRecord.from_row(row) if row is not None else None
 

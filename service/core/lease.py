@@ -24,6 +24,7 @@ from service.core.db.models import Checkpoint, Job, Tick
 from service.core.db.sql import conditional_update, insert_for
 from service.core.db.types import db_now, seconds_before_now
 from service.core.jobs import LEASED, CheckpointInfo, JobRecord, JobStatus
+from service.core.webhooks import emit, emit_status
 
 
 def new_worker_id() -> str:
@@ -50,6 +51,7 @@ def claim(db: Database, tenant: str, job_id: str, worker_id: str, device: str, s
         ).first()
         if row is None:
             return None
+        emit_status(s, job_id)
         return JobRecord.from_row(s.get(Job, job_id))
 
 
@@ -109,6 +111,11 @@ class JobLease:
                              size=info.size, metrics=info.metrics, is_best=info.is_best, final=info.final))
             for key, size in stored:
                 blobs.register(s, self.tenant, key, size, "job", self.job_id)
+            event = {"job_id": self.job_id, **info.model_dump(mode="json")}
+            emit(s, self.job_id, "job.checkpoint", event)
+            if info.metrics:
+                emit(s, self.job_id, "job.metrics", {"job_id": self.job_id, "checkpoint": info.name, "kimg": info.kimg,
+                                                     "metrics": info.metrics, "is_best": info.is_best})
             return status
 
     def record_provenance(self, versions: dict[str, Any], dataset_sha256: str) -> str:
@@ -140,11 +147,14 @@ class JobLease:
             values.update(kimg=Job.total_kimg, eta_seconds=0.0)
         with self.db.write() as s:
             self._update(s, **values)
+            emit_status(s, self.job_id)
 
     def requeue(self) -> str:
         """Hand the job back (worker shutdown): queued again, or canceled if a cancel came meanwhile."""
         cancelling = Job.status == JobStatus.cancelling.value
         with self.db.write() as s:
             new = case((cancelling, JobStatus.canceled.value), else_=JobStatus.queued.value)
-            return self._update(s, status=new, worker_id=None, heartbeat_at=None, enqueued_at=None,
-                                finished_at=case((cancelling, db_now()), else_=None))  # RETURNING: the new status
+            status = self._update(s, status=new, worker_id=None, heartbeat_at=None, enqueued_at=None,
+                                  finished_at=case((cancelling, db_now()), else_=None))  # RETURNING: the new status
+            emit_status(s, self.job_id)
+            return status

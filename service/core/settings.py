@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     # API, and OpenMP threads spinning on an oversubscribed CPU slow training down 10-30x.
     torch_threads: int = Field(default=0, ge=0, le=256)
 
+    # --- webhooks (service/core/webhooks.py)
+    webhooks_allow_private: bool = False  # also deliver to private/loopback addresses (tests, one-host setups)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_retry_base_s: float = Field(default=5.0, gt=0)  # then 2x per failed attempt, capped at an hour
+    webhook_retry_for_s: float = Field(default=24 * 3600.0, gt=0)  # a delivery failing this long is given up
+    webhook_poll_s: float = Field(default=1.0, gt=0)  # the dispatcher's period (0 turns it off: see sweep)
+
     # --- samples
     max_samples: int = 64
     psi_min: float = -2.0

@@ -28,6 +28,7 @@ from service.core.db.types import db_now, seconds_before_now
 from service.core.jobs import JobStatus
 from service.core.settings import Settings
 from service.core.storage import ObjectStore
+from service.core.webhooks import emit_status
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ def _stale_leases(db: Database, settings: Settings, enqueue: Enqueue) -> list[tu
             action = f"re-queued (heartbeat {age:.0f} s old, attempt {row.attempt})"
         with db.write() as s:
             won = s.execute(conditional_update(Job).where(same).values(updated_at=db_now(), **values)).rowcount
+            if won:
+                emit_status(s, row.id)
         if won:
             actions.append((row.id, action))
             if values["status"] == JobStatus.queued.value:

@@ -215,3 +215,22 @@ def test_tenants_are_isolated_and_keys_required(tmp_path):
         assert c.get("/v1/jobs", headers=b).json()["data"] == []
         assert c.get(f"/v1/jobs/{job['id']}", headers=a).status_code == 200
         assert all(k.startswith("tenants/alice/") for k in (o.key for o in srv.store.list("")))
+
+
+def test_name_and_metadata_are_returned_and_filter_the_list(server, dataset_id):
+    a = _create(server, {"dataset_id": dataset_id, "name": "obama-run", "metadata": {"team": "vision", "exp": "7"}})
+    b = _create(server, {"dataset_id": dataset_id, "name": "obama-run", "metadata": {"team": "audio"}})
+    assert a.status_code == 202 and a.json()["name"] == "obama-run" and a.json()["metadata"]["exp"] == "7"
+    got = server.client.get(f"/v1/jobs/{a.json()['id']}").json()
+    assert got["metadata"] == {"team": "vision", "exp": "7"}
+    by_name = server.client.get("/v1/jobs", params={"name": "obama-run"}).json()["data"]
+    assert [j["id"] for j in by_name] == [b.json()["id"], a.json()["id"]]
+    by_meta = server.client.get("/v1/jobs", params={"metadata[team]": "vision"}).json()["data"]
+    assert [j["id"] for j in by_meta] == [a.json()["id"]]
+    both = server.client.get("/v1/jobs", params={"metadata[team]": "vision", "metadata[exp]": "8"}).json()["data"]
+    assert both == []
+    for bad in ({"metadata": {f"k{i}": "v" for i in range(17)}}, {"metadata": {"bad key": "v"}},
+                {"metadata": {"k": "x" * 513}}, {"name": "x" * 201}):
+        r = _create(server, {"dataset_id": dataset_id, **bad})
+        assert r.status_code == 422, (bad, r.text)
+    assert server.client.get("/v1/jobs", params={"metadata[bad key]": "x"}).status_code == 422

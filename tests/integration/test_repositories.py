@@ -348,3 +348,37 @@ def test_import_of_0_1_records_is_idempotent(core):
                                         idempotency_ttl_s=10**9)
     assert replayed and replay.id == job
     assert json.loads(json.dumps(first))  # printable as the CLI prints it
+
+
+def test_upgrading_a_0001_database_keeps_its_jobs(database_url, tmp_path):
+    """Revision 0002 adds job names, metadata and webhooks to a database that already holds jobs."""
+    from service.core.db import Database
+    from service.core.db.migrate import current_revision, upgrade
+
+    db = Database(database_url)
+    try:
+        upgrade(db)
+        with db.engine.begin() as conn:  # back to 0001, as a 0.2 deployment before this change would be
+            from alembic import command
+
+            from service.core.db.migrate import alembic_config
+
+            cfg = alembic_config(db)
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0001")
+        assert current_revision(db) == "0001"
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO datasets (id, tenant, status, name, num_images, resolution, warnings, "
+                                 "size_bytes, original_bytes, source, num_classes, class_names) VALUES "
+                                 "('ds_0', 't', 'ready', 'd', 8, 32, '[]', 0, 0, 'zip', 0, '[]')")
+            conn.exec_driver_sql('INSERT INTO jobs (id, tenant, dataset_id, status, config, request, kimg, total_kimg, '
+                                 "charged_kimg, enqueue_count, attempt, versions, resumes) VALUES ('job_old', 't', "
+                                 """'ds_0', 'succeeded', '{"kimg": 1}', '{}', 1, 1, 1, 1, 1, '{}', '[]')""")
+        upgrade(db)
+        assert current_revision(db) == "0002"
+        from service.core.jobs import JobRepo
+
+        rec = JobRepo(db).find("t", "job_old")
+        assert rec.metadata == {} and rec.name is None and rec.webhook is None and rec.config == {"kimg": 1}
+    finally:
+        db.dispose()

@@ -19,6 +19,7 @@ from service.api.job_config import JobConfigError, charged_kimg, fit_config_to_d
 from service.api.lookups import load_dataset, load_job, require_checkpoint
 from service.api.schemas.common import ERROR_RESPONSES
 from service.api.schemas.jobs import CheckpointList, Job, JobCreate, JobList, Metrics
+from service.core import webhooks
 from service.core.blobs import purge_deleted
 from service.core.ids import is_valid_id
 from service.core.jobs import DatasetMissing, IdempotencyConflict, JobRecord, JobRepo, JobStatus
@@ -59,11 +60,18 @@ def create_job(
         config = fit_config_to_dataset(config, dataset.num_classes)  # biggan: num_classes from the dataset's labels
     except JobConfigError as e:
         raise HTTPException(422, str(e)) from None
+    if body.webhook is not None:
+        try:
+            webhooks.check_url(body.webhook.url, settings.webhooks_allow_private)
+        except webhooks.WebhookUrlError as e:
+            raise HTTPException(422, str(e)) from None
     try:  # one transaction: the idempotency key, the quota checks and the job row (429 / 409 / 404)
         rec, replayed = jobs.create(
             tenant=tenant, dataset_id=body.dataset_id, config=config, init_from=init_from,
             request=body.model_dump(mode="json", exclude_unset=True), charged_kimg=charged_kimg(config),
-            quotas=principal.quotas, idempotency=idempotency, idempotency_ttl_s=settings.idempotency_ttl_s)
+            quotas=principal.quotas, idempotency=idempotency, idempotency_ttl_s=settings.idempotency_ttl_s,
+            name=body.name, metadata=body.metadata,
+            webhook=body.webhook.model_dump() if body.webhook is not None else None)
     except IdempotencyConflict:
         raise HTTPException(409, "this Idempotency-Key was already used with a different request body; "
                                  "use a new key for a different job") from None
@@ -89,17 +97,40 @@ def _send(celery: object, jobs: JobRepo, rec: JobRecord) -> None:
     jobs.mark_enqueued(rec.id)
 
 
-@router.get("", response_model=JobList, summary="Your jobs, newest first, with cursor pagination")
+@router.get("", response_model=JobList, summary="Your jobs, newest first, with cursor pagination; filter by "
+            "status, name, and metadata[key]=value")
 def list_jobs(
-    jobs: JobsDep, tenant: TenantDep,
+    request: Request, jobs: JobsDep, tenant: TenantDep,
     status: JobStatus | None = None,
+    name: Annotated[str | None, Query(max_length=200, description="the job's name, exactly")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=64, description="`next_cursor` of the previous page")] = None,
 ) -> JobList:
     if cursor is not None and not is_valid_id(cursor, "job"):
         raise HTTPException(422, f"invalid cursor {cursor!r}; pass the `next_cursor` of a previous page")
-    page, next_cursor = jobs.list(tenant, status=status, limit=limit, cursor=cursor)
+    metadata = _metadata_filters(request)
+    page, next_cursor = jobs.list(tenant, status=status, limit=limit, cursor=cursor, name=name, metadata=metadata)
     return JobList(data=[job_view(r) for r in page], next_cursor=next_cursor, has_more=next_cursor is not None)
+
+
+def _metadata_filters(request: Request) -> dict[str, str]:
+    """`metadata[key]=value` query parameters (at most 4), keys checked like metadata keys."""
+    import re
+
+    from service.api.schemas.jobs import METADATA_KEY
+
+    found = {}
+    for param, value in request.query_params.multi_items():
+        m = re.fullmatch(r"metadata\[(.*)\]", param)
+        if m is None:
+            continue
+        if not re.match(METADATA_KEY, m.group(1)) or len(value) > 512:
+            raise HTTPException(422, f"bad metadata filter {param[:80]!r}: use metadata[key]=value with a key of "
+                                     "1-64 letters, digits or _.:- and a value of at most 512 characters")
+        found[m.group(1)] = value
+    if len(found) > 4:
+        raise HTTPException(422, "at most 4 metadata filters")
+    return found
 
 
 @router.get("/{job_id}", response_model=Job)

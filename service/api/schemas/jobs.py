@@ -45,6 +45,34 @@ class RegularizerSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+METADATA_KEY = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+def _check_metadata(v: dict[str, str] | None) -> dict[str, str] | None:
+    import re
+
+    if v is None:
+        return v
+    if len(v) > 16:
+        raise ValueError(f"metadata holds at most 16 keys, got {len(v)}")
+    for key, value in v.items():
+        if not re.match(METADATA_KEY, key):
+            raise ValueError(f"metadata key {key[:80]!r} must be 1-64 characters of letters, digits and _.:-")
+        if not isinstance(value, str) or len(value) > 512:
+            raise ValueError(f"metadata[{key!r}] must be a string of at most 512 characters")
+    return v
+
+
+class WebhookSpec(BaseModel):
+    """Where this job's events go (instead of the tenant's default webhook), and which."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=8, max_length=2000)
+    events: list[Literal["job.status", "job.checkpoint", "job.metrics"]] = Field(
+        default_factory=lambda: ["job.status", "job.checkpoint", "job.metrics"], min_length=1, max_length=3)
+
+
 class JobCreate(BaseModel):
     """Everything but `dataset_id` defaults from the preset (DigGAN on)."""
 
@@ -90,6 +118,17 @@ class JobCreate(BaseModel):
     resolution: int | None = Field(default=None, ge=32, le=1024, description="training resolution, a power of two "
                                    "(default: the preset's, or the pretrained model's with init_from, which it must "
                                    "then equal); images are resized to it")
+    name: str | None = Field(default=None, min_length=1, max_length=200, description="your name for the job; "
+                             "GET /v1/jobs?name=... finds it")
+    metadata: dict[str, str] | None = Field(default=None, description="your own string map (at most 16 keys); "
+                                            "GET /v1/jobs?metadata[key]=value filters on it")
+    webhook: WebhookSpec | None = Field(default=None, description="where to send this job's events (signed, "
+                                        "retried); default: your tenant's webhook (PUT /v1/webhooks)")
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        return _check_metadata(v)
 
     @field_validator("resolution")
     @classmethod
@@ -117,6 +156,9 @@ class JobCreate(BaseModel):
 class Job(BaseModel):
     id: str
     object: Literal["job"] = "job"
+    name: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    webhook: dict[str, Any] | None = Field(default=None, description="this job's own webhook, if it named one")
     dataset_id: str
     status: JobStatus
     config: dict[str, Any] = Field(description="the full resolved training config (preset + request; seed included)")

@@ -56,6 +56,54 @@ class Tenant(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class TenantWebhook(Base):
+    """A tenant's default webhook (revision 0002): where job events go when a job names no URL of its own,
+    and the secret every delivery to this tenant is signed with (Standard Webhooks, `whsec_...`)."""
+
+    __tablename__ = "tenant_webhooks"
+    tenant: Mapped[str] = mapped_column(TENANT, primary_key=True)
+    url: Mapped[str | None] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    secret: Mapped[str] = mapped_column(String(100), nullable=False)
+    updated_at: Mapped[datetime] = _created()
+
+
+class WebhookDelivery(Base):
+    """An outbox row per event and URL, written in the transaction of the change it reports; a dispatcher
+    delivers them in order per job, retries with backoff, and records what happened (revision 0002)."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    msg_id: Mapped[str] = mapped_column(String(40), nullable=False, unique=True)  # the webhook-id header
+    tenant: Mapped[str] = mapped_column(TENANT, nullable=False)
+    job_id: Mapped[str] = mapped_column(ID, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    url: Mapped[str] = mapped_column(String(2000), nullable=False)
+    event: Mapped[str] = mapped_column(String(40), nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")  # pending|delivered|failed
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime] = _created()
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = _created()
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+                      Index("ix_webhook_deliveries_job", "job_id", "id"))
+
+
+class Calibration(Base):
+    """Measured seconds per kimg of a training setup on a worker's device (revision 0002), for the time
+    estimate of POST /v1/jobs?dry_run=true."""
+
+    __tablename__ = "calibrations"
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of what decides the speed
+    device: Mapped[str] = mapped_column(String(80), primary_key=True)
+    sec_per_kimg: Mapped[float] = mapped_column(Float, nullable=False)
+    measured_at: Mapped[datetime] = _created()
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -150,8 +198,13 @@ class Job(Base):
     resumes: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, nullable=False, default=list)
     init_from: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     idempotency_key_hash: Mapped[str | None] = mapped_column(String(64))
+    # The caller's own handles (revision 0002): a name, a small string map, and where to send events.
+    name: Mapped[str | None] = mapped_column(String(200))
+    meta: Mapped[dict[str, str]] = mapped_column("metadata", JSONType, nullable=False, default=dict)
+    webhook: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # {"url", "events"}; None: the tenant's
 
     __table_args__ = (
+        Index("ix_jobs_tenant_name", "tenant", "name"),
         Index("ix_jobs_tenant_id", "tenant", "id"),
         Index("ix_jobs_tenant_status", "tenant", "status"),
         Index("ix_jobs_status", "status"),
