@@ -126,11 +126,16 @@ def upfirdn2d(
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(n, c, h * up, w * up)
 
-    # Pad (positive) or crop (negative).
-    if max(padx0, padx1, pady0, pady1) > 0:
-        x = F.pad(x, [max(padx0, 0), max(padx1, 0), max(pady0, 0), max(pady1, 0)])
-    if min(padx0, padx1, pady0, pady1) < 0:
-        x = x[:, :, max(-pady0, 0) : x.shape[2] - max(-pady1, 0), max(-padx0, 0) : x.shape[3] - max(-padx1, 0)]
+    # Pad (positive) or crop (negative). Symmetric zero padding is left to the conv below,
+    # which pads internally: no padded copy of x to fill and write (nor its backward).
+    conv_pad = (0, 0)
+    if padx0 == padx1 >= 0 and pady0 == pady1 >= 0:
+        conv_pad = (pady0, padx0)
+    else:
+        if max(padx0, padx1, pady0, pady1) > 0:
+            x = F.pad(x, [max(padx0, 0), max(padx1, 0), max(pady0, 0), max(pady1, 0)])
+        if min(padx0, padx1, pady0, pady1) < 0:
+            x = x[:, :, max(-pady0, 0) : x.shape[2] - max(-pady1, 0), max(-padx0, 0) : x.shape[3] - max(-padx1, 0)]
 
     # Filter: one depthwise conv; gain applied to the (tiny) filter, not the image.
     f = f * (gain ** (f.ndim / 2))
@@ -138,10 +143,10 @@ def upfirdn2d(
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))
     if f.ndim == 1:  # separable taps: horizontal pass then vertical pass
-        x = F.conv2d(x, f.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), stride=(1, down), groups=c)
-        x = F.conv2d(x, f.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), stride=(down, 1), groups=c)
+        x = F.conv2d(x, f.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), stride=(1, down), padding=(0, conv_pad[1]), groups=c)
+        x = F.conv2d(x, f.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), stride=(down, 1), padding=(conv_pad[0], 0), groups=c)
     else:
-        x = F.conv2d(x, f[None, None].expand(c, 1, -1, -1), stride=down, groups=c)
+        x = F.conv2d(x, f[None, None].expand(c, 1, -1, -1), stride=down, padding=conv_pad, groups=c)
     return x
 
 
@@ -178,13 +183,18 @@ def _conv2d_wrapper(
     groups: int = 1,
     transpose: bool = False,
     flip_weight: bool = True,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     # conv2d computes correlation; flip_weight=False asks for a true convolution.
     if not flip_weight:
         w = w.flip([2, 3])
     if transpose:
-        return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
-    return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+        return F.conv_transpose2d(x, w, bias, stride=stride, padding=padding, groups=groups)
+    return F.conv2d(x, w, bias, stride=stride, padding=padding, groups=groups)
+
+
+def _add_bias(x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return x if bias is None else x + bias.reshape(1, -1, 1, 1)
 
 
 def conv2d_resample(
@@ -196,6 +206,7 @@ def conv2d_resample(
     padding: Padding = 0,
     groups: int = 1,
     flip_weight: bool = True,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """2-D convolution with FIR-filtered up/downsampling, a port of NVlabs' `conv2d_resample`.
 
@@ -207,6 +218,8 @@ def conv2d_resample(
         padding: padding with respect to the upsampled image.
         groups: grouped convolution (the fused modulated conv uses groups=batch).
         flip_weight: False = convolution, True = correlation (like F.conv2d).
+        bias: [C_out] added to the output; inside the last conv when the last op is one
+            (one fused kernel instead of a separate pass over the output).
     """
     out_channels, in_channels_per_group, kh, kw = w.shape
     fw, fh = _filter_size(f)
@@ -227,17 +240,17 @@ def conv2d_resample(
     # 1x1 conv with downsampling: downsample first (4x fewer pixels to convolve).
     if kw == 1 and kh == 1 and (down > 1 and up == 1):
         x = upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1])
-        return _conv2d_wrapper(x, w, groups=groups, flip_weight=flip_weight)
+        return _conv2d_wrapper(x, w, groups=groups, flip_weight=flip_weight, bias=bias)
 
     # 1x1 conv with upsampling: convolve first, then upsample.
     if kw == 1 and kh == 1 and (up > 1 and down == 1):
         x = _conv2d_wrapper(x, w, groups=groups, flip_weight=flip_weight)
-        return upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2)
+        return _add_bias(upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2), bias)
 
     # Downsampling only: filter, then strided conv.
     if down > 1 and up == 1:
         x = upfirdn2d(x, f, padding=[px0, px1, py0, py1])
-        return _conv2d_wrapper(x, w, stride=down, groups=groups, flip_weight=flip_weight)
+        return _conv2d_wrapper(x, w, stride=down, groups=groups, flip_weight=flip_weight, bias=bias)
 
     # Upsampling: transposed strided conv, then filter.
     if up > 1:
@@ -259,17 +272,17 @@ def conv2d_resample(
         x = upfirdn2d(x, f, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up**2)
         if down > 1:
             x = upfirdn2d(x, f, down=down)
-        return x
+        return _add_bias(x, bias)
 
     # No resampling, symmetric padding: plain conv2d.
     if up == 1 and down == 1 and px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
-        return _conv2d_wrapper(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight)
+        return _conv2d_wrapper(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight, bias=bias)
 
     # Generic fallback.
     x = upfirdn2d(x, f if up > 1 else None, up=up, padding=[px0, px1, py0, py1], gain=up**2)
-    x = _conv2d_wrapper(x, w, groups=groups, flip_weight=flip_weight)
+    x = _conv2d_wrapper(x, w, groups=groups, flip_weight=flip_weight, bias=bias if down == 1 else None)
     if down > 1:
-        x = upfirdn2d(x, f, down=down)
+        x = _add_bias(upfirdn2d(x, f, down=down), bias)
     return x
 
 
@@ -289,8 +302,10 @@ def modulated_conv2d(
     demodulate: bool = True,
     flip_weight: bool = True,
     fused_modconv: bool = True,
+    bias: torch.Tensor | None = None,
+    gain: float = 1.0,
 ) -> torch.Tensor:
-    """StyleGAN2 modulated (and optionally demodulated) convolution.
+    """StyleGAN2 modulated (and optionally demodulated) convolution: `gain * (conv + noise + bias)`.
 
     Args:
         x: activations [N, C_in, H, W].
@@ -304,6 +319,11 @@ def modulated_conv2d(
         fused_modconv: True = build per-sample weights and run one grouped conv
             (groups=N); False = scale activations before/after one shared-weight
             conv. Mathematically identical; the faster one depends on the device.
+        bias: [C_out] added after the noise (NVlabs adds it in `bias_act`).
+        gain: multiplies the result. The callers pass the activation gain here: leaky
+            ReLU is positively homogeneous, so `lrelu(g * y) = g * lrelu(y)` and the gain rides
+            on the small per-sample coefficients instead of costing a pass over the activations.
+    A 1x1 kernel without resampling (ToRGB) is one batched matmul with per-sample weights.
     """
     batch_size = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
@@ -314,28 +334,75 @@ def modulated_conv2d(
     dcoefs = None
     if demodulate:
         dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
+    out_scale = dcoefs * gain if dcoefs is not None else (None if gain == 1 else gain)
+    gbias = None if bias is None else (bias * gain if gain != 1 else bias).to(x.dtype)
+    if noise is not None and gain != 1:
+        noise = noise * gain  # [N, 1, H, W] or [H, W]: small
+
+    if kh == 1 and kw == 1 and up == 1 and padding == 0:
+        # Per-sample weights [N, O, I] (tiny), then one batched matmul over the pixels.
+        w = weight.reshape(out_channels, in_channels).unsqueeze(0) * styles.reshape(batch_size, 1, -1)
+        if out_scale is not None:
+            w = w * (out_scale.reshape(batch_size, -1, 1) if torch.is_tensor(out_scale) else out_scale)
+        x = _batched_1x1(x, w.to(x.dtype), gbias)
+        return x if noise is None else x + noise.to(x.dtype)
 
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
-        x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding, flip_weight=flip_weight)
-        if demodulate:
-            x = x * dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1)
+        x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding, flip_weight=flip_weight,
+                            bias=gbias if out_scale is None else None)
+        if torch.is_tensor(out_scale):
+            scale = out_scale.to(x.dtype).reshape(batch_size, -1, 1, 1)
+            # One pass for scale and bias: bias + x * scale.
+            x = x * scale if gbias is None else torch.addcmul(gbias.reshape(1, -1, 1, 1), x, scale)
+        elif out_scale is not None:
+            x = x * out_scale if gbias is None else torch.add(gbias.reshape(1, -1, 1, 1), x, alpha=out_scale)
         if noise is not None:
             x = x + noise.to(x.dtype)
         return x
 
     # Fused: per-sample weights [N, O, I, k, k], batch folded into channels, one grouped conv.
     w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)
-    if demodulate:
-        w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
+    if out_scale is not None:
+        w = w * (out_scale.reshape(batch_size, -1, 1, 1, 1) if torch.is_tensor(out_scale) else out_scale)
     x = x.reshape(1, -1, *x.shape[2:])
     w = w.reshape(-1, in_channels, kh, kw)
     x = conv2d_resample(
-        x, w.to(x.dtype), f=resample_filter, up=up, padding=padding, groups=batch_size, flip_weight=flip_weight
+        x, w.to(x.dtype), f=resample_filter, up=up, padding=padding, groups=batch_size, flip_weight=flip_weight,
+        bias=None if gbias is None else gbias.repeat(batch_size),
     )
     x = x.reshape(batch_size, -1, *x.shape[2:])
     if noise is not None:
         x = x + noise.to(x.dtype)
+    return x
+
+
+def _batched_1x1(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Per-sample 1x1 conv: x [N, I, H, W], w [N, O, I] -> [N, O, H, W] as one (b)addbmm.
+
+    Pixels are read in x's own memory order (NCHW or channels-last) so no copy is made,
+    and the output comes back in the same format.
+    """
+    n, c, h, wd = x.shape
+    o = w.shape[1]
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        xv = x.permute(0, 2, 3, 1).reshape(n, h * wd, c)  # a view: pixels x channels
+        wt = w.transpose(1, 2)
+        y = torch.bmm(xv, wt) if bias is None else torch.baddbmm(bias.reshape(1, 1, o), xv, wt)
+        return y.reshape(n, h, wd, o).permute(0, 3, 1, 2)
+    xv = x.reshape(n, c, h * wd)
+    y = torch.bmm(w, xv) if bias is None else torch.baddbmm(bias.reshape(1, o, 1), w, xv)
+    return y.reshape(n, o, h, wd)
+
+
+def act_clamp(x: torch.Tensor, act: str = "linear", clamp: float | None = None) -> torch.Tensor:
+    """`act` then clamp to +-`clamp`: `bias_act` for callers that folded bias and gain upstream."""
+    if act == "lrelu":
+        x = F.leaky_relu(x, LRELU_ALPHA)
+    elif act != "linear":
+        raise ValueError(f"unsupported activation {act!r}; use one of {sorted(ACT_GAIN)}")
+    if clamp is not None and clamp >= 0:
+        x = F.hardtanh(x, -clamp, clamp)
     return x
 
 
@@ -431,8 +498,12 @@ class Conv2dLayer(torch.nn.Module):
         self.bias = torch.nn.Parameter(torch.zeros([out_channels])) if bias else None
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-        w = self.weight * self.weight_gain
-        b = self.bias.to(x.dtype) if self.bias is not None else None
+        # NVlabs: clamp(act(conv(x, w * wg) + b) * g). Both activations are positively homogeneous,
+        # so the gain g folds into the (small) weight and bias and the bias into the conv itself:
+        # the same function with two fewer passes over the activations (forward and backward).
+        g = self.act_gain * gain
+        w = self.weight * (self.weight_gain * g)
+        b = None if self.bias is None else (self.bias * g if g != 1 else self.bias).to(x.dtype)
         x = conv2d_resample(
             x,
             w.to(x.dtype),
@@ -441,9 +512,9 @@ class Conv2dLayer(torch.nn.Module):
             down=self.down,
             padding=self.padding,
             flip_weight=(self.up == 1),  # NVlabs: correlation unless upsampling (slightly faster there)
+            bias=b,
         )
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=act_clamp)
+        return act_clamp(x, self.activation, self.conv_clamp * gain if self.conv_clamp is not None else None)
 
     def extra_repr(self) -> str:
         return (

@@ -25,7 +25,7 @@ from gan_core.config import NetworkConfig
 from gan_core.networks.layers import (
     Conv2dLayer,
     FullyConnectedLayer,
-    bias_act,
+    act_clamp,
     modulated_conv2d,
     normalize_2nd_moment,
     setup_filter,
@@ -201,9 +201,10 @@ class SynthesisLayer(torch.nn.Module):
             resample_filter=self.resample_filter,
             flip_weight=(self.up == 1),
             fused_modconv=fused_modconv,
+            bias=self.bias,
+            gain=self.act_gain * gain,  # folded into the demodulation coefficients (lrelu is homogeneous)
         )
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias.to(x.dtype), act="lrelu", gain=self.act_gain * gain, clamp=act_clamp)
+        return act_clamp(x, "lrelu", self.conv_clamp * gain if self.conv_clamp is not None else None)
 
     def extra_repr(self) -> str:
         return f"in={self.in_channels}, out={self.out_channels}, resolution={self.resolution}, up={self.up}"
@@ -233,8 +234,8 @@ class ToRGBLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
-        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv, bias=self.bias)
+        return act_clamp(x, "linear", self.conv_clamp)
 
 
 class SynthesisBlock(torch.nn.Module):
