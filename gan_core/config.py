@@ -93,6 +93,24 @@ class RegularizerConfig:
     scale_by_interval: bool = True  # new fields last, defaulted: old checkpoints' configs still load
 
 
+# ---- Speed and precision policy (gan_core.training.perf) -------------------------------------------
+# How the trainer runs, not what it learns. Defaults keep CPU runs float32 and bit-reproducible.
+PRECISIONS = ("float32", "bf16")
+
+
+@dataclass
+class PerfConfig:
+    """Execution policy of the trainer (docs/speed.md). None = chosen by device and architecture."""
+
+    channels_last: bool | None = None  # NHWC activations/weights; None = on for stylegan2 (ours: ~20% per step on CPU)
+    # "bf16": bf16 autocast in the G/D passes without double backward; regularizer passes stay float32
+    precision: str = "float32"  # float32 everywhere (NVlabs' float32 path; its fp16 layers need CUDA)
+    allow_tf32: bool = False  # CUDA only: TF32 matmul/conv (NVlabs training_loop.py allow_tf32=False)
+    cudnn_benchmark: bool = True  # CUDA only: autotune conv algorithms (NVlabs training_loop.py cudnn_benchmark=True)
+    joint_d_pass: bool | None = None  # one D forward for reals + fakes when no input gradient is due; None = stylegan2
+    fused_adam: bool | None = None  # fused Adam kernel where torch has one (ours: ~40% of Adam's time on CPU)
+
+
 @dataclass
 class TrainConfig:
     preset: str = "cpu-tiny"
@@ -127,6 +145,7 @@ class TrainConfig:
     # layer (NVlabs loss.py style_mixing_prob=0.9). 0 = off. The trainer does not implement it yet: a
     # preset that sets it (paper256, low-shot-256) records the NVlabs value for when it does.
     style_mixing_prob: float = 0.0
+    perf: PerfConfig = field(default_factory=PerfConfig)  # speed/precision policy (new, last, defaulted)
 
     @property
     def snapshot_kimg(self) -> float:
@@ -313,6 +332,7 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
     net = NetworkConfig(**d.pop("network", {}))
     aug = AugmentConfig(**d.pop("augment", {}))
     regs = [RegularizerConfig(**r) for r in d.pop("regularizers", [])]
+    d["perf"] = PerfConfig(**(d.get("perf") or {}))  # configs saved before PerfConfig existed load with defaults
     if "adam_betas" in d:
         d["adam_betas"] = tuple(float(b) for b in d["adam_betas"])
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -377,6 +397,8 @@ def _validate_arch(cfg: TrainConfig) -> None:
         raise ValueError(f"biggan splits z into 4 chunks (shared_dim > 0): network.z_dim must be >= 4, got {net.z_dim}")
     if cfg.pl_weight > 0 and arch != "stylegan2":
         raise ValueError(f"path-length regularization (pl_weight) needs StyleGAN2's W space; set pl_weight=0 for {arch!r}")
+    if cfg.perf.precision not in PRECISIONS:
+        raise ValueError(f"perf.precision must be one of {PRECISIONS}, got {cfg.perf.precision!r}")
     if not 0.0 <= cfg.style_mixing_prob <= 1.0:
         raise ValueError(f"style_mixing_prob must be in [0, 1], got {cfg.style_mixing_prob}")
     if cfg.style_mixing_prob > 0 and arch != "stylegan2":
