@@ -93,7 +93,8 @@ def up(args: argparse.Namespace) -> int:
         )
         return 2
     env = dict(os.environ)
-    env.update({"DIGGAN_DATA_DIR": str(settings.data_dir), "DIGGAN_BROKER_URL": settings.broker_url,
+    env.update({"DIGGAN_LOG_LEVEL": args.log_level.upper(),
+                "DIGGAN_DATA_DIR": str(settings.data_dir), "DIGGAN_BROKER_URL": settings.broker_url,
                 "DIGGAN_RESULT_BACKEND": settings.result_backend, "DIGGAN_STORAGE": settings.storage,
                 "DIGGAN_DATABASE_URL": settings.database_url})
     import uvicorn
@@ -117,7 +118,8 @@ def up(args: argparse.Namespace) -> int:
     # would die before `finally` stops the workers. Turn it into SystemExit instead.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
+        # log_config=None: uvicorn's loggers go through our set-up (text or JSON, with request ids).
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, log_config=None)
     finally:
         stop_workers(procs, args.grace)
     return 0
@@ -260,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         return db_cmd(args)
     if args.command == "import-records":
         return import_cmd(args)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from service.core.logs import configure_logging
+
+    configure_logging(Settings().log_format if args.command == "up" else "text", args.log_level.upper())
     if args.command == "up":
         return up(args)
     return 1

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import math
@@ -36,6 +37,7 @@ from service.core.jobs import LEASED, CheckpointInfo, JobRecord, JobStatus
 from service.core.lease import JobLease, LeaseLost
 from service.core.services import Core
 from service.core.storage import ObjectNotFound, StorageError
+from worker import metrics
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,21 @@ def pick_device(setting: str) -> str:
     if setting == "cuda":
         log.warning("DIGGAN_DEVICE=cuda but no GPU is visible; training on cpu")
     return "cpu"
+
+
+def resource_stats(device: str) -> dict[str, float | None]:
+    """What NVlabs' training log shows each tick: process memory (resident now, and its peak) and peak GPU
+    memory (CUDA only), in MiB."""
+    import resource
+
+    import torch
+
+    with open("/proc/self/statm") as f:  # Linux: pages resident now
+        rss = int(f.read().split()[1]) * resource.getpagesize()
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    gpu = torch.cuda.max_memory_allocated() if device.startswith("cuda") and torch.cuda.is_available() else None
+    return {"rss_mb": round(rss / 2**20, 1), "peak_rss_mb": round(peak_rss / 2**20, 1),
+            "gpu_mem_peak_mb": round(gpu / 2**20, 1) if gpu is not None else None}
 
 
 def _clean(v: Any) -> Any:
@@ -122,7 +139,7 @@ class JobRunner:
             except Exception as e:  # database blip: the next beat retries
                 log.warning("heartbeat for %s failed: %s", self.job_id, e)
 
-    def _outlast_outage(self, fn: Callable[[], T], what: str) -> T:
+    def _outlast_outage(self, fn: Callable[[], T], what: str, failures: Any = None) -> T:
         """Run a write; while storage or the database is unavailable, wait with backoff (training pauses,
         nothing is lost) up to settings.storage_outage_tolerance_s, then let the error end the job."""
         deadline = time.monotonic() + self.settings.storage_outage_tolerance_s
@@ -133,6 +150,8 @@ class JobRunner:
             except (ObjectNotFound, LeaseLost):
                 raise
             except (StorageError, DBAPIError) as e:
+                if failures is not None:
+                    failures.inc()
                 if time.monotonic() + pause > deadline or self.shutdown.is_set():
                     raise
                 down = "storage" if isinstance(e, StorageError) else "the database"
@@ -146,10 +165,14 @@ class JobRunner:
         self._outlast_outage(lambda: self._on_tick(stats), "recording a tick")
 
     def on_snapshot(self, snap: Any) -> None:
-        self._outlast_outage(lambda: self._on_snapshot(snap), "storing a snapshot")
+        self._outlast_outage(lambda: self._on_snapshot(snap), "storing a snapshot", metrics.CHECKPOINT_UPLOAD_FAILURES)
 
     def _on_tick(self, stats: dict[str, Any]) -> None:
-        stats = {k: _clean(v) for k, v in stats.items()}
+        stats = {k: _clean(v) for k, v in {**stats, **resource_stats(self.device)}.items()}
+        metrics.TICKS.inc()
+        metrics.RSS_BYTES.set(stats["rss_mb"] * 2**20)
+        if stats.get("gpu_mem_peak_mb") is not None:
+            metrics.GPU_MEMORY_PEAK.set(stats["gpu_mem_peak_mb"] * 2**20)
         total = float(stats.get("total_kimg") or self.rec.progress.total_kimg or 1.0)
         kimg = float(stats.get("kimg") or 0.0)
         self._fenced(lambda: self.lease.record_tick(stats, kimg, total, stats.get("eta_seconds")))
@@ -161,20 +184,21 @@ class JobRunner:
         ckpt_key = keys.job_checkpoint(self.tenant, self.job_id, attempt, name)
         # Objects first (under this attempt's keys), registration last: a crash in between leaves the old
         # `latest`, never a dangling one.
-        self.store.put_file(ckpt_key, ckpt_path)
-        stored = [(ckpt_key, ckpt_path.stat().st_size)]
-        grid_name = grid_key = None
-        if grid_path.is_file():
-            grid_name = grid_path.name
-            grid_key = keys.job_grid(self.tenant, self.job_id, attempt, grid_name)
-            self.store.put_file(grid_key, grid_path, "image/png")
-            stored.append((grid_key, grid_path.stat().st_size))
+        with metrics.CHECKPOINT_UPLOAD_SECONDS.time():
+            self.store.put_file(ckpt_key, ckpt_path)
+            stored = [(ckpt_key, ckpt_path.stat().st_size)]
+            grid_name = grid_key = None
+            if grid_path.is_file():
+                grid_name = grid_path.name
+                grid_key = keys.job_grid(self.tenant, self.job_id, attempt, grid_name)
+                self.store.put_file(grid_key, grid_path, "image/png")
+                stored.append((grid_key, grid_path.stat().st_size))
         self._uploaded.add(name)
         if snap.metrics:
             self._publish_feature_cache()
-        metrics = {k: float(v) for k, v in (snap.metrics or {}).items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        scores = {k: float(v) for k, v in (snap.metrics or {}).items() if isinstance(v, (int, float)) and math.isfinite(v)}
         info = CheckpointInfo(name=name, kimg=float(snap.kimg), sha256=snap.sha256, size=ckpt_path.stat().st_size,
-                              created_at=datetime.now(timezone.utc), metrics=metrics, is_best=bool(snap.is_best),
+                              created_at=datetime.now(timezone.utc), metrics=scores, is_best=bool(snap.is_best),
                               final=bool(snap.final), grid=grid_name, attempt=attempt, object_key=ckpt_key,
                               grid_key=grid_key)
         self._fenced(lambda: self.lease.register_checkpoint(info, stored))
@@ -205,7 +229,10 @@ class JobRunner:
         class _Callbacks(JobCallbacks, TrainingCallbacks):
             pass
 
-        hb = threading.Thread(target=self._heartbeat_loop, name=f"heartbeat-{self.job_id}", daemon=True)
+        # The heartbeat thread logs with this task's context (job id, tenant, attempt, request id).
+        ctx = contextvars.copy_context()
+        hb = threading.Thread(target=ctx.run, args=(self._heartbeat_loop,), name=f"heartbeat-{self.job_id}",
+                              daemon=True)
         hb.start()
         run_dir = Path(tempfile.mkdtemp(prefix=f"diggan-{self.job_id}-"))
         try:

@@ -14,14 +14,16 @@ import time
 from functools import lru_cache
 
 from celery.exceptions import Reject
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import setup_logging, worker_init, worker_process_init, worker_ready, worker_shutting_down
 
 from service.core.jobs import JobStatus
 from service.core.lease import LeaseLost, claim, new_worker_id
+from service.core.logs import configure_logging, log_context, set_log_context
 from service.core.queue import enqueue_train, prepare_broker
 from service.core.services import Core, open_core
 from service.core.settings import Settings
 from service.core.sweep import sweep as _sweep
+from service.core.queue import CALIBRATE_TASK
 from worker.celery_app import SWEEP_TASK, TRAIN_TASK, app
 
 log = logging.getLogger(__name__)
@@ -41,9 +43,19 @@ def core() -> Core:
     return open_core(settings())
 
 
+@setup_logging.connect
+def _on_setup_logging(**_: object) -> None:
+    """Our format instead of Celery's (connecting to this signal stops Celery configuring logging)."""
+    s = settings()
+    configure_logging(s.log_format, s.log_level)
+
+
 @worker_init.connect
 def _on_init(**_: object) -> None:
     prepare_broker(settings())  # before the consumer starts: the embedded broker's files
+    from worker.metrics import serve
+
+    serve(settings().worker_metrics_port)
 
 
 @worker_process_init.connect
@@ -86,8 +98,14 @@ def _sweep_quietly() -> None:
 
 
 @app.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def train(job_id: str, tenant: str = "default") -> str:
-    """Train one job; safe to run twice (the claim + resume from the latest registered checkpoint)."""
+def train(job_id: str, tenant: str = "default", request_id: str | None = None) -> str:
+    """Train one job; safe to run twice (the claim + resume from the latest registered checkpoint). Every log
+    line it makes carries the job id, tenant, attempt and the id of the request that queued it."""
+    with log_context(request_id=request_id, job_id=job_id, tenant=tenant):
+        return _train(job_id, tenant)
+
+
+def _train(job_id: str, tenant: str) -> str:
     from worker.runner import JobRunner, configure_torch, pick_device, user_message
 
     if SHUTDOWN.is_set():  # a message taken during a warm shutdown goes back to the queue, for another worker
@@ -100,6 +118,7 @@ def train(job_id: str, tenant: str = "default") -> str:
         log.info("train: job %s is not queued (finished, missing, or held by a live worker); duplicate delivery "
                  "dropped", job_id)
         return "skipped"
+    set_log_context(attempt=rec.attempt)
     log.info("train: job %s attempt %d on %s (%s)", job_id, rec.attempt, device, WORKER_ID)
     runner = JobRunner(c, rec, WORKER_ID, device, shutdown=SHUTDOWN)
     try:
@@ -122,6 +141,24 @@ def _resend(c: Core, tenant: str, job_id: str) -> None:
         c.jobs.mark_enqueued(job_id)
     except Exception as e:
         log.warning("could not re-send job %s (%s); the sweep will", job_id, e)
+
+
+@app.task(name=CALIBRATE_TASK, ignore_result=True)
+def calibrate(signature: str, config: dict) -> float | None:
+    """Time a setup on this worker's device for POST /v1/jobs/estimate; skipped if measured meanwhile."""
+    from service.core import calibration
+    from worker.calibrate import measure
+    from worker.runner import configure_torch, pick_device
+
+    c, s = core(), settings()
+    if calibration.latest(c.db, signature) is not None:
+        return None  # another worker (or an earlier request) measured it already
+    configure_torch(s)
+    device = pick_device(s.device)
+    sec_per_kimg = measure(config, device)
+    calibration.record(c.db, signature, device, sec_per_kimg)
+    log.info("calibrated %s on %s: %.1f s/kimg", signature[:12], device, sec_per_kimg)
+    return sec_per_kimg
 
 
 @app.task(name=SWEEP_TASK, ignore_result=True)

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.api import metrics, request_ids
 from service.api.guards import BodyLimit, LoopbackOnly
 from service.api.routes import catalog, datasets, docs, export, health, interpolation, jobs, reports, samples, ui
 from service.api.routes import models as model_routes
@@ -167,7 +168,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     ui.mount(app)  # the dashboard's static files under /ui/
     docs.mount(app)
+    metrics.install(app)
     # Outermost last: the loopback rule answers before anything else looks at the request.
+    request_ids.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_json_body_bytes, exempt=UPLOAD_ROUTES)
     if not settings.auth_enabled:
         app.add_middleware(LoopbackOnly)

@@ -23,6 +23,7 @@ TRAIN_QUEUE = "train"
 LIGHT_QUEUE = "light"
 TRAIN_TASK = "worker.tasks.train"
 SWEEP_TASK = "worker.tasks.sweep"
+CALIBRATE_TASK = "worker.tasks.calibrate"
 
 
 def _filesystem_options(settings: Settings) -> dict[str, Any]:
@@ -70,7 +71,8 @@ def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
         task_default_queue=LIGHT_QUEUE,
         task_default_exchange=LIGHT_QUEUE,
         task_default_routing_key=LIGHT_QUEUE,
-        task_routes={TRAIN_TASK: {"queue": TRAIN_QUEUE}, "worker.tasks.*": {"queue": LIGHT_QUEUE}},
+        task_routes={TRAIN_TASK: {"queue": TRAIN_QUEUE}, CALIBRATE_TASK: {"queue": TRAIN_QUEUE},
+                     "worker.tasks.*": {"queue": LIGHT_QUEUE}},
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
@@ -82,11 +84,19 @@ def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
 
 
 def enqueue_train(celery: Celery, tenant: str, job_id: str) -> str:
+    """Send a job to the training queue, with the request id of the request that caused it (for the logs)."""
+    from service.core.logs import current
+
     result = celery.send_task(
-        TRAIN_TASK, args=[job_id, tenant], queue=TRAIN_QUEUE,
+        TRAIN_TASK, args=[job_id, tenant], kwargs={"request_id": current("request_id")}, queue=TRAIN_QUEUE,
         retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
     )
     return result.id
+
+
+def enqueue_calibration(celery: Celery, signature: str, config: dict[str, Any]) -> str:
+    """Ask a training worker (its device is the one that matters) to time this setup."""
+    return celery.send_task(CALIBRATE_TASK, args=[signature, config], queue=TRAIN_QUEUE).id
 
 
 def enqueue_sweep(celery: Celery) -> str:

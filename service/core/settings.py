@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = 12 * 3600  # Redis re-delivers unacked tasks after this; > longest tick
     broker_polling_interval_s: float = 0.25  # filesystem:// broker poll period (pickup latency)
 
+    # --- metrics: GET /metrics needs this bearer token (without one, /metrics answers only while auth is off);
+    # each worker serves its own on worker_metrics_port (0: off)
+    metrics_token: SecretStr | None = None
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+
+    # --- logs (service/core/logs.py): one format for the API, the workers and `python -m service`
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
     # --- HTTP
     host: str = "127.0.0.1"
     port: int = 8000
@@ -96,7 +105,8 @@ class Settings(BaseSettings):
     # this long, then after twice that, and so on (capped at an hour): duplicates are harmless (the claim
     # is a conditional update), and the backoff keeps a job that waits behind others from piling up copies.
     resend_queued_after_s: float = Field(default=300.0, gt=0)
-    idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)  # an Idempotency-Key is remembered this long
+    idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    calibration_wait_s: float = Field(default=120.0, gt=0, le=1800)  # POST /v1/jobs/estimate waits this long  # an Idempotency-Key is remembered this long
     upload_orphan_after_s: float = Field(default=3600.0, gt=0)  # an upload still unfinished after this is removed
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Intra-op CPU threads per training process. 0 = cores - 1 (at least 1): leaves a core for the

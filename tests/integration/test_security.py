@@ -81,6 +81,8 @@ ROUTES = [
     ("GET", "/v1/jobs/{job}/samples/{smp}", None, 200),
     ("GET", "/v1/jobs/{job}/samples/{smp}/images/0", None, 200),
     ("GET", "/v1/jobs/{job}/report/curves.png", None, 200),
+    ("GET", "/v1/jobs/{job}/report/tensorboard", None, 200),
+    ("GET", "/v1/jobs/{job}/webhook-deliveries", None, 200),
     ("GET", "/v1/jobs/{job}/report/memorization", None, 409),  # owner: the fake checkpoint is refused
     ("GET", "/v1/jobs/{job}/export?format=torchscript", None, 409),  # owner: the fake checkpoint is refused
     ("GET", "/v1/models/{model}", None, 200),

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -18,12 +19,13 @@ from service.api.init_from import resolve_init_from
 from service.api.job_config import JobConfigError, charged_kimg, fit_config_to_dataset, resolve_config_dict
 from service.api.lookups import load_dataset, load_job, require_checkpoint
 from service.api.schemas.common import ERROR_RESPONSES
-from service.api.schemas.jobs import CheckpointList, Job, JobCreate, JobList, Metrics
-from service.core import webhooks
+from service.api.schemas.jobs import CheckpointList, Estimate, Job, JobCreate, JobEstimate, JobList, Metrics
+from service.core import calibration, webhooks
 from service.core.blobs import purge_deleted
 from service.core.ids import is_valid_id
 from service.core.jobs import DatasetMissing, IdempotencyConflict, JobRecord, JobRepo, JobStatus
-from service.core.queue import enqueue_train
+from service.core.queue import enqueue_calibration, enqueue_train
+from service.core.quotas import check_new_job
 from service.core.services import Core
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -42,15 +44,9 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@router.post("", status_code=202, response_model=Job,
-             summary="Start a fine-tuning job (send an Idempotency-Key header to make retries safe)")
-def create_job(
-    body: JobCreate, request: Request, response: Response, settings: SettingsDep, jobs: JobsDep,
-    models: ModelsDep, celery: CeleryDep, tenant: TenantDep, principal: PrincipalDep,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-) -> Job:
-    body_hash = _sha(json.dumps(body.model_dump(mode="json"), sort_keys=True))
-    idempotency = (_sha(idempotency_key), body_hash) if idempotency_key else None
+def _resolve(body: JobCreate, request: Request, settings, jobs: JobRepo, models, tenant: str
+             ) -> tuple[dict, dict | None]:
+    """The job's full config and its init_from, or the 4xx that says what is wrong."""
     dataset = load_dataset(request.app.state.core.datasets, tenant, body.dataset_id)
     pretrained_network, init_from = None, None
     if body.init_from is not None:  # 404/409 when the model or checkpoint does not exist
@@ -65,6 +61,50 @@ def create_job(
             webhooks.check_url(body.webhook.url, settings.webhooks_allow_private)
         except webhooks.WebhookUrlError as e:
             raise HTTPException(422, str(e)) from None
+    return config, init_from
+
+
+@router.post("/estimate", response_model=JobEstimate,
+             summary="Check a job (config and quotas, as POST /v1/jobs would) without starting it, and estimate "
+                     "how long it trains: a training worker times the same setup on its device (cached a week)")
+def estimate_job(body: JobCreate, request: Request, settings: SettingsDep, jobs: JobsDep, models: ModelsDep,
+                 core: CoreDep, celery: CeleryDep, tenant: TenantDep, principal: PrincipalDep) -> JobEstimate:
+    config, _ = _resolve(body, request, settings, jobs, models, tenant)
+    cost = charged_kimg(config)
+    with core.db.read() as s:
+        check_new_job(s, tenant, principal.quotas, cost)  # 429, as the real create would answer
+    sig = calibration.signature(config)
+    found, now = calibration.latest(core.db, sig), False
+    if found is None:
+        try:
+            enqueue_calibration(celery, sig, config)
+        except Exception as e:
+            raise HTTPException(503, f"the job queue is unreachable ({type(e).__name__}); retry shortly") from None
+        deadline = time.monotonic() + settings.calibration_wait_s
+        while found is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            found = calibration.latest(core.db, sig)
+        if found is None:
+            raise HTTPException(503, f"no training worker was free to time this setup within "
+                                     f"{settings.calibration_wait_s:g} s (they are busy training); retry later",
+                                headers={"Retry-After": "60"})
+        now = True
+    sec_per_kimg, device, measured_at = found
+    return JobEstimate(config=config, charged_kimg=cost, estimate=Estimate(
+        sec_per_kimg=sec_per_kimg, total_seconds=sec_per_kimg * cost, kimg=float(config["kimg"]), device=device,
+        measured_at=measured_at, calibrated_now=now))
+
+
+@router.post("", status_code=202, response_model=Job,
+             summary="Start a fine-tuning job (send an Idempotency-Key header to make retries safe)")
+def create_job(
+    body: JobCreate, request: Request, response: Response, settings: SettingsDep, jobs: JobsDep,
+    models: ModelsDep, celery: CeleryDep, tenant: TenantDep, principal: PrincipalDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> Job:
+    body_hash = _sha(json.dumps(body.model_dump(mode="json"), sort_keys=True))
+    idempotency = (_sha(idempotency_key), body_hash) if idempotency_key else None
+    config, init_from = _resolve(body, request, settings, jobs, models, tenant)
     try:  # one transaction: the idempotency key, the quota checks and the job row (429 / 409 / 404)
         rec, replayed = jobs.create(
             tenant=tenant, dataset_id=body.dataset_id, config=config, init_from=init_from,

@@ -65,6 +65,32 @@ async def job_curves(job_id: str, jobs: JobsDep, tenant: TenantDep) -> Response:
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
+def tensorboard_zip(ticks: list[dict[str, Any]], snapshots: list[dict[str, Any]], job_id: str) -> bytes:
+    import io
+    import zipfile
+
+    from gan_core.training.tensorboard import write_events
+
+    with tempfile.TemporaryDirectory() as tmp:
+        events = write_events(ticks, snapshots, Path(tmp) / job_id)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.write(events, f"{job_id}/{events.name}")
+        return buf.getvalue()
+
+
+@router.get("/tensorboard", response_class=Response, responses={200: {"content": {"application/zip": {}}}},
+            summary="The job's training stats and snapshot metrics as TensorBoard event files (a zip: unzip it, "
+                    "then `tensorboard --logdir .`)")
+async def job_tensorboard(job_id: str, jobs: JobsDep, tenant: TenantDep) -> Response:
+    rec = await run_in_threadpool(load_job, jobs, tenant, job_id)
+    ticks = await run_in_threadpool(jobs.ticks, rec.id)
+    snaps = await run_in_threadpool(jobs.snapshots, rec.id)
+    data = await run_in_threadpool(tensorboard_zip, ticks, snaps, rec.id)
+    return Response(data, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{rec.id}-tensorboard.zip"'})
+
+
 def memorization(core: Core, generators: Any, rec: JobRecord, ckpt_ref: str, n: int, psi: float) -> tuple[dict, bytes]:
     from gan_core.data import load_prepared, resize_images
     from gan_core.metrics import memorization_report

@@ -201,3 +201,22 @@ class Metrics(BaseModel):
 
 class CheckpointList(BaseModel):
     data: list[CheckpointInfo]
+
+
+class Estimate(BaseModel):
+    sec_per_kimg: float = Field(description="measured on a training worker's device with this job's setup")
+    total_seconds: float = Field(description="sec_per_kimg x kimg, plus the snapshot metrics' share")
+    kimg: float
+    device: str
+    measured_at: datetime
+    calibrated_now: bool = Field(description="true: measured for this request; false: a measurement of the same "
+                                 "setup from the last week")
+
+
+class JobEstimate(BaseModel):
+    """What POST /v1/jobs would create, checked (config, quotas), and how long it would train."""
+
+    object: Literal["job.estimate"] = "job.estimate"
+    config: dict[str, Any]
+    charged_kimg: float = Field(description="what it would cost against your kimg quota")
+    estimate: Estimate
