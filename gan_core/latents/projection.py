@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ StopFn = Callable[[], bool]
 class ProjectionConfig:
     steps: int = 1000  # NVlabs projector.py num_steps
     w_plus: bool = False  # False: one w for all layers (NVlabs); True: one per layer (W+)
-    distance: str = DEFAULT_DISTANCE  # "inception" | "discriminator" | "pixel" (perceptual.py)
+    distance: str = DEFAULT_DISTANCE  # "inception+pixel" (measured best) | "inception" | "discriminator" | "pixel"
     initial_learning_rate: float = 0.1  # NVlabs
     initial_noise_factor: float = 0.05  # NVlabs: latent noise = w_std * this at step 0
     lr_rampdown_length: float = 0.25  # NVlabs: cosine ramp-down over the last quarter
