@@ -8,7 +8,7 @@ the column source. Coarse layers (0-3: pose, shape) come first, fine ones (colou
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from PIL import Image

@@ -17,8 +17,8 @@ the same layers' w, so an edit of a projected W latent becomes a W+ latent when 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from PIL import Image

@@ -9,8 +9,8 @@ and `render(G, w_from_seeds(G, [7], psi))` is bit-for-bit `generate_images(G, [7
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -147,8 +148,8 @@ def test_sefa_edit_changes_the_image_monotonically_with_strength(G) -> None:
             assert torch.equal(images[4], generate_images(G, [seed], psi=1.0)[0])  # strength 0 = the sample
             d = [mse(img, images[4]) for img in images]
             left, right = d[:5][::-1], d[4:]  # from 0 outwards
-            assert all(a < b for a, b in zip(left, left[1:])), (seed, k, d)
-            assert all(a < b for a, b in zip(right, right[1:])), (seed, k, d)
+            assert all(a < b for a, b in pairwise(left)), (seed, k, d)
+            assert all(a < b for a, b in pairwise(right)), (seed, k, d)
 
 
 def test_apply_direction_moves_only_the_chosen_layers(G) -> None:
