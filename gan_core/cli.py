@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -144,23 +146,54 @@ def _cmd_train(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
 
-    class PrintSnapshots(TrainingCallbacks):
+    from .training.tensorboard import TensorBoardCallbacks
+
+    interrupted = threading.Event()
+    tensorboard = TensorBoardCallbacks(args.out / "tensorboard")  # beside stats.jsonl
+
+    class CliCallbacks(TrainingCallbacks):
+        def on_tick(self, stats: dict[str, Any]) -> None:
+            tensorboard.on_tick(stats)
+
         def on_snapshot(self, snap: Any) -> None:
+            tensorboard.on_snapshot(snap)
             extra = f" metrics={json.dumps(snap.metrics)}" if snap.metrics else ""
             print(f"\nsnapshot kimg={snap.kimg:.3f} checkpoint={snap.checkpoint} grid={snap.grid}{extra}",
                   file=sys.stderr)
 
-    trainer = Trainer(cfg, dataset, args.out, device=args.device, callbacks=PrintSnapshots(),
+        def should_stop(self) -> bool:
+            return interrupted.is_set()
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if interrupted.is_set():  # a second Ctrl-C: stop now, without the checkpoint
+            raise KeyboardInterrupt
+        interrupted.set()
+        print("\ninterrupted: storing a checkpoint at the end of this step (Ctrl-C again to quit without one)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    trainer = Trainer(cfg, dataset, args.out, device=args.device, callbacks=CliCallbacks(),
                       resume_from=args.resume, progress=True)
     if pretrained is not None and args.resume is None:  # a resumed run has its own weights
         from .training.transfer import apply_pretrained
 
         apply_pretrained(trainer, pretrained)
         print(f"starting from pretrained {pretrained.kind} {args.init_from}", file=sys.stderr)
-    result = trainer.run()
+    try:
+        result = trainer.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        tensorboard.close()
     _write_curves(args.out)
     print(json.dumps({"kimg": result.kimg, "last_checkpoint": str(result.last_checkpoint),
                       "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None}))
+    if interrupted.is_set():
+        resume = [a for a in sys.argv[1:] if a] if sys.argv[1:2] == ["train"] else ["train", "..."]
+        if "--resume" in resume:
+            del resume[resume.index("--resume"):resume.index("--resume") + 2]
+        print(f"stopped at {result.kimg:.3f} kimg; resume with:\n  python -m gan_core {' '.join(resume)} "
+              f"--resume {result.last_checkpoint}", file=sys.stderr)
+        return 130  # the shell's code for "ended by Ctrl-C"
     return 0
 
 
