@@ -136,6 +136,7 @@ class AdaAugment(nn.Module):
         self.brightness_std, self.contrast_std = float(brightness_std), float(contrast_std)
         self.hue_max, self.saturation_std = float(hue_max), float(saturation_std)
         self.antialias = None if antialias is None else bool(antialias)
+        self._p_host: tuple[int, float] | None = None  # (p._version, float(p)): see `host_p`
         # Not persistent: a constant, so checkpoints only carry `p`.
         sym6 = torch.tensor(_SYM6, dtype=torch.float32) / sum(_SYM6)  # unit DC gain
         self.register_buffer("filter", sym6, persistent=False)
@@ -147,14 +148,30 @@ class AdaAugment(nn.Module):
         aa = "auto" if self.antialias is None else self.antialias
         return f"p={float(self.p):.4f}, {on}, antialias={aa}"
 
+    def set_p(self, value: float) -> None:
+        """Write p (the buffer, saved in checkpoints) and its host copy: no device read later."""
+        self.p.fill_(float(value))
+        # The value as the float32 buffer holds it, exactly what reading it back would give
+        # (a resumed run reads it back: both must gate on the same number).
+        self._p_host = (self.p._version, float(np.float32(value)))
+
+    def host_p(self) -> float:
+        """p as a Python float. Read from the device only when the buffer changed since the
+        last read (`fill_`/`copy_`/`load_state_dict` bump its version counter): the sampling
+        below runs on the host, and one read per change instead of per call keeps a GPU
+        step free of host syncs."""
+        if self._p_host is None or self._p_host[0] != self.p._version:
+            self._p_host = (self.p._version, float(self.p))
+        return self._p_host[1]
+
     # ----------------------------------------------------------------------------------
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4:
             raise ValueError(f"AdaAugment expects [N, C, H, W] images, got shape {tuple(x.shape)}")
-        # One read of p per call: the gates below compare against a Python float, and
-        # p == 0 (the start of every ADA run) costs nothing.
-        p = float(self.p)
+        # The gates below compare against a Python float, and p == 0 (the start of every
+        # ADA run) costs nothing.
+        p = self.host_p()
         if p <= 0.0:
             return x
         n, c, h, w = x.shape

@@ -70,7 +70,7 @@ class GP1(DRegularizer):
         # A conditional D would need a label for a real/fake mix: validate_config refuses gp1 there.
         _, norms = gradient_norms_at(ctx.D, x_hat, ctx.real_c)
         gp = (norms - self.hparams["center"]).square().mean()
-        return gp * self.weight, {"gp1": float(gp.detach()), "gp1_grad_norm": float(norms.detach().mean())}
+        return gp * self.weight, {"gp1": gp.detach(), "gp1_grad_norm": norms.detach().mean()}
 
 
 @register
@@ -91,4 +91,4 @@ class DRAGAN(DRegularizer):
         x_hat = dragan_perturb(ctx.real_aug, self.hparams["noise_scale"], bool(self.hparams["interpolate"]))
         _, norms = gradient_norms_at(ctx.D, x_hat, ctx.real_c)  # perturbed reals keep their labels
         gp = (norms - self.hparams["center"]).square().mean()
-        return gp * self.weight, {"dragan": float(gp.detach()), "dragan_grad_norm": float(norms.detach().mean())}
+        return gp * self.weight, {"dragan": gp.detach(), "dragan_grad_norm": norms.detach().mean()}

@@ -19,4 +19,4 @@ class R1(DRegularizer):
     def penalty(self, ctx: RegContext) -> tuple[Tensor, dict[str, float]]:
         sq = ctx.real().norms.square()
         r1 = sq.mean()
-        return r1 * (self.weight / 2), {"r1": float(r1.detach())}
+        return r1 * (self.weight / 2), {"r1": r1.detach()}  # a tensor: read once per tick, no sync per step

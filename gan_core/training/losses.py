@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -47,8 +49,9 @@ class PathLengthRegularizer(nn.Module):
         self.decay = decay
         self.register_buffer("pl_mean", torch.zeros([]))
 
-    def forward(self, G: nn.Module, z: Tensor) -> Tensor:
-        ws = G.mapping(z)
+    def forward(self, G: nn.Module, z: Tensor, ws_fn: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """`ws_fn(z)`: the trainer's mapping with style mixing (NVlabs' Gpl runs run_G); None = G.mapping."""
+        ws = G.mapping(z) if ws_fn is None else ws_fn(z)
         img = G.synthesis(ws)
         noise = torch.randn_like(img) / np.sqrt(img.shape[2] * img.shape[3])
         (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)

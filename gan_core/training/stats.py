@@ -9,13 +9,20 @@ import torch
 
 
 class TickAccumulator:
-    """Collects scalars (tensors or floats) and averages them at the end of a tick."""
+    """Collects scalars (tensors or floats) and averages them at the end of a tick.
+
+    Tensors stay where they were computed (no `.item()` per step); the first `mean`/`means`
+    call copies all of them to the host in one transfer. (Across DDP ranks, that one stacked
+    vector is what an all-reduce would sum.)
+    """
 
     def __init__(self) -> None:
         self._values: dict[str, list[torch.Tensor | float]] = defaultdict(list)
+        self._host: dict[str, list[float]] | None = None
 
     def add(self, key: str, value: torch.Tensor | float) -> None:
         self._values[key].append(value.detach() if isinstance(value, torch.Tensor) else float(value))
+        self._host = None
 
     def count(self, key: str) -> int:
         return len(self._values.get(key, ()))
@@ -23,11 +30,28 @@ class TickAccumulator:
     def keys(self) -> list[str]:
         return list(self._values)
 
+    def _host_values(self) -> dict[str, list[float]]:
+        if self._host is None:
+            tensors = [v for vals in self._values.values() for v in vals if isinstance(v, torch.Tensor)]
+            by_device: dict[torch.device, list[int]] = defaultdict(list)
+            for i, t in enumerate(tensors):
+                by_device[t.device].append(i)
+            flat: list[float] = [0.0] * len(tensors)
+            for idx in by_device.values():
+                # float64 holds every float32 exactly: the same floats as one float(v) per value.
+                got = torch.stack([tensors[i].reshape(()).to(torch.float64) for i in idx]).cpu().tolist()
+                for i, v in zip(idx, got):
+                    flat[i] = v
+            it = iter(flat)
+            self._host = {k: [next(it) if isinstance(v, torch.Tensor) else v for v in vals]
+                          for k, vals in self._values.items()}
+        return self._host
+
     def mean(self, key: str) -> float | None:
-        vals = self._values.get(key)
+        vals = self._host_values().get(key)
         if not vals:
             return None
-        return float(sum(float(v) for v in vals) / len(vals))
+        return float(sum(vals) / len(vals))
 
     def means(self, keys: Iterable[str]) -> dict[str, float | None]:
         return {k: self.mean(k) for k in keys}

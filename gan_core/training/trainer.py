@@ -22,6 +22,20 @@ fresh real images, so kimg, regularizer intervals and ADA count D steps / real
 images shown to D. For a class-conditional D (BigGAN), real images carry their
 dataset labels (all 0 with num_classes 1) and fakes get uniformly drawn labels,
 passed to G and D alike and to the regularizers through RegContext.
+
+Speed (docs/speed.md, `cfg.perf`, gan_core.training.perf): StyleGAN2 nets run channels-last;
+a D step with no input gradient due runs reals and fakes through D in one call (batch order
+chosen so minibatch-stddev groups are the ones two calls would form); optional bf16 autocast in
+those passes only; fused Adam and multi-tensor EMA. Nothing in a step reads a device value on
+the host: stats stay tensors until the tick ends (one transfer), ADA's p has a host copy, and
+the training images live on the device. The one read left is ADA's E[sign(D(real))] every
+`ada_interval` minibatches (NVlabs reads it there too).
+
+Multi-GPU (not built yet) fits these seams: the passes call `self.D` and `self._generate`
+(wrap G.mapping/G.synthesis and D in DistributedDataParallel there, keep `self.G`/`self.D`
+as the raw modules for EMA and checkpoints), the sampler would take a rank-strided slice,
+seeds become seed * world + rank, and a tick's stacked stats vector (TickAccumulator)
+is one all-reduce.
 """
 
 from __future__ import annotations
@@ -48,8 +62,14 @@ from ..regularizers import RegContext, build_regularizers
 from ..regularizers.base import call_d
 from ..versions import runtime_versions
 from .checkpoint import load_checkpoint, save_checkpoint
+from .freeze import apply_freeze_d
 from .losses import LOSSES, PathLengthRegularizer
+from .perf import adam_kwargs, apply_backend_flags, autocast, foreach_lerp_copy, resolve_perf, to_memory_format
 from .stats import TickAccumulator
+
+# Training images stay on the accelerator when they fit in this much memory (100-shot sets: ~20 MB
+# at 256x256); larger sets are indexed on the host and copied per batch.
+DEVICE_DATASET_BYTES = 2 << 30
 
 LOSS_KEYS = ("loss_G", "loss_D")
 
@@ -117,12 +137,18 @@ class Trainer:
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         (self.run_dir / "grids").mkdir(parents=True, exist_ok=True)
 
-        torch.manual_seed(cfg.seed)
         net = cfg.network
+        self.perf = resolve_perf(cfg.perf, self.device, net.arch)
+        apply_backend_flags(cfg.perf, self.device)
+        torch.manual_seed(cfg.seed)
         G, D = build_networks(net)
         self.G, self.D = G.to(self.device).train(), D.to(self.device).train()
+        to_memory_format(self.perf, self.G, self.D)
         self.g_loss, self.d_loss = LOSSES[cfg.loss]
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        # NVlabs loss.py run_G: with this probability a generated batch takes its ws from a second
+        # latent from a random layer on (StyleGAN2 only; validate_config refuses it elsewhere).
+        self.style_mixing_prob = float(getattr(cfg, "style_mixing_prob", 0.0))
         self.augment = build_augment(cfg.augment).to(self.device)
         self.ada = (
             AdaptiveP(target=cfg.augment.ada_target, adjust_kimg=cfg.augment.ada_kimg)
@@ -132,13 +158,22 @@ class Trainer:
         self.regularizers = build_regularizers(cfg.regularizers)
         self.path_length = PathLengthRegularizer().to(self.device) if cfg.pl_weight > 0 else None
         betas = tuple(float(b) for b in cfg.adam_betas)
-        self.G_opt = torch.optim.Adam(self.G.parameters(), lr=cfg.g_lr, betas=betas, eps=1e-8)
-        self.D_opt = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=betas, eps=1e-8)
+        opt = adam_kwargs(self.perf)
+        self.freeze_d_layers = int(getattr(cfg, "freeze_d_layers", 0))
+        d_params = apply_freeze_d(self.D, self.freeze_d_layers) if self.freeze_d_layers else list(self.D.parameters())
+        self.G_opt = torch.optim.Adam(self.G.parameters(), lr=cfg.g_lr, betas=betas, eps=1e-8, **opt)
+        self.D_opt = torch.optim.Adam(d_params, lr=cfg.d_lr, betas=betas, eps=1e-8, **opt)
+        # EMA pairs, listed once for the multi-tensor update.
+        self._ema_pairs = (list(self.G_ema.parameters()), [p.detach() for p in self.G.parameters()])
+        self._ema_buffers = (list(self.G_ema.buffers()), list(self.G.buffers()))
 
         images = dataset.images
         if images.shape[-1] != net.resolution:
             images = resize_images(images, net.resolution)
-        self.images = images  # uint8 [N, 3, R, R] at the training resolution
+        self.images = images  # uint8 [N, 3, R, R] at the training resolution (host)
+        # Batches are gathered where they are used: on the device when the set fits (no host copy per step).
+        fits = images.numel() * images.element_size() <= DEVICE_DATASET_BYTES
+        self._batch_source = images.to(self.device) if fits else images
         # Class labels when D is conditional: the dataset's (num_classes > 1), else all 0. None = unconditional.
         self.num_classes = net.num_classes if net.arch in CONDITIONAL_ARCHS else 0
         self.labels: Tensor | None = None
@@ -146,6 +181,8 @@ class Trainer:
             use = self.num_classes > 1 and dataset.labels is not None
             self.labels = (torch.tensor(dataset.labels, dtype=torch.long) if use
                            else torch.zeros(images.shape[0], dtype=torch.long))
+        self._labels_dev = self.labels.to(self.device) if self.labels is not None else None
+        self._joint_order_cache: dict[int, tuple[Tensor, Tensor, Tensor] | None] = {}
         self.sampler = BatchSampler(images.shape[0], cfg.batch_size, seed=cfg.seed, mirror=cfg.mirror)
 
         # Loop state: everything here is saved in checkpoints.
@@ -176,65 +213,147 @@ class Trainer:
             return None
         return torch.randint(self.num_classes, (n,), device=self.device)
 
+    def _mixed_ws(self, z: Tensor, update_w_avg: bool) -> Tensor:
+        """StyleGAN2 ws for z, with NVlabs' style mixing (loss.py run_G): a cutoff layer in
+        [1, num_ws) and a coin with probability `style_mixing_prob`; on heads the ws from the
+        cutoff on come from a fresh latent (that mapping call never updates w_avg). The cutoff and
+        coin come from the CPU generator: no device read, same draws on every device."""
+        ws = self.G.mapping(z, update_w_avg=update_w_avg)
+        cutoff = int(torch.randint(1, ws.shape[1], ()))
+        if float(torch.rand(())) < self.style_mixing_prob:
+            ws2 = self.G.mapping(torch.randn_like(z))
+            ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
+        return ws
+
+    def _generate(self, z: Tensor, c: Tensor | None, update_w_avg: bool = False) -> Tensor:
+        """G's images for a training pass (style mixing when configured)."""
+        if self.style_mixing_prob > 0:
+            return self.G.synthesis(self._mixed_ws(z, update_w_avg))
+        return self.G(z, c, update_w_avg=update_w_avg)
+
     def _generator_step(self, acc: TickAccumulator) -> None:
         cfg = self.cfg
         self.D.requires_grad_(False)
         z = self._z(cfg.batch_size)
         c = self._fake_c(cfg.batch_size)
         # update_w_avg: track the mean w (what truncation pulls towards), as NVlabs does in its G phase.
-        fake = self.G(z, c, update_w_avg=True)
-        loss_G = self.g_loss(call_d(self.D, self.augment(fake), c))
+        with autocast(self.perf):
+            fake = self._generate(z, c, update_w_avg=True)
+        aug = self.augment(fake.float())
+        with autocast(self.perf):
+            logits = call_d(self.D, aug, c)
+        loss_G = self.g_loss(logits.float())
         self.G_opt.zero_grad(set_to_none=True)
         loss_G.backward()
         if self.path_length is not None and self.batch_idx % cfg.pl_interval == 0:
-            pl = self.path_length(self.G, self._z(max(1, cfg.batch_size // 2)))
+            ws_fn = (lambda z_: self._mixed_ws(z_, False)) if self.style_mixing_prob > 0 else None  # noqa: E731
+            pl = self.path_length(self.G, self._z(max(1, cfg.batch_size // 2)), ws_fn=ws_fn)
             (pl * cfg.pl_weight * cfg.pl_interval).backward()
             acc.add("pl", pl)
         self.G_opt.step()
         self.D.requires_grad_(True)
+        if self.freeze_d_layers:
+            apply_freeze_d(self.D, self.freeze_d_layers)
         acc.add("loss_G", loss_G)
+
+    def _joint_order(self, n: int) -> tuple[Tensor, Tensor, Tensor] | None:
+        """Batch order for one D call on [reals; fakes] that forms the same minibatch-stddev groups
+        as two calls: (source index per position, positions of the reals, positions of the fakes),
+        or None when the group size for 2n differs from n's (then two calls)."""
+        if n not in self._joint_order_cache:
+            mbstd = getattr(getattr(self.D, "b4", None), "mbstd", None)
+            order = None
+            if mbstd is None:
+                ar = torch.arange(n)
+                order = (torch.arange(2 * n), ar, ar + n)
+            else:
+                g = mbstd.effective_group_size(mbstd.group_size, n)
+                if mbstd.effective_group_size(mbstd.group_size, 2 * n) == g:
+                    # Sample i of a call of N joins group i % (N / g): a side's group r (its samples
+                    # r, r + m, ...; m = n / g groups per side) sits at positions r, r + 2m, ...
+                    m = n // g
+                    j = torch.arange(n)
+                    pos_real = (j // m) * (2 * m) + j % m
+                    pos_fake = pos_real + m
+                    src = torch.empty(2 * n, dtype=torch.long)
+                    src[pos_real], src[pos_fake] = j, j + n
+                    order = (src, pos_real, pos_fake)
+            self._joint_order_cache[n] = (None if order is None
+                                          else tuple(t.to(self.device) for t in order))  # type: ignore[assignment]
+        return self._joint_order_cache[n]
+
+    def _d_logits_joint(self, real_aug: Tensor, fake_aug: Tensor, real_c: Tensor | None,
+                        fake_c: Tensor | None) -> tuple[Tensor, Tensor] | None:
+        """D's logits for both batches from one call (no input gradients), or None if not possible."""
+        if not self.perf.joint_d_pass or real_aug.shape[0] != fake_aug.shape[0]:
+            return None
+        order = self._joint_order(real_aug.shape[0])
+        if order is None:
+            return None
+        src, pos_real, pos_fake = order
+        x = torch.cat([real_aug, fake_aug]).index_select(0, src)
+        if self.perf.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        c = None if real_c is None or fake_c is None else torch.cat([real_c, fake_c]).index_select(0, src)
+        with autocast(self.perf):
+            logits = call_d(self.D, x, c).float()
+        return logits.index_select(0, pos_real), logits.index_select(0, pos_fake)
 
     def _discriminator_step(self, real: Tensor, acc: TickAccumulator, real_c: Tensor | None = None) -> None:
         cfg = self.cfg
         with torch.no_grad():
             z = self._z(cfg.batch_size)
             fake_c = self._fake_c(cfg.batch_size)
-            fake_aug = self.augment(self.G(z, fake_c))
+            with autocast(self.perf):
+                fake = self._generate(z, fake_c)
+            fake_aug = self.augment(fake.float())
             real_aug = self.augment(real)
         if fake_c is not None and real_c is None:
             raise ValueError("this D is class-conditional: pass the real batch's labels (next_real_batch_and_labels)")
         due = [r for r in self.regularizers if r.is_due(self.batch_idx)]
-        # DIG is reported every tick, with or without DigGAN: measure it on the
-        # first step of a tick if no regularizer due this step computes both sides.
+        # DIG is reported every tick, with or without DigGAN: measure it on the first step of a
+        # tick if no regularizer due this step computes both sides.
         measure_dig = acc.count("dig") == 0
         need_real = measure_dig or any(r.needs_real_grad for r in due)
         need_fake = measure_dig or any(r.needs_fake_grad for r in due)
-        ctx = RegContext(self.D, real_aug, fake_aug, create_graph=bool(due), real_c=real_c, fake_c=fake_c,
-                         d_loss=self.d_loss)
-        real_out = ctx.real(with_grad=need_real)
-        fake_out = ctx.fake(with_grad=need_fake)
-
-        loss = self.d_loss(real_out.logits, fake_out.logits)
-        acc.add("loss_D", loss)
-        for reg in due:
-            penalty, reg_stats = reg.penalty(ctx)
-            loss = loss + penalty * reg.interval
-            for k, v in reg_stats.items():
-                acc.add(k, v)
+        joint = None if (due or measure_dig) else self._d_logits_joint(real_aug, fake_aug, real_c, fake_c)
+        real_norms = fake_norms = None
+        if joint is not None:
+            real_logits, fake_logits = joint
+            loss = self.d_loss(real_logits, fake_logits)
+            acc.add("loss_D", loss)
+        else:
+            # Regularizer steps run in float32 (double backward); plain steps may autocast.
+            plain = not due and not need_real and not need_fake
+            ctx = RegContext(self.D, real_aug, fake_aug, create_graph=bool(due), real_c=real_c, fake_c=fake_c,
+                             d_loss=self.d_loss)
+            with autocast(self.perf, enabled=plain):
+                real_out = ctx.real(with_grad=need_real)
+                fake_out = ctx.fake(with_grad=need_fake)
+            real_logits, fake_logits = real_out.logits.float(), fake_out.logits.float()
+            real_norms, fake_norms = real_out.norms, fake_out.norms
+            loss = self.d_loss(real_logits, fake_logits)
+            acc.add("loss_D", loss)
+            for reg in due:
+                penalty, reg_stats = reg.penalty(ctx)
+                # lazy_multiplier: interval, or 1 for regularizers weighted per application.
+                loss = loss + penalty * getattr(reg, "lazy_multiplier", reg.interval)
+                for k, v in reg_stats.items():
+                    acc.add(k, v)
         self.D_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.D_opt.step()
 
-        acc.add("D_real", real_out.logits.mean())
-        acc.add("D_fake", fake_out.logits.mean())
-        if real_out.norms is not None and fake_out.norms is not None:
-            r, f = real_out.norms.detach(), fake_out.norms.detach()
-            perm = torch.randperm(f.shape[0], device="cpu").to(f.device)
+        acc.add("D_real", real_logits.mean())
+        acc.add("D_fake", fake_logits.mean())
+        if real_norms is not None and fake_norms is not None:
+            r, f = real_norms.detach(), fake_norms.detach()
+            perm = torch.randperm(f.shape[0], device="cpu").to(f.device, non_blocking=True)
             acc.add("dig", (r - f[perm]).square().mean())
             acc.add("grad_norm_real", r.mean())
             acc.add("grad_norm_fake", f.mean())
         if self.ada is not None:
-            self.ada.observe(real_out.logits.detach())
+            self.ada.observe(real_logits.detach())
 
     def _update_ema(self) -> None:
         cfg = self.cfg
@@ -243,18 +362,24 @@ class Trainer:
             ema_nimg = min(ema_nimg, self.cur_nimg * cfg.ema_rampup)
         beta = 0.5 ** (cfg.batch_size / max(ema_nimg, 1e-8))
         with torch.no_grad():
-            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                p_ema.copy_(p.detach().lerp(p_ema, beta))
-            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-                b_ema.copy_(b)
+            foreach_lerp_copy(*self._ema_pairs, beta)  # p_ema <- p.lerp(p_ema, beta), as NVlabs
+            if self._ema_buffers[0]:
+                torch._foreach_copy_(*self._ema_buffers)
 
     def next_real_batch_and_labels(self) -> tuple[Tensor, Tensor | None]:
         """The next real minibatch (float, x-flipped per the sampler) and its labels (None: unconditional)."""
         idx, flips = next(self.sampler)
-        x = self.images[idx]
-        x = torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
-        c = self.labels[idx].to(self.device) if self.labels is not None else None
-        return to_float(x.to(self.device)), c
+        src = self._batch_source
+        idx = idx.to(src.device, non_blocking=True)
+        x = src.index_select(0, idx)
+        x = torch.where(flips.to(src.device, non_blocking=True).view(-1, 1, 1, 1), x.flip(3), x)
+        x = to_float(x.to(self.device, non_blocking=True))
+        if self.perf.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        c = None
+        if self._labels_dev is not None:
+            c = self._labels_dev.index_select(0, idx.to(self.device, non_blocking=True))
+        return x, c
 
     def train_step(self, acc: TickAccumulator) -> None:
         """One minibatch: a D step, preceded by a G step on every `d_steps`-th minibatch."""
@@ -266,8 +391,9 @@ class Trainer:
         self.batch_idx += 1
         self._update_ema()
         if self.ada is not None and self.batch_idx % self.cfg.augment.ada_interval == 0:
-            p = self.ada.update(float(self.augment.p), self.cfg.batch_size * self.cfg.augment.ada_interval)
-            self.augment.p.fill_(p)
+            # The only host read of a device value in a step: E[sign(D(real))] (ada.update).
+            p = self.ada.update(self.augment.host_p(), self.cfg.batch_size * self.cfg.augment.ada_interval)
+            self.augment.set_p(p)
 
     # ------------------------------------------------------------------- loop
 
@@ -318,7 +444,7 @@ class Trainer:
             **acc.means(("loss_G", "loss_D", "r1", "dig", "dig_smoothed", "grad_norm_real",
                          "grad_norm_fake", "D_real", "D_fake", "pl")),
             **acc.means(acc.keys()),
-            "augment_p": float(self.augment.p) if hasattr(self.augment, "p") else 0.0,
+            "augment_p": self.augment.host_p() if hasattr(self.augment, "host_p") else 0.0,
             "ada_rt": self.ada.last_rt if self.ada is not None else None,
             "sec_per_kimg": sec_per_kimg,
             "eta_seconds": max(0.0, (self.total_nimg - self.cur_nimg) / 1000 * sec_per_kimg),
@@ -363,7 +489,7 @@ class Trainer:
             "G_ema": self.G_ema.state_dict(),
             "G_opt": self.G_opt.state_dict(),
             "D_opt": self.D_opt.state_dict(),
-            "augment_p": float(self.augment.p) if hasattr(self.augment, "p") else 0.0,
+            "augment_p": self.augment.host_p() if hasattr(self.augment, "host_p") else 0.0,
             "ada": self.ada.state_dict() if self.ada is not None else {},
             "regularizers": {f"{i}:{r.name}": r.extra_state() for i, r in enumerate(self.regularizers)},
             "path_length": self.path_length.state_dict() if self.path_length is not None else {},
@@ -394,8 +520,8 @@ class Trainer:
         self.G_ema.load_state_dict(ckpt["G_ema"])
         self.G_opt.load_state_dict(ckpt["G_opt"])
         self.D_opt.load_state_dict(ckpt["D_opt"])
-        if hasattr(self.augment, "p"):
-            self.augment.p.fill_(ckpt["augment_p"])
+        if hasattr(self.augment, "set_p"):
+            self.augment.set_p(ckpt["augment_p"])
         if self.ada is not None and ckpt.get("ada"):
             self.ada.load_state_dict(ckpt["ada"])
         for i, reg in enumerate(self.regularizers):
