@@ -1,59 +1,219 @@
-"""Does DigGAN help at equal compute? ADA vs ADA+DigGAN vs DiffAugment vs DiffAugment+DigGAN.
+"""Does DigGAN help at equal compute? Protocols as one resumable command each.
 
-    python bench/quality.py                                 # CPU default: cpu-tiny 64x64, 3 seeds
-    python bench/quality.py --seeds 1 --kimg 1 --num-gen 200 # smoke run
-    python bench/quality.py --device cuda --preset low-shot-256 --kimg 600 --num-gen 5000   # paper protocol
+    python bench/quality.py                      # cpu-overfit-32 (default): the CPU protocol, see PROTOCOLS
+    python bench/quality.py --status             # what is done, partial or missing; trains nothing
+    python bench/quality.py --protocol paper-gpu --device cuda            # the paper's 100-shot protocol
+    python bench/quality.py --protocol paper-gpu --device cuda --dry-run  # its first minutes, as a check
 
-Writes results.json, results.md and dig.png under --out. The CPU default
-(cpu-tiny at 64x64, --kimg 4, 1000 generated images per score) is sized to
-finish the 12-run grid in about an hour on 2 CPU cores.
+Every run lives in its own folder under --out (default bench/results/quality-<protocol>); the same
+command again skips finished runs and continues interrupted ones from their newest checkpoint (bench/grid.py).
+Training of every run comes first (with a cheap KID at each snapshot), then each final checkpoint is
+scored on --num-gen generated images. Writes results.json, results.md and curves-<dataset>.png.
+
+Arms are `<augment>[+<regularizer>...]` on top of the protocol's base regularizers (R1):
+`none`, `ada+diggan`, `diffaugment+diggan+lecam`, ...; DigGAN and LeCam take the settings below.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import DEFAULT_DATA, Arm, run_grid  # noqa: E402
+from harness import DATASETS_DIR, Arm, as_applied, build_specs, run_arm_grid  # noqa: E402
 
-from gan_core.config import RegularizerConfig, get_preset  # noqa: E402
+from gan_core.config import (  # noqa: E402
+    AugmentConfig,
+    NetworkConfig,
+    RegularizerConfig,
+    TrainConfig,
+    get_preset,
+    nvlabs_auto_r1_gamma,
+)
+from gan_core.regularizers.lecam import ARCH_DEFAULTS as LECAM_DEFAULTS  # noqa: E402
+
+AUGMENTS = ("none", "ada", "diffaugment")
 
 
-def _arm(name: str, augment: str, diggan_weight: float) -> Arm:
-    def configure(cfg) -> None:
+def cpu_overfit_32() -> TrainConfig:
+    """The CPU protocol's base config: StyleGAN2 at 32x32 where D overfits 100 images within the budget.
+
+    Every value is a source's or a measurement's (docs/results.md, "DigGAN in the overfitting regime").
+    """
+    cfg = get_preset("cpu-tiny")
+    cfg.preset = "cpu-overfit-32"
+    # 32x32, 64 channels at every resolution, mapping 2 (NVlabs 'auto' / 'cifar': map=2). G and D share
+    # the widths (NetworkConfig has no separate D width for StyleGAN2).
+    cfg.network = NetworkConfig(resolution=32, z_dim=64, w_dim=64, mapping_layers=2, channel_base=2048, channel_max=64)
+    cfg.augment = AugmentConfig(kind="none", ada_kimg=20.0)  # ada_kimg: ours, so p can reach ~1 within the run
+    cfg.regularizers = [RegularizerConfig("r1", nvlabs_auto_r1_gamma(32, 16), 16)]  # NVlabs 'auto': 0.0128
+    cfg.batch_size = 16  # NVlabs 'auto' on one GPU at low resolution: min(4096 // 32, 32)... capped to 16 for a CPU
+    cfg.g_lr = cfg.d_lr = 0.0025  # NVlabs 'auto' (res < 1024)
+    cfg.ema_kimg = 16 * 10 / 32  # NVlabs 'auto': batch * 10 / 32
+    cfg.ema_rampup = 0.05  # NVlabs 'auto'
+    cfg.mirror = False  # NVlabs default --mirror=0: 100 images, not 200, so D sees each more often
+    cfg.kimg = 40.0
+    cfg.tick_kimg = 0.5
+    cfg.snapshot_ticks = 8  # a snapshot (checkpoint, grid, cheap KID) every 4 kimg
+    cfg.metrics = ["kid"]
+    cfg.metrics_num_gen = 500
+    return cfg
+
+
+def paper_gpu() -> TrainConfig:
+    """low-shot-256 as the preset has it (DigGAN paper 4.4 + NVlabs 'auto'), KID on 1000 images every 40 kimg."""
+    cfg = get_preset("low-shot-256")
+    cfg.metrics = ["kid"]
+    cfg.metrics_num_gen = 1000  # ours: a cheap curve; the final score uses --num-gen (5000, the paper's)
+    return cfg
+
+
+@dataclass
+class Protocol:
+    name: str
+    base: TrainConfig
+    arms: list[str]
+    datasets: list[str]  # folder names under ../shared/datasets (or paths)
+    seeds: int
+    final_num_gen: int
+    device: str
+    prune_checkpoints: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _protocols() -> dict[str, Protocol]:
+    core = [f"{a}{s}" for a in AUGMENTS for s in ("", "+diggan")]
+    return {
+        "cpu-overfit-32": Protocol(
+            "cpu-overfit-32", cpu_overfit_32(),
+            arms=core + [f"{a}+diggan+lecam" for a in AUGMENTS],
+            datasets=["100-shot-obama", "100-shot-grumpy_cat"], seeds=3, final_num_gen=5000, device="cpu"),
+        "paper-gpu": Protocol(
+            "paper-gpu", paper_gpu(), arms=["ada", "ada+diggan"],
+            datasets=["100-shot-obama", "100-shot-grumpy_cat"], seeds=3, final_num_gen=5000, device="cuda",
+            prune_checkpoints=True),
+    }
+
+
+PROTOCOLS = _protocols()
+
+
+def diggan_config(base: TrainConfig) -> RegularizerConfig:
+    """The base preset's DigGAN setting if it has one, else the paper's StyleGAN2 lambda 100 (every 8, x 8)."""
+    reg = base.regularizer("diggan") or RegularizerConfig("diggan", 100.0, 8, {"alpha": 0.5})
+    return as_applied(reg)
+
+
+def lecam_config(base: TrainConfig) -> RegularizerConfig:
+    weight, decay = LECAM_DEFAULTS[base.network.arch]  # google/lecam-gan per backbone
+    return RegularizerConfig("lecam", weight, 1, {"decay": decay})
+
+
+def make_arm(spec: str, base: TrainConfig) -> Arm:
+    """`<augment>[+diggan][+lecam]`: the augmentation, the base config's regularizers minus DigGAN/LeCam,
+    plus the ones named."""
+    augment, *regs = spec.split("+")
+    if augment not in AUGMENTS:
+        raise SystemExit(f"arm {spec!r}: augmentation must be one of {AUGMENTS}")
+    extra = {"diggan": diggan_config(base), "lecam": lecam_config(base)}
+    unknown = [r for r in regs if r not in extra]
+    if unknown:
+        raise SystemExit(f"arm {spec!r}: unknown regularizer(s) {unknown}; this benchmark knows {sorted(extra)}")
+
+    def configure(cfg: TrainConfig) -> None:
         cfg.augment.kind = augment
-        cfg.regularizers = [r for r in cfg.regularizers if r.name != "diggan"]
-        if diggan_weight > 0:
-            cfg.regularizers.append(RegularizerConfig("diggan", diggan_weight, 8, {"alpha": 0.5}))
+        cfg.regularizers = [r for r in cfg.regularizers if r.name not in extra] + [copy.deepcopy(extra[r]) for r in regs]
 
-    return Arm(name, configure)
+    return Arm(spec, configure)
 
 
-def main() -> None:
+def pairs_for(arms: list[str]) -> list[tuple[str, str]]:
+    """Each DigGAN arm against the same augmentation without it."""
+    out = []
+    for a in arms:
+        head, *regs = a.split("+")
+        if regs and f"{head}" in arms:
+            out.append((a, head))
+    return out
+
+
+def prioritise(runs_by_dataset: list[list]) -> list:
+    """The order runs are trained in, so that a grid cut short is still worth reading: first every arm
+    with at most one added regularizer (the core comparison) dataset by dataset, all seeds of a
+    dataset before the next; then the combined arms (e.g. +diggan+lecam) in the same order."""
+    core = [s for runs in runs_by_dataset for s in runs if s.arm.count("+") <= 1]
+    return core + [s for runs in runs_by_dataset for s in runs if s.arm.count("+") > 1]
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--preset", default="cpu-tiny")
-    ap.add_argument("--kimg", type=float, default=4.0)
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--diggan-weight", type=float, default=100.0)
-    ap.add_argument("--num-gen", type=int, default=1000, help="generated images per score (paper: 5000)")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", type=Path, default=Path("bench/results/quality"))
-    args = ap.parse_args()
+    ap.add_argument("--protocol", default="cpu-overfit-32", choices=sorted(PROTOCOLS))
+    ap.add_argument("--datasets", default=None, help="comma list of folder names under ../shared/datasets, or paths")
+    ap.add_argument("--arms", default=None, help="comma list, e.g. none,none+diggan,ada,ada+diggan")
+    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--kimg", type=float, default=None, help="training length of every run (protocol default)")
+    ap.add_argument("--max-kimg", type=float, default=None,
+                    help="stop every run here (a check of the command; its own --out folder)")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="the first minutes: 1 seed, the first dataset, --max-kimg 2, 200 images per score")
+    ap.add_argument("--num-gen", type=int, default=None, help="generated images for the final KID/FID (paper: 5000)")
+    ap.add_argument("--snapshot-num-gen", type=int, default=None, help="generated images for each snapshot KID")
+    ap.add_argument("--phase", default="all", choices=("all", "train", "score"))
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--status", action="store_true", help="print each run's state and exit")
+    args = ap.parse_args(argv)
 
-    base = get_preset(args.preset)
-    base.kimg = args.kimg
-    base.tick_kimg = max(args.kimg / 20, 0.1)
-    lam = args.diggan_weight
-    arms = [_arm("ada", "ada", 0), _arm("ada+diggan", "ada", lam),
-            _arm("diffaugment", "diffaugment", 0), _arm("diffaugment+diggan", "diffaugment", lam)]
-    title = (f"{args.preset} {base.network.resolution}x{base.network.resolution}, {args.kimg} kimg, "
-             f"{args.data.name}, lambda={lam}, {args.num_gen} generated images per score")
-    run_grid(base, arms, list(range(args.seeds)), args.data, args.out, args.device, args.num_gen, title)
-    print((args.out / "results.md").read_text())
+    proto = PROTOCOLS[args.protocol]
+    base = copy.deepcopy(proto.base)
+    datasets = args.datasets.split(",") if args.datasets else list(proto.datasets)
+    arms = args.arms.split(",") if args.arms else list(proto.arms)
+    seeds = args.seeds or proto.seeds
+    num_gen = args.num_gen or proto.final_num_gen
+    out = args.out or Path(f"bench/results/quality-{proto.name}")
+    if args.kimg:
+        base.kimg = args.kimg
+    max_kimg = args.max_kimg
+    if args.dry_run:
+        max_kimg = max_kimg or 2.0
+        seeds, datasets = 1, datasets[:1]
+        num_gen = args.num_gen or 200
+        base.metrics_num_gen = 200
+    if args.snapshot_num_gen:
+        base.metrics_num_gen = args.snapshot_num_gen
+    if max_kimg is not None and max_kimg < base.kimg:
+        base.kimg = max_kimg
+        base.tick_kimg = min(base.tick_kimg, max_kimg / 4)
+        base.snapshot_ticks = 2  # a checkpoint (and a resume point) every half of the cut run
+        out = args.out or out.with_name(out.name + f"-first-{max_kimg:g}kimg")
+    device = args.device or proto.device
+
+    runs_by_dataset = []
+    for ds in datasets:
+        path = Path(ds) if ("/" in ds or Path(ds).exists()) else DATASETS_DIR / ds
+        if not path.exists():
+            raise SystemExit(f"dataset {path} not found")
+        group = path.name.removeprefix("100-shot-")
+        runs_by_dataset.append(build_specs(base, [make_arm(a, base) for a in arms], list(range(seeds)), group, path))
+    specs = prioritise(runs_by_dataset)
+
+    if args.status:
+        from grid import status
+
+        for s in specs:
+            print(f"{s.group:12s} {s.arm:26s} seed {s.seed}: {status(s.run_dir(out))}")
+        return
+    res = base.network.resolution
+    title = (f"{proto.name}: {base.preset} {res}x{res}, {base.kimg:g} kimg, {seeds} seeds, "
+             f"final KID/FID on {num_gen} images, snapshot KID on {base.metrics_num_gen}, device {device}")
+    phases = ("train", "score") if args.phase == "all" else (args.phase,)
+    run_arm_grid(specs, out, device, num_gen, title, pairs_for(arms), phases, proto.prune_checkpoints,
+                 meta={"protocol": proto.name, "kimg": base.kimg, "seeds": seeds, "arms": arms, "datasets": datasets})
+    print((out / "results.md").read_text())
 
 
 if __name__ == "__main__":

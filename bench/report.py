@@ -1,0 +1,170 @@
+"""Tables and curves for a grid's records (bench/grid.py `collect`): per-seed values, mean and spread
+per arm, paired differences per seed (treatment minus baseline, same seed), and KID/DIG/p/logit curves.
+
+KID columns never mix estimates: `final KID` is the end-of-run score on `final_num_gen` images,
+`end KID` the cheap snapshot score of the same final checkpoint, `min KID` the lowest cheap score
+over the snapshots (and where). A blank means that stage has not run yet.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+Records = list[dict[str, Any]]
+
+
+def _mean_sd(vals: list[float]) -> tuple[float | None, float | None]:
+    vals = [v for v in vals if v is not None and math.isfinite(v)]
+    if not vals:
+        return None, None
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
+
+
+def _fmt(v: float | None, scale: float = 1.0, digits: int = 1) -> str:
+    return "–" if v is None else f"{v * scale:.{digits}f}"
+
+
+def _fmt_ms(m: float | None, s: float | None, scale: float = 1.0, digits: int = 1) -> str:
+    if m is None:
+        return "–"
+    return f"{m * scale:.{digits}f}" + (f" ± {s * scale:.{digits}f}" if s is not None else "")
+
+
+def groups_of(records: Records) -> list[str]:
+    return list(dict.fromkeys(r["group"] for r in records))
+
+
+def arms_of(records: Records) -> list[str]:
+    return list(dict.fromkeys(r["arm"] for r in records))
+
+
+def paired(records: Records, group: str, treat: str, base: str, key: str) -> dict[str, Any]:
+    """Per-seed `key` differences treat - base over the seeds both arms have; mean, sd, paired t-test."""
+    by = {(r["arm"], r["seed"]): r.get(key) for r in records if r["group"] == group}
+    seeds = sorted(s for (a, s), v in by.items() if a == treat and v is not None and by.get((base, s)) is not None)
+    diffs = [by[(treat, s)] - by[(base, s)] for s in seeds]
+    out: dict[str, Any] = {"treat": treat, "base": base, "key": key, "seeds": seeds, "diffs": diffs,
+                           "mean": None, "sd": None, "p_t": None, "better": sum(d < 0 for d in diffs)}
+    if diffs:
+        out["mean"], out["sd"] = _mean_sd(diffs)
+    if len(diffs) >= 2 and out["sd"]:
+        from scipy import stats
+
+        out["p_t"] = float(stats.ttest_1samp(diffs, 0.0).pvalue)
+    return out
+
+
+def group_markdown(records: Records, group: str, pairs: list[tuple[str, str]], title: str = "") -> str:
+    rs = [r for r in records if r["group"] == group]
+    arms = arms_of(rs)
+    seeds = sorted({r["seed"] for r in rs})
+    lines = [f"### {title or group}", ""]
+    done = sum(r["status"] in ("trained", "scored") for r in rs)
+    scored = sum(r["status"] == "scored" for r in rs)
+    missing = [f"{r['arm']} s{r['seed']} ({r['status']}, {r['kimg'] or 0:.1f}/{r['total_kimg']:g} kimg)"
+               for r in rs if r["status"] not in ("trained", "scored")]
+    lines.append(f"{done}/{len(rs)} runs trained, {scored}/{len(rs)} scored on the final sample."
+                 + (f" Not finished: {', '.join(missing)}." if missing else ""))
+    lines += ["", "| arm | runs | final KID ×1e3 | final FID | end KID ×1e3 (snapshot) | min KID ×1e3 (at kimg) "
+              "| final p | final DIG | D logit gap | train s/run |", "| --- " * 10 + "|"]
+    for arm in arms:
+        ar = [r for r in rs if r["arm"] == arm and r["status"] in ("trained", "scored")]
+        if not ar:
+            continue
+        fk, fk_sd = _mean_sd([r["final_kid"] for r in ar])
+        ff, ff_sd = _mean_sd([r["final_fid"] for r in ar])
+        ek, ek_sd = _mean_sd([r["end_kid"] for r in ar])
+        mk, mk_sd = _mean_sd([r["min_kid"] for r in ar])
+        mkk, _ = _mean_sd([r["min_kid_kimg"] for r in ar])
+        p, _ = _mean_sd([r["final_augment_p"] for r in ar])
+        dig, _ = _mean_sd([r["final_dig"] for r in ar])
+        gap, _ = _mean_sd([r["final_logit_gap"] for r in ar])
+        ts, _ = _mean_sd([r["train_seconds"] for r in ar])
+        lines.append(f"| {arm} | {len(ar)} | {_fmt_ms(fk, fk_sd, 1e3)} | {_fmt_ms(ff, ff_sd)} | {_fmt_ms(ek, ek_sd, 1e3)} "
+                     f"| {_fmt_ms(mk, mk_sd, 1e3)} ({_fmt(mkk)}) | {_fmt(p, digits=2)} | "
+                     f"{'–' if dig is None else f'{dig:.3g}'} | {_fmt(gap, digits=2)} | {_fmt(ts, digits=0)} |")
+    # per seed
+    key = "final_kid" if any(r["final_kid"] is not None for r in rs) else "end_kid"
+    label = "final KID" if key == "final_kid" else "end KID (snapshot)"
+    lines += ["", f"Per seed, {label} ×1e3:", "", "| arm | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+              "| --- " * (len(seeds) + 1) + "|"]
+    for arm in arms:
+        vals = {r["seed"]: r[key] for r in rs if r["arm"] == arm}
+        lines.append(f"| {arm} | " + " | ".join(_fmt(vals.get(s), 1e3) for s in seeds) + " |")
+    if pairs:
+        lines += ["", f"Paired by seed, {label} ×1e3 (treatment − baseline; negative = treatment better):", "",
+                  "| treatment − baseline | " + " | ".join(f"seed {s}" for s in seeds)
+                  + " | mean ± sd | better in | paired t p |", "| --- " * (len(seeds) + 4) + "|"]
+        for treat, base in pairs:
+            pr = paired(rs, group, treat, base, key)
+            if not pr["seeds"]:
+                continue
+            d = dict(zip(pr["seeds"], pr["diffs"]))
+            p_t = "–" if pr["p_t"] is None else f"{pr['p_t']:.2g}"
+            lines.append(f"| {treat} − {base} | " + " | ".join(
+                ("–" if s not in d else f"{d[s] * 1e3:+.1f}") for s in seeds)
+                + f" | {_fmt_ms(pr['mean'], pr['sd'], 1e3)} | {pr['better']}/{len(pr['diffs'])} | {p_t} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_group(records: Records, group: str, path: Path, title: str = "") -> None:
+    """Four panels over kimg: snapshot KID, DIG, ADA p, and D's logit gap (real - fake); one colour per
+    arm, thin lines per seed, a thick line for the seed mean where all seeds share the x values."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rs = [r for r in records if r["group"] == group and r["curves"]["kimg"]]
+    if not rs:
+        return
+    arms = arms_of(rs)
+    colors = dict(zip(arms, (plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3)))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex=True)
+    panels = [(axes[0, 0], "kid", "kid_kimg", "KID (snapshot)", True),
+              (axes[0, 1], "dig", "kimg", "DIG", True),
+              (axes[1, 0], "augment_p", "kimg", "ADA p", False),
+              (axes[1, 1], "logit_gap", "kimg", "D(real) − D(fake) logit", False)]
+    for ax, key, xkey, label, log in panels:
+        for arm in arms:
+            series = []
+            for r in (r for r in rs if r["arm"] == arm):
+                c = r["curves"]
+                ys = ([None if a is None or b is None else a - b for a, b in zip(c["D_real"], c["D_fake"])]
+                      if key == "logit_gap" else c[key])
+                xs = c[xkey]
+                pts = [(x, y) for x, y in zip(xs, ys) if y is not None and (not log or y > 0)]
+                if key in ("dig", "logit_gap") and len(pts) > 10:
+                    pts = _smooth(pts, 5)
+                if pts:
+                    ax.plot(*zip(*pts), color=colors[arm], alpha=0.35, lw=0.8)
+                    series.append(pts)
+            if len(series) > 1 and all(len(s) == len(series[0]) for s in series):
+                xs = [p[0] for p in series[0]]
+                ys = [statistics.fmean(s[i][1] for s in series) for i in range(len(xs))]
+                ax.plot(xs, ys, color=colors[arm], lw=2, label=arm)
+            elif series:
+                ax.plot([], [], color=colors[arm], lw=2, label=arm)
+        ax.set_ylabel(label)
+        if log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("kimg")
+    axes[0, 1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    fig.suptitle(title or group, fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _smooth(pts: list[tuple[float, float]], k: int) -> list[tuple[float, float]]:
+    """Running mean over k ticks (DIG and logits are noisy per tick)."""
+    out = []
+    for i in range(len(pts)):
+        win = pts[max(0, i - k + 1): i + 1]
+        out.append((pts[i][0], statistics.fmean(y for _, y in win)))
+    return out

@@ -1,0 +1,99 @@
+"""bench/quality.py and bench/compare.py: the arms, pairs and run order they promise, the DigGAN weight
+each backbone gets, the paired differences the report prints, and the --dry-run of the GPU protocol."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import compare  # noqa: E402
+import quality  # noqa: E402
+from harness import DATASETS_DIR, build_specs  # noqa: E402
+from report import group_markdown, paired  # noqa: E402
+
+from gan_core.config import get_preset  # noqa: E402
+
+
+def configured(base, arm: str):
+    cfg = copy.deepcopy(base)
+    quality.make_arm(arm, base).configure(cfg)
+    return cfg
+
+
+def test_quality_arms_add_diggan_and_lecam_on_top_of_r1() -> None:
+    base = quality.cpu_overfit_32()
+    plain = configured(base, "none")
+    assert plain.augment.kind == "none" and [r.name for r in plain.regularizers] == ["r1"]
+    both = configured(base, "diffaugment+diggan+lecam")
+    assert both.augment.kind == "diffaugment"
+    assert [(r.name, r.weight, r.interval) for r in both.regularizers] == [
+        ("r1", pytest.approx(0.0128), 16), ("diggan", 100.0, 8), ("lecam", 0.3, 1)]
+    assert both.regularizer("lecam").params == {"decay": 0.99}
+    # the paper-gpu baseline drops the preset's own DigGAN; its DigGAN arm keeps the preset's
+    gpu = quality.paper_gpu()
+    assert [r.name for r in configured(gpu, "ada").regularizers] == ["r1"]
+    assert configured(gpu, "ada+diggan").regularizer("diggan") == gpu.regularizer("diggan")
+    with pytest.raises(SystemExit, match="unknown regularizer"):
+        quality.make_arm("ada+r3", base)
+
+
+def test_pairs_and_priority() -> None:
+    arms = quality.PROTOCOLS["cpu-overfit-32"].arms
+    assert ("ada+diggan", "ada") in quality.pairs_for(arms)
+    assert ("none+diggan+lecam", "none") in quality.pairs_for(arms)
+    assert len(quality.pairs_for(arms)) == 6
+    base = quality.cpu_overfit_32()
+    by_ds = [build_specs(base, [quality.make_arm(a, base) for a in arms], [0, 1], g, Path(g)) for g in ("o", "g")]
+    order = [(s.group, s.seed, s.arm) for s in quality.prioritise(by_ds)]
+    assert order[:6] == [("o", 0, a) for a in ("none", "none+diggan", "ada", "ada+diggan", "diffaugment",
+                                               "diffaugment+diggan")]
+    assert order[6][:2] == ("o", 1) and order[12][:2] == ("g", 0)
+    assert all("lecam" in a for _, _, a in order[24:]) and len(order) == 36
+
+
+@pytest.mark.parametrize("preset, d_steps", [("sngan-32", 5), ("biggan-32", 4)])
+def test_compare_diggan_is_the_presets_lambda_per_application(preset: str, d_steps: int) -> None:
+    base = get_preset(preset)
+    cfg = copy.deepcopy(base)
+    compare.make_arm("none", "diggan", base).configure(cfg)
+    dig = cfg.regularizer("diggan")
+    # the authors' 10000 once per G step: weight x multiplier = 10000 whether or not the trainer honours
+    # scale_by_interval (bench/harness.as_applied)
+    assert dig.interval == d_steps and dig.scale_by_interval and dig.weight * dig.interval == pytest.approx(10000)
+    lecam = configured_compare(base, "lecam").regularizer("lecam")
+    assert (lecam.weight, lecam.params["decay"]) == (0.3, 0.9)  # lecam-gan BigGAN-CIFAR
+
+
+def configured_compare(base, regs: str):
+    cfg = copy.deepcopy(base)
+    compare.make_arm("none", regs, base).configure(cfg)
+    return cfg
+
+
+def test_paired_differences_and_table() -> None:
+    recs = []
+    for seed, (a, b) in enumerate([(0.30, 0.20), (0.25, 0.27), (0.40, 0.31)]):
+        for arm, kid in (("ada", a), ("ada+diggan", b)):
+            recs.append({"group": "obama", "arm": arm, "seed": seed, "status": "scored", "kimg": 1.0,
+                         "total_kimg": 1.0, "final_kid": kid, "final_fid": None, "end_kid": kid, "min_kid": kid,
+                         "min_kid_kimg": 1.0, "final_augment_p": 0.1, "final_dig": 0.01, "final_logit_gap": 1.0,
+                         "train_seconds": 10.0})
+    pr = paired(recs, "obama", "ada+diggan", "ada", "final_kid")
+    assert pr["diffs"] == pytest.approx([-0.10, 0.02, -0.09]) and pr["better"] == 2
+    assert pr["mean"] == pytest.approx(-0.17 / 3) and 0 < pr["p_t"] < 1
+    md = group_markdown(recs, "obama", [("ada+diggan", "ada")])
+    assert "| ada+diggan − ada | -100.0 | +20.0 | -90.0 | -56.7 ± 66.6 | 2/3 | 0.28 |" in md
+    assert "6/6 runs trained, 6/6 scored" in md
+
+
+@pytest.mark.skipif(not (DATASETS_DIR / "100-shot-obama").exists(), reason="../shared/datasets is absent")
+def test_paper_gpu_dry_run_lists_its_runs(capsys, tmp_path: Path) -> None:
+    quality.main(["--protocol", "paper-gpu", "--dry-run", "--status", "--out", str(tmp_path)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[:4] for line in lines] == [["obama", "ada", "seed", "0:"], ["obama", "ada+diggan", "seed", "0:"]]
+    assert all(line.endswith("new") for line in lines)
