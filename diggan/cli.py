@@ -5,7 +5,11 @@
     diggan jobs watch job_...                 # live progress bar (kimg) with loss_G/loss_D/DIG/KID
     diggan samples job_... --n 16 --psi 0.7 -o grid.png
     diggan checkpoints download job_... -o model.pt
-    diggan export job_... --format torchscript -o generator.pt
+    diggan export job_... --format onnx -o generator.onnx        # or torchscript, safetensors
+    diggan project job_... face.jpg --steps 300 --distance pixel --watch -o out/
+    diggan latents list job_...                # save | get | download | image | edit | interpolate | delete
+    diggan mix job_... --rows 85,100,75 --cols 55,821 --styles 0-6 -o grid.png
+    diggan edit job_... --latent lat_... --direction 0 --strengths -3,0,3 -o strip.png
 
 Server and key: --url / --api-key, or $DIGGAN_URL / $DIGGAN_API_KEY (default http://127.0.0.1:8000).
 Data commands print JSON on stdout; progress and messages go to stderr.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -70,9 +75,11 @@ def cmd_jobs_create(c: DigganClient, a: argparse.Namespace) -> int:
             raise ValueError(f"--config-json is not valid JSON ({e})") from None
         if not isinstance(fields, dict):
             raise ValueError("--config-json must be a JSON object, e.g. '{\"tick_kimg\": 0.2}'")
-    for key in ("preset", "kimg", "seed", "augment", "batch_size", "tick_kimg", "snapshot_kimg"):
+    for key in ("preset", "kimg", "seed", "augment", "batch_size", "tick_kimg", "snapshot_kimg", "freeze_d_layers"):
         if getattr(a, key) is not None:
             fields[key] = getattr(a, key)
+    if a.init_from:
+        fields["init_from"] = parse_init_from(a.init_from)
     if a.regularizer:
         fields["regularizers"] = [parse_regularizer(r) for r in a.regularizer]
     fields.pop("dataset_id", None)
@@ -199,9 +206,213 @@ def cmd_checkpoints_download(c: DigganClient, a: argparse.Namespace) -> int:
 
 
 def cmd_export(c: DigganClient, a: argparse.Namespace) -> int:
-    out = Path(a.out or f"{a.job_id}-{a.checkpoint}.{'pt' if a.format == 'torchscript' else 'zip'}")
+    suffix = {"torchscript": "pt", "safetensors": "zip", "onnx": "onnx"}[a.format]
+    out = Path(a.out or f"{a.job_id}-{a.checkpoint}.{suffix}")
     c.export(a.job_id, out, format=a.format, checkpoint=a.checkpoint)
     _print_json({"out": str(out), "format": a.format, "checkpoint": a.checkpoint, "bytes": out.stat().st_size})
+    return EXIT_OK
+
+
+def parse_init_from(spec: str) -> dict[str, Any]:
+    """'model_...' or 'job_...[:latest|best|NAME]' -> an init_from body."""
+    if spec.startswith("model_") and ":" not in spec:
+        return {"model": spec}
+    if spec.startswith("job_"):
+        job, _, ckpt = spec.partition(":")
+        return {"job": job, **({"checkpoint": ckpt} if ckpt else {})}
+    raise ValueError(f"--init-from {spec!r}: give a model id (model_...) or a job id with an optional checkpoint "
+                     "(job_...:best)")
+
+
+def parse_refs(spec: str, what: str) -> list[int | str]:
+    """'85,100,lat_0188...,3-5' -> [85, 100, 'lat_0188...', 3, 4, 5]: seeds (and ranges) or latent ids."""
+    refs: list[int | str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if part.startswith("lat_"):
+            refs.append(part)
+            continue
+        try:
+            refs.extend(parse_seeds(part))
+        except ValueError:
+            raise ValueError(f"{what} {part!r}: give seeds (7, 0-3) or latent ids (lat_...)") from None
+    if not refs:
+        raise ValueError(f"{what}: give at least one seed or latent id")
+    return refs
+
+
+def parse_strengths(spec: str) -> list[float]:
+    try:
+        values = [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--strengths {spec!r}: give numbers separated by commas, e.g. -3,0,3") from None
+    if not values:
+        raise ValueError("--strengths needs at least one value")
+    return values
+
+
+def _write(out: str | Path, data: bytes) -> Path:
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def cmd_project(c: DigganClient, a: argparse.Namespace) -> int:
+    p = c.project(a.job_id, a.images, checkpoint=a.checkpoint, steps=a.steps, w_plus=a.w_plus, distance=a.distance,
+                  seed=a.seed)
+    if not a.watch:
+        _print_json(p)
+        return EXIT_OK
+    print(f"projection {p['id']}: {len(p['images'])} image(s), {p['config']['steps']} steps each, "
+          f"{p['config']['distance']} distance", file=sys.stderr)
+    return watch_projection(c, a.job_id, p["id"], a.out)
+
+
+def cmd_projections_watch(c: DigganClient, a: argparse.Namespace) -> int:
+    return watch_projection(c, a.job_id, a.projection_id, a.out)
+
+
+def watch_projection(c: DigganClient, job_id: str, projection_id: str, out: str | None) -> int:
+    """A tqdm bar in steps fed by the projection's event stream; the final projection JSON on stdout, and with
+    `out` the reconstructions (and progress GIFs) written there."""
+    from tqdm import tqdm
+
+    p = c.get_projection(job_id, projection_id)
+    bar = tqdm(total=p["progress"]["total_steps"], initial=p["progress"]["steps_done"], unit="step", desc=projection_id,
+               file=sys.stderr, dynamic_ncols=True, mininterval=0,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total} steps [{elapsed}<{remaining}]{postfix}")
+    try:
+        for ev in c.projection_events(job_id, projection_id):
+            if ev.event == "state" and isinstance(ev.data, dict):
+                p = ev.data
+                prog = p.get("progress") or {}
+                bar.n = int(prog.get("steps_done") or 0)
+                post = {"status": p.get("status")}
+                if prog.get("distance") is not None:
+                    post["dist"] = f"{prog['distance']:.4g}"
+                done = sum(1 for i in p.get("images") or [] if i.get("status") == "done")
+                post["images"] = f"{done}/{len(p.get('images') or [])}"
+                bar.set_postfix(post, refresh=False)
+                bar.refresh()
+    finally:
+        bar.close()
+    p = c.get_projection(job_id, projection_id)
+    if out:
+        folder = Path(out)
+        for im in p["images"]:
+            if im.get("status") == "done":
+                i = im["index"]
+                _write(folder / f"{projection_id}-{i}-reconstruction.png",
+                       c.projection_image(job_id, projection_id, "reconstruction.png", i))
+                _write(folder / f"{projection_id}-{i}-progress.gif",
+                       c.projection_image(job_id, projection_id, "progress.gif", i))
+                c.download_latent(job_id, im["latent_id"], folder / f"{im['latent_id']}.npy")
+    _print_json(p)
+    status = p["status"]
+    if status == "succeeded":
+        dists = ", ".join(f"{i['distance']:.4g}" for i in p["images"] if i.get("distance") is not None)
+        print(f"projection {projection_id} succeeded; distance(s) {dists}; latents "
+              f"{', '.join(i['latent_id'] for i in p['images'] if i.get('latent_id'))}", file=sys.stderr)
+        return EXIT_OK
+    if status == "canceled":
+        print(f"error: projection {projection_id} was canceled", file=sys.stderr)
+        return EXIT_CANCELED
+    if status == "failed":
+        print(f"error: projection {projection_id} failed: {p.get('error') or 'no message'}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"error: the event stream of projection {projection_id} ended while it is {status}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def cmd_projections_get(c: DigganClient, a: argparse.Namespace) -> int:
+    _print_json(c.get_projection(a.job_id, a.projection_id))
+    return EXIT_OK
+
+
+def cmd_projections_list(c: DigganClient, a: argparse.Namespace) -> int:
+    _print_json(c.list_projections(a.job_id))
+    return EXIT_OK
+
+
+def cmd_projections_cancel(c: DigganClient, a: argparse.Namespace) -> int:
+    _print_json(c.cancel_projection(a.job_id, a.projection_id))
+    return EXIT_OK
+
+
+def cmd_latents_list(c: DigganClient, a: argparse.Namespace) -> int:
+    _print_json(c.list_latents(a.job_id))
+    return EXIT_OK
+
+
+def cmd_latents_get(c: DigganClient, a: argparse.Namespace) -> int:
+    _print_json(c.get_latent(a.job_id, a.latent_id))
+    return EXIT_OK
+
+
+def cmd_latents_save(c: DigganClient, a: argparse.Namespace) -> int:
+    _print_json(c.save_latent(a.job_id, a.seed, psi=a.psi, checkpoint=a.checkpoint, name=a.name))
+    return EXIT_OK
+
+
+def cmd_latents_delete(c: DigganClient, a: argparse.Namespace) -> int:
+    c.delete_latent(a.job_id, a.latent_id)
+    _print_json({"deleted": a.latent_id})
+    return EXIT_OK
+
+
+def cmd_latents_download(c: DigganClient, a: argparse.Namespace) -> int:
+    out = c.download_latent(a.job_id, a.latent_id, a.out or f"{a.latent_id}.npy")
+    _print_json({"out": str(out), "bytes": out.stat().st_size})
+    return EXIT_OK
+
+
+def cmd_latents_image(c: DigganClient, a: argparse.Namespace) -> int:
+    out = _write(a.out, c.latent_image(a.job_id, a.latent_id, psi=a.psi, checkpoint=a.checkpoint))
+    _print_json({"out": str(out), "latent": a.latent_id, "psi": a.psi})
+    return EXIT_OK
+
+
+def cmd_latents_edit(c: DigganClient, a: argparse.Namespace) -> int:
+    _print_json(c.edit_latent(a.job_id, a.latent_id, a.direction, a.strength, layers=a.layers, name=a.name,
+                              checkpoint=a.checkpoint))
+    return EXIT_OK
+
+
+def cmd_latents_interpolate(c: DigganClient, a: argparse.Namespace) -> int:
+    ends = [parse_refs(spec, name) for spec, name in ((a.a, "A"), (a.b, "B"))]
+    if any(len(e) != 1 for e in ends):
+        raise ValueError("give one latent id or seed for each end")
+    ref_a, ref_b = ends[0][0], ends[1][0]
+    out = _write(a.out, c.interpolate_latents(a.job_id, ref_a, ref_b, steps=a.steps, psi=a.psi,
+                                              checkpoint=a.checkpoint))
+    _print_json({"out": str(out), "a": ref_a, "b": ref_b, "steps": a.steps})
+    return EXIT_OK
+
+
+def cmd_mix(c: DigganClient, a: argparse.Namespace) -> int:
+    rows, cols = parse_refs(a.rows, "--rows"), parse_refs(a.cols, "--cols")
+    out = _write(a.out, c.mixing_grid(a.job_id, rows, cols, styles=a.styles, psi=a.psi, checkpoint=a.checkpoint))
+    _print_json({"out": str(out), "rows": rows, "cols": cols, "styles": a.styles, "psi": a.psi})
+    return EXIT_OK
+
+
+def cmd_directions(c: DigganClient, a: argparse.Namespace) -> int:
+    d = c.directions(a.job_id, k=a.k, layers=a.layers, checkpoint=a.checkpoint)
+    if not a.vectors:
+        for x in d["directions"]:
+            x.pop("vector", None)
+    _print_json(d)
+    return EXIT_OK
+
+
+def cmd_edit(c: DigganClient, a: argparse.Namespace) -> int:
+    source: int | str = a.latent if a.latent is not None else a.seed
+    strengths = parse_strengths(a.strengths)
+    out = _write(a.out, c.edit_strip(a.job_id, source, a.direction, strengths, layers=a.layers, psi=a.psi,
+                                     checkpoint=a.checkpoint))
+    _print_json({"out": str(out), "source": source, "direction": a.direction, "strengths": strengths})
     return EXIT_OK
 
 
@@ -217,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="diggan", description=__doc__, parents=[conn],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{datasets,jobs,samples,checkpoints,export}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{datasets,jobs,samples,checkpoints,export,"
+                                   "project,projections,latents,mix,directions,edit}")
 
     def leaf(sub: argparse._SubParsersAction, name: str, func: Any, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, parents=[conn])
@@ -246,6 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-kimg", dest="snapshot_kimg", type=float)
     p.add_argument("--config-json", help="any other job fields as a JSON object, e.g. '{\"g_lr\": 0.001, "
                                          "\"metrics\": [\"kid\"]}' (flags win over it)")
+    p.add_argument("--init-from", metavar="MODEL|JOB[:CKPT]",
+                   help="start from pretrained weights: a model id (model_...) or a job id, e.g. job_...:best")
+    p.add_argument("--freeze-d", dest="freeze_d_layers", type=int, metavar="N",
+                   help="Freeze-D: keep D's first N layers fixed while fine-tuning (needs --init-from)")
     p.add_argument("--idempotency-key", help="makes a retried create return the same job")
     p.add_argument("--watch", action="store_true", help="then follow it as `diggan jobs watch` does")
     p = leaf(jobs, "list", cmd_jobs_list, "your jobs, newest first")
@@ -274,13 +490,118 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", default="latest", help="latest (default), best, or a checkpoint name")
     p.add_argument("-o", "--out", help="file or folder (default: ./<job>-<name>)")
 
-    p = leaf(groups, "export", cmd_export, "download the generator as TorchScript or safetensors")
+    p = leaf(groups, "export", cmd_export, "download the generator as TorchScript, safetensors or ONNX")
     p.add_argument("job_id")
     p.add_argument("--format", required=True, choices=EXPORT_FORMATS,
-                   help="torchscript: one .pt that needs only torch; safetensors: zip of weights + config.json")
+                   help="torchscript: one .pt that needs only torch; safetensors: zip of weights + config.json; "
+                        "onnx: one .onnx for onnxruntime (stylegan2)")
     p.add_argument("--checkpoint", default="latest", help="latest, best, or a checkpoint name")
-    p.add_argument("-o", "--out", help="output file (default: ./<job>-<checkpoint>.pt|.zip)")
+    p.add_argument("-o", "--out", help="output file (default: ./<job>-<checkpoint>.pt|.zip|.onnx)")
+
+    _add_editing(groups, leaf)
     return parser
+
+
+def _allow_negative_lists(p: argparse.ArgumentParser) -> None:
+    # Let "--strengths -3,0,3" through: argparse otherwise takes "-3,0,3" for an option.
+    p._negative_number_matcher = re.compile(r"^-\d[\d.,\-eE]*$")  # type: ignore[attr-defined]
+
+
+def _add_editing(groups: argparse._SubParsersAction, leaf: Any) -> None:
+    """project, projections, latents, mix, directions, edit."""
+    p = leaf(groups, "project", cmd_project, "project image(s) into a job's W space (a background job on the server)")
+    p.add_argument("job_id")
+    p.add_argument("images", nargs="+", type=Path, help="image files (centre-cropped, resized to the generator's size)")
+    p.add_argument("--checkpoint", default="latest", help="latest, best, or a checkpoint name")
+    p.add_argument("--steps", type=int, help="optimisation steps per image (server default 1000, as NVlabs)")
+    p.add_argument("--w-plus", action="store_true", help="one w per layer (W+): reconstructs more, edits less cleanly")
+    p.add_argument("--distance", choices=["inception+pixel", "inception", "pixel", "discriminator"],
+                   help="what is minimised (server default inception+pixel; pixel is ~8x faster on a CPU)")
+    p.add_argument("--seed", type=int, help="the optimisation's seed (default 303, as NVlabs)")
+    p.add_argument("--watch", action="store_true", help="follow it with a progress bar until it ends")
+    p.add_argument("-o", "--out", help="with --watch: a folder for the reconstructions, progress GIFs and latents")
+
+    pr = groups.add_parser("projections", help="follow, list and cancel projections").add_subparsers(dest="cmd", required=True)
+    for name, func, text in (("get", cmd_projections_get, "one projection"),
+                             ("cancel", cmd_projections_cancel, "stop a projection (finished images are kept)")):
+        q = leaf(pr, name, func, text)
+        q.add_argument("job_id")
+        q.add_argument("projection_id")
+    q = leaf(pr, "watch", cmd_projections_watch, "progress bar until it ends (exit 0 only if it succeeds)")
+    q.add_argument("job_id")
+    q.add_argument("projection_id")
+    q.add_argument("-o", "--out", help="a folder for the reconstructions, progress GIFs and latents")
+    leaf(pr, "list", cmd_projections_list, "a job's projections").add_argument("job_id")
+
+    lt = groups.add_parser("latents", help="saved W / W+ latents of a job").add_subparsers(dest="cmd", required=True)
+    leaf(lt, "list", cmd_latents_list, "a job's latents, newest first").add_argument("job_id")
+    for name, func, text in (("get", cmd_latents_get, "one latent (JSON)"),
+                             ("delete", cmd_latents_delete, "delete a latent")):
+        q = leaf(lt, name, func, text)
+        q.add_argument("job_id")
+        q.add_argument("latent_id")
+    q = leaf(lt, "save", cmd_latents_save, "save a seed's W latent (truncated by --psi)")
+    q.add_argument("job_id")
+    q.add_argument("--seed", type=int, required=True)
+    q.add_argument("--psi", type=float, default=0.7, help="truncation (the samples' default 0.7)")
+    q.add_argument("--checkpoint", default="latest")
+    q.add_argument("--name")
+    q = leaf(lt, "download", cmd_latents_download, "the latent's values as float32 .npy")
+    q.add_argument("job_id")
+    q.add_argument("latent_id")
+    q.add_argument("-o", "--out", help="file (default ./<latent>.npy)")
+    q = leaf(lt, "image", cmd_latents_image, "render a latent as a PNG")
+    q.add_argument("job_id")
+    q.add_argument("latent_id")
+    q.add_argument("--psi", type=float, default=1.0, help="truncation (1: as saved)")
+    q.add_argument("--checkpoint", default="latest")
+    q.add_argument("-o", "--out", required=True)
+    q = leaf(lt, "edit", cmd_latents_edit, "apply a SeFa direction to a latent and save the result as a new latent")
+    q.add_argument("job_id")
+    q.add_argument("latent_id")
+    q.add_argument("--direction", type=int, required=True)
+    q.add_argument("--strength", type=float, required=True)
+    q.add_argument("--layers", help="style layers, e.g. 0-3 (default: all but the last ToRGB)")
+    q.add_argument("--name")
+    q.add_argument("--checkpoint", default="latest")
+    _allow_negative_lists(q)
+    q = leaf(lt, "interpolate", cmd_latents_interpolate, "an animated GIF walking in W between two latents or seeds")
+    q.add_argument("job_id")
+    q.add_argument("a", help="a latent id or a seed")
+    q.add_argument("b", help="a latent id or a seed")
+    q.add_argument("--steps", type=int, default=16)
+    q.add_argument("--psi", type=float, default=1.0)
+    q.add_argument("--checkpoint", default="latest")
+    q.add_argument("-o", "--out", required=True, help="e.g. walk.gif")
+
+    p = leaf(groups, "mix", cmd_mix, "style-mixing grid: rows take the columns' --styles layers (StyleGAN Fig. 3)")
+    p.add_argument("job_id")
+    p.add_argument("--rows", required=True, help="seeds and/or latent ids, e.g. 85,100,75 or 0-3,lat_...")
+    p.add_argument("--cols", required=True, help="seeds and/or latent ids")
+    p.add_argument("--styles", default="0-6", help="layers taken from the column sources (NVlabs' default 0-6)")
+    p.add_argument("--psi", type=float, default=1.0, help="truncation of every source (NVlabs' default 1)")
+    p.add_argument("--checkpoint", default="latest")
+    p.add_argument("-o", "--out", required=True, help="grid .png")
+
+    p = leaf(groups, "directions", cmd_directions, "the top-k SeFa edit directions of a checkpoint")
+    p.add_argument("job_id")
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--layers", help="style layers, e.g. 0-3 (default: all but the last ToRGB)")
+    p.add_argument("--checkpoint", default="latest")
+    p.add_argument("--vectors", action="store_true", help="also print the direction vectors")
+
+    p = leaf(groups, "edit", cmd_edit, "a latent or seed along a SeFa direction at several strengths (a PNG strip)")
+    p.add_argument("job_id")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--latent", help="a saved latent's id (lat_...)")
+    src.add_argument("--seed", type=int)
+    p.add_argument("--direction", type=int, default=0, help="SeFa direction index (0: the largest eigenvalue)")
+    p.add_argument("--strengths", default="-3,-1.5,0,1.5,3", help="comma-separated, e.g. -3,0,3")
+    p.add_argument("--layers", help="style layers, e.g. 0-3 (default: all but the last ToRGB)")
+    p.add_argument("--psi", type=float, default=1.0, help="truncation of the source first")
+    p.add_argument("--checkpoint", default="latest")
+    p.add_argument("-o", "--out", required=True, help="strip .png")
+    _allow_negative_lists(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

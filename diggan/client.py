@@ -19,7 +19,8 @@ import httpx
 from diggan.sse import Event, iter_events
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-EXPORT_FORMATS = ("safetensors", "torchscript")
+EXPORT_FORMATS = ("safetensors", "torchscript", "onnx")
+TERMINAL_PROJECTION = frozenset({"succeeded", "failed", "canceled"})
 _SPOOL_MAX = 64 * 1024 * 1024  # a zipped folder stays in memory up to this size, then goes to a temp file
 
 
@@ -52,6 +53,27 @@ class Job(TypedDict, total=False):
     error: str | None
     latest_checkpoint: str | None
     best_checkpoint: str | None
+
+
+class Projection(TypedDict, total=False):
+    id: str
+    job_id: str
+    status: str  # queued | running | succeeded | failed | canceled
+    checkpoint: str
+    config: dict[str, Any]  # steps, w_plus, distance, seed
+    progress: dict[str, Any]  # steps_done, total_steps, fraction, eta_seconds, distance
+    images: list[dict[str, Any]]  # per image: status, distance, pixel_mse, latent_id, ...
+    error: str | None
+
+
+class Latent(TypedDict, total=False):
+    id: str
+    job_id: str
+    name: str | None
+    kind: str  # w | w+
+    shape: list[int]
+    source: dict[str, Any]
+    checkpoint: str
 
 
 class Checkpoint(TypedDict, total=False):
@@ -297,11 +319,169 @@ class DigganClient:
     # -------------------------------------------------------------------- export
 
     def export(self, job_id: str, dest: str | Path, format: str = "torchscript", checkpoint: str = "latest") -> Path:
-        """The generator as `torchscript` (a .pt that needs only torch) or `safetensors` (a zip of
-        model.safetensors + config.json), written atomically to `dest`."""
+        """The generator as `torchscript` (a .pt that needs only torch), `safetensors` (a zip of
+        model.safetensors + config.json) or `onnx` (a .onnx for onnxruntime; StyleGAN2), written atomically
+        to `dest`."""
         dest = Path(dest)
         self._download(f"/v1/jobs/{job_id}/export", dest, params={"format": format, "checkpoint": checkpoint})
         return dest
+
+    # --------------------------------------------------------------- projections
+
+    def project(self, job_id: str, images: list[str | Path], *, checkpoint: str = "latest", steps: int | None = None,
+                w_plus: bool = False, distance: str | None = None, seed: int | None = None) -> Projection:
+        """Start projecting image files into the job's W space (a background job on the server); returns the
+        queued projection. Follow it with `projection_events`, `wait_projection` or `get_projection`. The
+        server's defaults: 1000 steps, distance inception+pixel ('pixel' is ~8x cheaper on a CPU)."""
+        fields: dict[str, str] = {"checkpoint": checkpoint, "w_plus": "true" if w_plus else "false"}
+        for key, value in (("steps", steps), ("distance", distance), ("seed", seed)):
+            if value is not None:
+                fields[key] = str(value)
+        paths = [Path(p) for p in images]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise DigganError(None, f"no such image file: {', '.join(missing)}")
+        handles = [p.open("rb") for p in paths]
+        try:
+            files = [("file", (p.name, f, "application/octet-stream")) for p, f in zip(paths, handles)]
+            return self._json("POST", f"/v1/jobs/{job_id}/projections", data=fields, files=files)
+        finally:
+            for f in handles:
+                f.close()
+
+    def get_projection(self, job_id: str, projection_id: str) -> Projection:
+        return self._json("GET", f"/v1/jobs/{job_id}/projections/{projection_id}")
+
+    def list_projections(self, job_id: str, limit: int = 20) -> list[Projection]:
+        return self._json("GET", f"/v1/jobs/{job_id}/projections", params={"limit": limit})["data"]
+
+    def cancel_projection(self, job_id: str, projection_id: str) -> Projection:
+        return self._json("POST", f"/v1/jobs/{job_id}/projections/{projection_id}/cancel")
+
+    def delete_projection(self, job_id: str, projection_id: str) -> None:
+        self._send("DELETE", f"/v1/jobs/{job_id}/projections/{projection_id}")
+
+    def projection_events(self, job_id: str, projection_id: str, max_retries: int = 8) -> Iterator[Event]:
+        """`state` events (the projection, at every status or progress change) until `end`; a dropped stream
+        is reopened (each `state` carries the whole projection, so nothing is lost)."""
+        failures = 0
+        while True:
+            try:
+                with self._http.stream("GET", f"/v1/jobs/{job_id}/projections/{projection_id}/events",
+                                       headers={"Accept": "text/event-stream"},
+                                       timeout=httpx.Timeout(self.timeout, read=60.0)) as r:
+                    if r.status_code >= 400:
+                        r.read()
+                        raise _error(r)
+                    for ev in iter_events(r.iter_lines()):
+                        failures = 0
+                        yield ev
+                        if ev.event == "end":
+                            return
+            except httpx.TransportError:
+                pass
+            failures += 1
+            if failures > max_retries:
+                raise DigganError(None, f"lost the event stream of projection {projection_id} {max_retries} times "
+                                        f"in a row; is {self.base_url} up?")
+            time.sleep(min(0.5 * 2 ** (failures - 1), 10.0))
+
+    def wait_projection(self, job_id: str, projection_id: str, timeout: float | None = None) -> Projection:
+        """Follow the projection to its end (events), then return it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for _ in self.projection_events(job_id, projection_id):
+            if deadline is not None and time.monotonic() > deadline:
+                raise DigganError(None, f"projection {projection_id} did not finish within {timeout:g} s")
+        return self.get_projection(job_id, projection_id)
+
+    def projection_image(self, job_id: str, projection_id: str, which: str = "reconstruction.png",
+                         index: int = 0) -> bytes:
+        """`reconstruction.png`, `target.png` or `progress.gif` of image `index`."""
+        return self._send("GET", f"/v1/jobs/{job_id}/projections/{projection_id}/{which}",
+                          params={"index": index}).content
+
+    # ------------------------------------------------------------------- latents
+
+    def save_latent(self, job_id: str, seed: int, psi: float = 0.7, checkpoint: str = "latest",
+                    name: str | None = None) -> Latent:
+        """Save a seed's W latent, truncated by psi."""
+        body: dict[str, Any] = {"seed": seed, "psi": psi, "checkpoint": checkpoint}
+        if name:
+            body["name"] = name
+        return self._json("POST", f"/v1/jobs/{job_id}/latents", json=body)
+
+    def list_latents(self, job_id: str, limit: int = 100) -> list[Latent]:
+        return self._json("GET", f"/v1/jobs/{job_id}/latents", params={"limit": limit})["data"]
+
+    def get_latent(self, job_id: str, latent_id: str) -> Latent:
+        return self._json("GET", f"/v1/jobs/{job_id}/latents/{latent_id}")
+
+    def delete_latent(self, job_id: str, latent_id: str) -> None:
+        self._send("DELETE", f"/v1/jobs/{job_id}/latents/{latent_id}")
+
+    def download_latent(self, job_id: str, latent_id: str, dest: str | Path) -> Path:
+        """The latent's values as float32 .npy (numpy.load), written atomically."""
+        dest = Path(dest)
+        self._download(f"/v1/jobs/{job_id}/latents/{latent_id}/w.npy", dest)
+        return dest
+
+    def latent_image(self, job_id: str, latent_id: str, psi: float = 1.0, checkpoint: str = "latest") -> bytes:
+        return self._send("GET", f"/v1/jobs/{job_id}/latents/{latent_id}/image.png",
+                          params={"psi": psi, "checkpoint": checkpoint}).content
+
+    def interpolate_latents(self, job_id: str, a: int | str, b: int | str, steps: int = 16, psi: float = 1.0,
+                            checkpoint: str = "latest", duration_ms: int = 80, boomerang: bool = True) -> bytes:
+        """An animated GIF walking in W from `a` to `b` (seeds or latent ids)."""
+        body = {"a": a, "b": b, "steps": steps, "psi": psi, "checkpoint": checkpoint, "duration_ms": duration_ms,
+                "boomerang": boomerang}
+        return self._send("POST", f"/v1/jobs/{job_id}/latents/interpolation", json=body).content
+
+    # ------------------------------------------------------------- SeFa, mixing
+
+    def directions(self, job_id: str, k: int = 5, layers: str | None = None, checkpoint: str = "latest") -> dict[str, Any]:
+        params: dict[str, Any] = {"k": k, "checkpoint": checkpoint}
+        if layers:
+            params["layers"] = layers
+        return self._json("GET", f"/v1/jobs/{job_id}/directions", params=params)
+
+    def edit_strip(self, job_id: str, source: int | str, direction: int, strengths: list[float],
+                   layers: str | list[int] | None = None, psi: float = 1.0, checkpoint: str = "latest") -> bytes:
+        """A PNG strip of `source` (a seed or a latent id) along SeFa direction `direction` at each strength."""
+        body: dict[str, Any] = {"source": source, "direction": direction, "strengths": list(strengths), "psi": psi,
+                                "checkpoint": checkpoint}
+        if layers is not None:
+            body["layers"] = layers
+        return self._send("POST", f"/v1/jobs/{job_id}/edits/strip", json=body).content
+
+    def edit_image(self, job_id: str, source: int | str, direction: int, strength: float,
+                   layers: str | list[int] | None = None, psi: float = 1.0, checkpoint: str = "latest") -> bytes:
+        body: dict[str, Any] = {"source": source, "direction": direction, "strength": strength, "psi": psi,
+                                "checkpoint": checkpoint}
+        if layers is not None:
+            body["layers"] = layers
+        return self._send("POST", f"/v1/jobs/{job_id}/edits/image", json=body).content
+
+    def edit_latent(self, job_id: str, latent_id: str, direction: int, strength: float,
+                    layers: str | list[int] | None = None, name: str | None = None,
+                    checkpoint: str = "latest") -> Latent:
+        """Apply a SeFa direction to a saved latent; the result is saved as a new latent."""
+        body: dict[str, Any] = {"direction": direction, "strength": strength, "checkpoint": checkpoint}
+        if layers is not None:
+            body["layers"] = layers
+        if name:
+            body["name"] = name
+        return self._json("POST", f"/v1/jobs/{job_id}/latents/{latent_id}/edit", json=body)
+
+    def mix(self, job_id: str, row: int | str, col: int | str, styles: str | list[int] = "0-6", psi: float = 1.0,
+            checkpoint: str = "latest") -> bytes:
+        body = {"row": row, "col": col, "styles": styles, "psi": psi, "checkpoint": checkpoint}
+        return self._send("POST", f"/v1/jobs/{job_id}/mixing", json=body).content
+
+    def mixing_grid(self, job_id: str, rows: list[int | str], cols: list[int | str], styles: str | list[int] = "0-6",
+                    psi: float = 1.0, checkpoint: str = "latest") -> bytes:
+        """The style-mixing grid PNG: column sources on top, row sources on the left (seeds or latent ids)."""
+        body = {"rows": list(rows), "cols": list(cols), "styles": styles, "psi": psi, "checkpoint": checkpoint}
+        return self._send("POST", f"/v1/jobs/{job_id}/mixing/grid", json=body).content
 
 
 def _tick_number(ev: Event, default: int) -> int:
@@ -333,4 +513,4 @@ class _zip_folder:
         self.f.close()
 
 
-__all__ = ["DEFAULT_URL", "Checkpoint", "Dataset", "DigganClient", "DigganError", "Event", "Job"]
+__all__ = ["DEFAULT_URL", "Checkpoint", "Dataset", "DigganClient", "DigganError", "Event", "Job", "Latent", "Projection"]

@@ -1,4 +1,4 @@
-"""Celery tasks: `train` (queue `train`) and `sweep` (queue `light`).
+"""Celery tasks: `train` (queue `train`), `sweep` and `project` (queue `light`).
 
 Both are safe to run twice: `train` claims the job with a conditional UPDATE (a duplicate delivery of
 a job that is running or finished is dropped) and resumes from the latest registered checkpoint.
@@ -19,11 +19,11 @@ from celery.signals import setup_logging, worker_init, worker_process_init, work
 from service.core.jobs import JobStatus
 from service.core.lease import LeaseLost, claim, new_worker_id
 from service.core.logs import configure_logging, log_context, set_log_context
-from service.core.queue import enqueue_train, prepare_broker
+from service.core.queue import enqueue_projection, enqueue_train, prepare_broker
 from service.core.services import Core, open_core
 from service.core.settings import Settings
 from service.core.sweep import sweep as _sweep
-from service.core.queue import CALIBRATE_TASK
+from service.core.queue import CALIBRATE_TASK, PROJECT_TASK
 from worker.celery_app import SWEEP_TASK, TRAIN_TASK, app
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,8 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 def _run_sweep() -> list:
     c = core()
-    return _sweep(c.db, c.settings, lambda t, j: enqueue_train(app, t, j), c.store)
+    return _sweep(c.db, c.settings, lambda t, j: enqueue_train(app, t, j), c.store,
+                  enqueue_projection=lambda t, p: enqueue_projection(app, t, p))
 
 
 def _sweep_quietly() -> None:
@@ -164,3 +165,49 @@ def calibrate(signature: str, config: dict) -> float | None:
 @app.task(name=SWEEP_TASK, ignore_result=True)
 def sweep() -> list:
     return _run_sweep()
+
+
+# ------------------------------------------------------------------------------------ projections
+
+
+@app.task(name=PROJECT_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def project(projection_id: str, tenant: str = "default", request_id: str | None = None) -> str:
+    """Project one request's images (worker/projection.py); safe to run twice: the claim is a conditional
+    UPDATE, so a duplicate delivery of a projection that is running or finished is dropped."""
+    with log_context(request_id=request_id, tenant=tenant):
+        return _project(projection_id, tenant)
+
+
+def _project(projection_id: str, tenant: str) -> str:
+    from service.core.projections import ProjectionRepo, ProjectionStatus
+    from service.core.projections import claim as claim_projection
+    from worker.projection import ProjectionRunner, user_message
+    from worker.runner import configure_torch, pick_device
+
+    if SHUTDOWN.is_set():
+        raise Reject("this worker is shutting down", requeue=True)
+    c, s = core(), settings()
+    rec = claim_projection(c.db, tenant, projection_id, WORKER_ID, s.stale_after_s, s.max_attempts)
+    if rec is None:
+        log.info("project: projection %s is not queued (finished, missing, or held by a live worker); duplicate "
+                 "delivery dropped", projection_id)
+        return "skipped"
+    set_log_context(job_id=rec.job_id, attempt=rec.attempt)
+    configure_torch(s)
+    device = pick_device(s.device)
+    log.info("project: projection %s attempt %d (%d image(s), %s steps, %s) on %s", projection_id, rec.attempt,
+             len(rec.images), rec.config.get("steps"), rec.config.get("distance"), device)
+    runner = ProjectionRunner(c, rec, device, shutdown=SHUTDOWN)
+    try:
+        status = runner.run()
+    except Exception as e:  # every failure ends the projection with a message a user can act on
+        log.exception("project: projection %s failed", projection_id)
+        runner.fail(user_message(e))
+        return ProjectionStatus.failed.value
+    if status == ProjectionStatus.queued.value:  # handed back on shutdown: send it again (else the sweep does)
+        try:
+            enqueue_projection(app, tenant, projection_id)
+            ProjectionRepo(c.db).mark_enqueued(projection_id)
+        except Exception as e:
+            log.warning("could not re-send projection %s (%s); the sweep will", projection_id, e)
+    return status

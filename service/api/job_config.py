@@ -50,6 +50,8 @@ def resolve_config(body: JobCreate, settings: Settings, pretrained_network: dict
         cfg.metrics_num_gen = body.metrics_num_gen
     if body.regularizers is not None:
         cfg.regularizers = [_regularizer(spec.name, spec.weight, spec.interval, spec.params, cfg) for spec in body.regularizers]
+    if getattr(body, "freeze_d_layers", None):
+        cfg.freeze_d_layers = _freeze_d_layers(body.freeze_d_layers, cfg, pretrained_network is not None)
     _apply_schedule(cfg, body)
     try:
         validate_config(cfg)
@@ -106,6 +108,32 @@ def _apply_network(cfg: TrainConfig, body: JobCreate, pretrained_network: dict[s
         raise JobConfigError(f"arch {arch!r} conflicts with the pretrained weights in init_from, which are a {net_arch}; "
                              "drop `arch` (a job started from weights keeps their network)")
     cfg.network = net
+
+
+def _freeze_d_layers(n: int, cfg: TrainConfig, has_init_from: bool) -> int:
+    """Freeze-D is a fine-tuning method: refused without pretrained weights, where the frozen layers would keep
+    their random initialisation for the whole run (NVlabs' train.py accepts --freezed without --resume, but
+    then D's first layers never learn: a silent misconfiguration, which the service reports instead; gan_core's
+    TrainConfig.freeze_d_layers still allows it for experiments). Checked here against D's real layer count,
+    so a job cannot fail at its first step for it."""
+    from gan_core.networks import build_discriminator
+    from gan_core.training.freeze import d_layers
+
+    if not has_init_from:
+        raise JobConfigError(f"freeze_d_layers={n} needs init_from (pretrained weights to fine-tune): without them "
+                             "the frozen discriminator layers would keep their random initialisation; drop "
+                             "freeze_d_layers or start from a model or another job's checkpoint")
+    if cfg.network.arch != "stylegan2":
+        raise JobConfigError(f"freeze_d_layers is implemented for the stylegan2 discriminator, not {cfg.network.arch}")
+    import torch
+
+    with torch.device("meta"):  # the layer names only: no memory, no initialisation
+        layers = d_layers(build_discriminator(cfg.network))
+    if n > len(layers):
+        raise JobConfigError(f"freeze_d_layers={n}, but this {cfg.network.resolution}x{cfg.network.resolution} "
+                             f"discriminator has {len(layers)} freezable layers ({layers[0]} .. {layers[-1]}; the "
+                             "4x4 epilogue always trains)")
+    return int(n)
 
 
 def _regularizer(name: str, weight: float | None, interval: int | None, params: dict[str, Any],

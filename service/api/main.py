@@ -19,12 +19,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api import metrics, request_ids
 from service.api.guards import BodyLimit, LoopbackOnly
-from service.api.routes import catalog, datasets, docs, export, health, interpolation, jobs, reports, samples, ui
+from service.api.routes import catalog, datasets, docs, editing, export, health, interpolation, jobs, latents
+from service.api.routes import projections, reports, samples, ui
 from service.api.routes import models as model_routes
 from service.api.routes import webhooks as webhook_routes
 from service.api.sampling import CheckpointUnreadable, GeneratorCache
 from service.core.quotas import QuotaExceeded
-from service.core.queue import enqueue_train, make_celery
+from service.core.queue import enqueue_projection, enqueue_train, make_celery
 from service.core.ratelimit import build_rate_limiter
 from service.core.services import open_core
 from service.core.settings import Settings, get_settings
@@ -35,7 +36,7 @@ from service.core.webhooks import deliver_due
 log = logging.getLogger(__name__)
 
 # Routes that stream their bodies to temporary files under their own limits (max_upload_bytes etc.).
-UPLOAD_ROUTES = [("POST", "/v1/datasets"), ("POST", "/v1/models")]
+UPLOAD_ROUTES = [("POST", "/v1/datasets"), ("POST", "/v1/models"), ("POST", "/v1/jobs/[^/]+/projections")]
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -104,7 +105,8 @@ class _Sweeper:
         st = self.app.state
         while not self.stop.wait(st.settings.sweep_interval_s):
             try:
-                sweep(st.core.db, st.settings, lambda t, j: enqueue_train(st.celery, t, j), st.core.store)
+                sweep(st.core.db, st.settings, lambda t, j: enqueue_train(st.celery, t, j), st.core.store,
+                      enqueue_projection=lambda t, p: enqueue_projection(st.celery, t, p))
             except Exception:
                 log.exception("sweep failed; will retry")
 
@@ -164,7 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.upload_pool = ThreadPoolExecutor(settings.upload_workers, thread_name_prefix="upload")
     _install_error_handlers(app)
     for module in (health, datasets, jobs, samples, interpolation, export, reports, catalog, ui, model_routes,
-                   webhook_routes):
+                   webhook_routes, projections, latents, editing):
         app.include_router(module.router)
     ui.mount(app)  # the dashboard's static files under /ui/
     docs.mount(app)

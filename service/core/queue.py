@@ -24,6 +24,7 @@ LIGHT_QUEUE = "light"
 TRAIN_TASK = "worker.tasks.train"
 SWEEP_TASK = "worker.tasks.sweep"
 CALIBRATE_TASK = "worker.tasks.calibrate"
+PROJECT_TASK = "worker.tasks.project"  # a projection (GAN inversion): CPU-bound, on the light queue
 
 
 def _filesystem_options(settings: Settings) -> dict[str, Any]:
@@ -97,6 +98,17 @@ def enqueue_train(celery: Celery, tenant: str, job_id: str) -> str:
 def enqueue_calibration(celery: Celery, signature: str, config: dict[str, Any]) -> str:
     """Ask a training worker (its device is the one that matters) to time this setup."""
     return celery.send_task(CALIBRATE_TASK, args=[signature, config], queue=TRAIN_QUEUE).id
+
+
+def enqueue_projection(celery: Celery, tenant: str, projection_id: str) -> str:
+    """Send a projection to the light queue (safe to send twice: the worker claims it with a conditional UPDATE)."""
+    from service.core.logs import current
+
+    result = celery.send_task(
+        PROJECT_TASK, args=[projection_id, tenant], kwargs={"request_id": current("request_id")}, queue=LIGHT_QUEUE,
+        retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+    )
+    return result.id
 
 
 def enqueue_sweep(celery: Celery) -> str:

@@ -7,7 +7,10 @@ every decision is a conditional UPDATE on the database's clock):
 - a `queued` job whose message never reached the broker, or may have been lost since, is sent (again),
   with a backoff so a job waiting behind others does not pile up copies (duplicates are harmless);
 - uploads that never finished are removed with their objects; deleted resources' objects are purged;
-- expired idempotency keys and old rate-limit windows are forgotten.
+- expired idempotency keys and old rate-limit windows are forgotten;
+- projections (service/core/projections.py) get the same two steps as jobs, when the caller passes how to
+  send one: a stale `running` one is re-queued (its finished images are kept) or failed after `max_attempts`,
+  and a queued one whose message is missing or old is sent (again).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from sqlalchemy import and_, delete, select
 from service.core import object_keys
 from service.core.blobs import purge_deleted, release_prefix
 from service.core.db.engine import Database
-from service.core.db.models import Dataset, IdempotencyKey, Job, Model, RateBucket
+from service.core.db.models import Dataset, IdempotencyKey, Job, Model, Projection, RateBucket
 from service.core.db.sql import conditional_update
 from service.core.db.types import db_now, seconds_before_now
 from service.core.jobs import JobStatus
@@ -38,12 +41,17 @@ RESEND_CAP_S = 3600.0
 Enqueue = Callable[[str, str], object]  # (tenant, job_id)
 
 
-def sweep(db: Database, settings: Settings, enqueue: Enqueue, store: ObjectStore | None = None) -> list[tuple[str, str]]:
-    """One pass; returns (id, action) for everything it changed."""
+def sweep(db: Database, settings: Settings, enqueue: Enqueue, store: ObjectStore | None = None,
+          enqueue_projection: Enqueue | None = None) -> list[tuple[str, str]]:
+    """One pass; returns (id, action) for everything it changed. `enqueue_projection(tenant, projection_id)`
+    sends a projection to the light queue (without it, projections are left alone)."""
     actions: list[tuple[str, str]] = []
-    for step in (_stale_leases, _unsent_jobs):
+    steps: list[tuple[Callable[..., list[tuple[str, str]]], Enqueue]] = [(_stale_leases, enqueue), (_unsent_jobs, enqueue)]
+    if enqueue_projection is not None:
+        steps += [(_stale_projections, enqueue_projection), (_unsent_projections, enqueue_projection)]
+    for step, send in steps:
         try:
-            actions += step(db, settings, enqueue)
+            actions += step(db, settings, send)
         except Exception:  # one failing step must not stop the others
             log.exception("sweep step %s failed; the next pass retries", step.__name__)
     try:
@@ -124,6 +132,62 @@ def _send(db: Database, enqueue: Enqueue, tenant: str, job_id: str) -> bool:
     with db.write() as s:
         s.execute(conditional_update(Job).where(Job.id == job_id, Job.status == JobStatus.queued.value)
                   .values(enqueued_at=db_now(), enqueue_count=Job.enqueue_count + 1))
+    return True
+
+
+def _stale_projections(db: Database, settings: Settings, enqueue: Enqueue) -> list[tuple[str, str]]:
+    """A running projection whose worker stopped beating: re-queued (a new attempt skips the images already
+    done), canceled if a cancel was asked, or failed after max_attempts. Same rules as _stale_leases."""
+    stale = and_(Projection.status == "running", Projection.heartbeat_at < seconds_before_now(settings.stale_after_s))
+    with db.read() as s:
+        rows = s.execute(select(Projection.id, Projection.tenant, Projection.attempt, Projection.cancel_requested_at)
+                         .where(stale)).all()
+    actions = []
+    for row in rows:
+        same = and_(Projection.id == row.id, Projection.attempt == row.attempt, stale)
+        if row.cancel_requested_at is not None:
+            values, action = {"status": "canceled", "finished_at": db_now()}, "projection canceled (worker lost)"
+        elif row.attempt >= settings.max_attempts:
+            values = {"status": "failed", "finished_at": db_now(), "error": (
+                f"the worker running this projection stopped responding {row.attempt} time(s), so it was given up "
+                f"after {settings.max_attempts} attempts (a worker running out of memory is the usual cause); the "
+                "images it finished are kept. Start a new projection with fewer images or steps")}
+            action = "projection failed (too many attempts)"
+        else:
+            values = {"status": "queued", "worker_id": None, "enqueued_at": None}
+            action = f"projection re-queued (attempt {row.attempt})"
+        with db.write() as s:
+            won = s.execute(conditional_update(Projection).where(same).values(updated_at=db_now(), **values)).rowcount
+        if won:
+            actions.append((row.id, action))
+            if values["status"] == "queued":
+                _send_projection(db, enqueue, row.tenant, row.id)
+    return actions
+
+
+def _unsent_projections(db: Database, settings: Settings, enqueue: Enqueue) -> list[tuple[str, str]]:
+    with db.read() as s:
+        now = s.scalar(select(db_now()))
+        rows = s.execute(select(Projection.id, Projection.tenant, Projection.enqueued_at, Projection.updated_at,
+                                Projection.enqueue_count)
+                         .where(Projection.status == "queued").order_by(Projection.id).limit(1000)).all()
+    actions = []
+    for r in rows:
+        if resend_due(r.enqueued_at, r.updated_at, r.enqueue_count, now, settings.resend_queued_after_s) \
+                and _send_projection(db, enqueue, r.tenant, r.id):
+            actions.append((r.id, "projection sent to the queue" if r.enqueued_at is None else "projection sent again"))
+    return actions
+
+
+def _send_projection(db: Database, enqueue: Enqueue, tenant: str, projection_id: str) -> bool:
+    try:
+        enqueue(tenant, projection_id)
+    except Exception as e:  # broker down: a later pass retries
+        log.warning("sweep: could not enqueue projection %s: %s", projection_id, e)
+        return False
+    with db.write() as s:
+        s.execute(conditional_update(Projection).where(Projection.id == projection_id, Projection.status == "queued")
+                  .values(enqueued_at=db_now(), enqueue_count=Projection.enqueue_count + 1))
     return True
 
 

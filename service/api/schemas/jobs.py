@@ -115,6 +115,11 @@ class JobCreate(BaseModel):
     init_from: InitFrom | None = Field(
         default=None, description='start from pretrained weights: {"model": MODEL_ID} (POST /v1/models) or '
         '{"job": JOB_ID, "checkpoint": "latest"}; the network config is then the pretrained one')
+    freeze_d_layers: int | None = Field(
+        default=None, ge=0, le=64, description="Freeze-D (Mo et al. 2020; NVlabs train.py --freezed): keep the "
+        "discriminator's first N layers from the image side fixed while fine-tuning. Needs `init_from` (frozen "
+        "random layers would never learn) and a stylegan2 network; at most its number of D layers (NVlabs "
+        "numbering; the ADA paper uses 10 at 256x256). Default 0: off")
     resolution: int | None = Field(default=None, ge=32, le=1024, description="training resolution, a power of two "
                                    "(default: the preset's, or the pretrained model's with init_from, which it must "
                                    "then equal); images are resized to it")

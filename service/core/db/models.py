@@ -317,3 +317,62 @@ class RateBucket(Base):
     bucket: Mapped[str] = mapped_column(String(120), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float, nullable=False)
     stamp: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class Projection(Base):
+    """A background projection (GAN inversion) of uploaded images into a job checkpoint's W space (revision
+    0003). Claimed by a light-queue worker with a conditional UPDATE that increments `attempt`; every worker
+    write is fenced by that attempt (service/core/projections.py), and the sweep re-queues or fails one whose
+    heartbeat went stale."""
+
+    __tablename__ = "projections"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    tenant: Mapped[str] = mapped_column(TENANT, nullable=False)
+    job_id: Mapped[str] = mapped_column(ID, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    checkpoint: Mapped[str] = mapped_column(String(80), nullable=False)  # the name, resolved at creation
+    checkpoint_key: Mapped[str] = mapped_column(String(1024), nullable=False)
+    checkpoint_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)  # steps, w_plus, distance, seed
+    # One entry per uploaded image: its target's key and, once projected, its result (distance, latent id...).
+    images: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, nullable=False)
+    total_steps: Mapped[int] = mapped_column(Integer, nullable=False)
+    steps_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    distance: Mapped[float | None] = mapped_column(Float)  # the current image's distance at its latest step
+    eta_seconds: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    enqueue_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_projections_job", "job_id", "id"),
+                      Index("ix_projections_tenant_status", "tenant", "status"),
+                      Index("ix_projections_status", "status"))
+
+
+class Latent(Base):
+    """A W or W+ latent of a job's generator, saved from a seed, a projection or an edit (revision 0003);
+    its values are a float32 .npy in the store."""
+
+    __tablename__ = "latents"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    tenant: Mapped[str] = mapped_column(TENANT, nullable=False)
+    job_id: Mapped[str] = mapped_column(ID, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str | None] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(8), nullable=False)  # w | w+
+    shape: Mapped[list[int]] = mapped_column(JSONType, nullable=False)
+    source: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)  # seed | projection | edit
+    checkpoint: Mapped[str] = mapped_column(String(80), nullable=False)  # the generator it was made with
+    checkpoint_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    object_key: Mapped[str] = mapped_column(String(1024), nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (Index("ix_latents_job", "job_id", "id"),)

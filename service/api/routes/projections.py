@@ -1,0 +1,412 @@
+"""Projections: upload photos, and a light-queue worker finds the latent of each in a job checkpoint's W (or W+)
+space in the background (worker/projection.py), with progress; each result is saved as a latent.
+
+    POST /v1/jobs/{job_id}/projections            multipart: file(s) + checkpoint, steps, w_plus, distance, seed
+    GET  /v1/jobs/{job_id}/projections/{id}        status, progress (steps, ETA), per-image distance and latent id
+    GET  .../{id}/events                           server-sent `state` events until `end`
+    GET  .../{id}/target.png | reconstruction.png | progress.gif ?index=i
+
+The upload is checked and prepared here (decoded in the upload pool, centre-cropped and resized to the
+generator's resolution, stored as PNG); the optimisation never runs inside a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import unicodedata
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from service.api.dataset_ingest import UploadTooLarge, _limited
+from service.api.deps import CeleryDep, CoreDep, JobsDep, PrincipalDep, SettingsDep, TenantDep, in_upload_pool
+from service.api.latent_ops import projection_repo, require_stylegan2_job
+from service.api.lookups import load_job, require_checkpoint
+from service.api.schemas.common import ERROR_RESPONSES
+from service.api.schemas.projections import Projection, ProjectionImage, ProjectionList, ProjectionProgress
+from service.api.storage_checks import purge_quietly
+from service.core import projections as proj
+from service.core.ids import is_valid_id, new_id
+from service.core.jobs import JobRecord
+from service.core.projections import ProjectionRecord, ProjectionRepo, ProjectionStatus
+from service.core.queue import enqueue_projection
+from service.core.services import Core
+
+router = APIRouter(prefix="/v1/jobs/{job_id}/projections", tags=["projections"], responses=ERROR_RESPONSES)
+log = logging.getLogger(__name__)
+ProjectionsDep = Annotated[ProjectionRepo, Depends(projection_repo)]
+
+HOW_TO = ("send multipart/form-data with one or more image fields 'file' (curl -F file=@face.jpg), and optionally "
+          "the fields checkpoint, steps, w_plus, distance, seed")
+FIELDS = ("checkpoint", "steps", "w_plus", "distance", "seed")
+SSE_POLL_S = 0.5
+SSE_KEEPALIVE_S = 15.0
+STREAM_SLOT_TTL_S = 180.0
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                                 "description": f"1 to {proj.MAX_IMAGES} images (PNG, JPEG, WebP, ...); each is "
+                                                "centre-cropped to a square and resized to the generator's resolution"},
+                        "checkpoint": {"type": "string", "default": "latest"},
+                        "steps": {"type": "integer", "default": 1000, "minimum": 1, "maximum": proj.MAX_STEPS},
+                        "w_plus": {"type": "boolean", "default": False},
+                        "distance": {"type": "string", "default": "inception+pixel",
+                                     "enum": ["inception+pixel", "inception", "pixel", "discriminator"]},
+                        "seed": {"type": "integer", "default": 303},
+                    },
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+
+
+# ------------------------------------------------------------------------------------------ views
+
+
+def projection_view(p: ProjectionRecord, base_url: str) -> Projection:
+    base = f"{base_url}/v1/jobs/{p.job_id}/projections/{p.id}"
+    images = []
+    for im in p.images:
+        i, done = int(im["index"]), im.get("status") == "done"
+        images.append(ProjectionImage(
+            index=i, filename=im.get("filename"), width=im.get("width", 0), height=im.get("height", 0),
+            status="done" if done else "pending", distance=im.get("distance"),
+            initial_distance=im.get("initial_distance"), pixel_mse=im.get("pixel_mse"), steps=im.get("steps"),
+            latent_id=im.get("latent_id"), target_url=f"{base}/target.png?index={i}",
+            reconstruction_url=f"{base}/reconstruction.png?index={i}" if done else None,
+            progress_gif_url=f"{base}/progress.gif?index={i}" if done else None))
+    total = max(1, p.total_steps)
+    fraction = 1.0 if p.status == ProjectionStatus.succeeded else min(1.0, p.steps_done / total)
+    eta = 0.0 if p.status == ProjectionStatus.succeeded else p.eta_seconds if p.status == ProjectionStatus.running else None
+    return Projection(id=p.id, job_id=p.job_id, status=p.status, checkpoint=p.checkpoint,
+                      checkpoint_sha256=p.checkpoint_sha256, config=p.config,
+                      progress=ProjectionProgress(steps_done=p.steps_done, total_steps=p.total_steps, fraction=fraction,
+                                                  eta_seconds=eta, distance=p.distance),
+                      images=images, error=p.error, attempt=p.attempt, created_at=p.created_at,
+                      updated_at=p.updated_at, started_at=p.started_at, finished_at=p.finished_at,
+                      cancel_requested_at=p.cancel_requested_at)
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def load_projection(repo: ProjectionRepo, rec: JobRecord, projection_id: str) -> ProjectionRecord:
+    p = repo.find(rec.tenant, rec.id, projection_id) if is_valid_id(projection_id, "proj") else None
+    if p is None:
+        raise HTTPException(404, f"no projection {projection_id!r} in job {rec.id}; list them with "
+                                 f"GET /v1/jobs/{rec.id}/projections")
+    return p
+
+
+# ----------------------------------------------------------------------------------------- create
+
+
+def _settings_from_form(fields: dict[str, str]) -> dict[str, Any]:
+    """The projection's config from the form fields, with the library's defaults; 422 naming a bad field."""
+    from gan_core.latents import DEFAULT_DISTANCE, DISTANCES, ProjectionConfig
+
+    d = ProjectionConfig()
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise HTTPException(422, f"unknown field(s) {', '.join(repr(u[:40]) for u in unknown)}; the fields are "
+                                 f"{', '.join(FIELDS)} and the image file(s)")
+
+    def integer(name: str, default: int, lo: int, hi: int) -> int:
+        raw = fields.get(name, "").strip()
+        if raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise HTTPException(422, f"{name}: expected an integer, got {raw[:40]!r}") from None
+        if not lo <= value <= hi:
+            raise HTTPException(422, f"{name} must be in [{lo}, {hi}], got {value}")
+        return value
+
+    w_plus_raw = fields.get("w_plus", "").strip().lower()
+    if w_plus_raw not in ("", "true", "false"):
+        raise HTTPException(422, f"w_plus: expected true or false, got {w_plus_raw[:40]!r}")
+    distance = fields.get("distance", "").strip() or DEFAULT_DISTANCE
+    if distance not in DISTANCES:
+        raise HTTPException(422, f"unknown distance {distance[:40]!r}; choose one of {', '.join(DISTANCES)} "
+                                 f"(default {DEFAULT_DISTANCE}; 'pixel' is the fast one on a CPU)")
+    return {"steps": integer("steps", d.steps, 1, proj.MAX_STEPS), "w_plus": w_plus_raw == "true",
+            "distance": distance, "seed": integer("seed", d.seed, 0, 2**31 - 1)}
+
+
+def _clean_filename(name: str | None) -> str | None:
+    if not name:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C")  # no control/format characters
+    return base[:200] or None
+
+
+def prepare_target(data: bytes, resolution: int, max_pixels: int, what: str) -> tuple[bytes, int, int]:
+    """An upload as the target PNG (centre crop, LANCZOS resize to the generator's resolution, as NVlabs'
+    projector); (png, original width, original height). 422 for what is not an image we can read."""
+    from PIL import Image, UnidentifiedImageError
+
+    from gan_core.latents import load_target
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # reads the header only
+            width, height = im.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise HTTPException(422, f"{what} is not an image this server can read (PNG, JPEG, WebP, BMP, GIF, TIFF)") from None
+    if width * height > max_pixels:
+        raise HTTPException(422, f"{what} is {width}x{height} = {width * height:,} pixels; at most {max_pixels:,} "
+                                 "are accepted: downscale it first")
+    if min(width, height) < 8:
+        raise HTTPException(422, f"{what} is {width}x{height}; give an image at least 8 pixels on each side")
+    try:
+        target = load_target(io.BytesIO(data), resolution)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise HTTPException(422, f"{what} could not be decoded ({type(e).__name__}: {str(e)[:200]})") from None
+    buf = io.BytesIO()
+    Image.fromarray(target.permute(1, 2, 0).numpy()).save(buf, format="PNG")
+    return buf.getvalue(), width, height
+
+
+async def _receive(request: Request) -> tuple[list[tuple[str | None, bytes]], dict[str, str]]:
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("multipart/form-data"):
+        raise HTTPException(415, f"unsupported content type {ctype[:100] or 'none'!r}; {HOW_TO}")
+    declared = request.headers.get("content-length")
+    too_large = HTTPException(413, f"the upload is larger than {proj.MAX_UPLOAD_BYTES // (1 << 20)} MiB; send "
+                                   f"fewer or smaller images (at most {proj.MAX_IMAGES} per projection)")
+    if declared and declared.isdigit() and int(declared) > proj.MAX_UPLOAD_BYTES:
+        raise too_large
+    parser = MultiPartParser(request.headers, _limited(request.stream(), proj.MAX_UPLOAD_BYTES),
+                             max_files=proj.MAX_IMAGES + 1, max_fields=len(FIELDS) + 2)
+    try:
+        form = await parser.parse()
+    except UploadTooLarge:
+        raise too_large from None
+    except MultiPartException as e:
+        raise HTTPException(400, f"malformed multipart body ({e}); {HOW_TO}") from None
+    files: list[tuple[str | None, bytes]] = []
+    fields: dict[str, str] = {}
+    try:
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key not in ("file", "files"):
+                    raise HTTPException(422, f"file field {key[:40]!r}: send images as 'file'; {HOW_TO}")
+                files.append((value.filename, await value.read()))
+            else:
+                fields[key] = value
+    finally:
+        await form.close()
+    if not files:
+        raise HTTPException(422, f"no image received; {HOW_TO}")
+    if len(files) > proj.MAX_IMAGES:
+        raise HTTPException(422, f"at most {proj.MAX_IMAGES} images per projection, got {len(files)}")
+    return files, fields
+
+
+def _prepare_all(files: list[tuple[str | None, bytes]], resolution: int, max_pixels: int) -> list[tuple[bytes, int, int]]:
+    return [prepare_target(data, resolution, max_pixels, f"file {i} ({_clean_filename(name) or 'unnamed'})")
+            for i, (name, data) in enumerate(files)]
+
+
+@router.post("", status_code=202, response_model=Projection, openapi_extra=_UPLOAD_BODY,
+             summary="Project image(s) into the checkpoint's W space in the background; follow it with GET or /events")
+async def create_projection(job_id: str, request: Request, settings: SettingsDep, core: CoreDep, jobs: JobsDep,
+                            celery: CeleryDep, tenant: TenantDep, principal: PrincipalDep) -> Projection:
+    rec = await run_in_threadpool(load_job, jobs, tenant, job_id)  # 404 before the body is read
+    require_stylegan2_job(rec)
+    if not rec.latest_checkpoint:  # 409 "no checkpoint yet" before the upload is read
+        await run_in_threadpool(require_checkpoint, jobs, rec, "latest")
+    files, fields = await _receive(request)
+    config = _settings_from_form(fields)
+    ckpt = await run_in_threadpool(require_checkpoint, jobs, rec, fields.get("checkpoint", "").strip() or "latest")
+    resolution = int((rec.config.get("network") or {}).get("resolution") or 0)
+    prepared = await in_upload_pool(request, _prepare_all, files, resolution, settings.max_image_pixels)
+    pid = new_id("proj")
+    images = [{"index": i, "filename": _clean_filename(name), "width": w, "height": h, "status": "pending",
+               "target_key": proj.target_key(tenant, rec.id, pid, i)}
+              for i, ((name, _), (_, w, h)) in enumerate(zip(files, prepared))]
+    record = ProjectionRecord(id=pid, tenant=tenant, job_id=rec.id, checkpoint=ckpt.name,
+                              checkpoint_key=ckpt.object_key, checkpoint_sha256=ckpt.sha256, config=config,
+                              images=images, total_steps=config["steps"] * len(images))
+    repo = ProjectionRepo(core.db)
+    # 429 past the tenant's unfinished-projection limit (its heavy-request limit) or storage quota.
+    created = await run_in_threadpool(repo.create, core.store, record, [p for p, _, _ in prepared], principal.quotas,
+                                      settings.max_heavy_requests_per_tenant)
+    try:
+        await run_in_threadpool(enqueue_projection, celery, tenant, pid)
+        await run_in_threadpool(repo.mark_enqueued, pid)
+    except Exception as e:  # the row is queued: the sweep sends it once the broker answers
+        log.warning("projection %s recorded but not yet sent to the queue (%s); the sweep will send it", pid, e)
+    fresh = await run_in_threadpool(repo.find, tenant, rec.id, pid)
+    return projection_view(fresh or created, _base(request))
+
+
+# ------------------------------------------------------------------------------------------ reads
+
+
+@router.get("", response_model=ProjectionList, summary="A job's projections, newest first")
+def list_projections(
+    job_id: str, request: Request, jobs: JobsDep, repo: ProjectionsDep, tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> ProjectionList:
+    rec = load_job(jobs, tenant, job_id)
+    if cursor is not None and not is_valid_id(cursor, "proj"):
+        raise HTTPException(422, f"invalid cursor {cursor!r}; pass the `next_cursor` of a previous page")
+    page, next_cursor = repo.list(tenant, rec.id, limit=limit, cursor=cursor)
+    return ProjectionList(data=[projection_view(p, _base(request)) for p in page], next_cursor=next_cursor,
+                          has_more=next_cursor is not None)
+
+
+@router.get("/{projection_id}", response_model=Projection,
+            summary="Status, progress (steps done, ETA, current distance) and each image's result")
+def get_projection(job_id: str, projection_id: str, request: Request, jobs: JobsDep, repo: ProjectionsDep,
+                   tenant: TenantDep) -> Projection:
+    return projection_view(load_projection(repo, load_job(jobs, tenant, job_id), projection_id), _base(request))
+
+
+def _image(p: ProjectionRecord, index: int, key: str) -> str:
+    if not 0 <= index < len(p.images):
+        raise HTTPException(404, f"projection {p.id} has images 0..{len(p.images) - 1}, not {index}")
+    image = p.images[index]
+    if key != "target_key" and image.get("status") != "done":
+        raise HTTPException(404, f"image {index} of projection {p.id} is not projected yet (the projection is "
+                                 f"{p.status.value}); follow GET .../projections/{p.id} until it is done")
+    return image[key]
+
+
+def _file(core: Core, repo: ProjectionRepo, jobs: Any, tenant: str, job_id: str, projection_id: str, index: int,
+          key: str) -> bytes:
+    p = load_projection(repo, load_job(jobs, tenant, job_id), projection_id)
+    return core.store.get_bytes(_image(p, index, key))
+
+
+IndexQuery = Annotated[int, Query(ge=0, le=1000, description="which image of the projection (0 = the first)")]
+
+
+@router.get("/{projection_id}/target.png", response_class=Response, responses={200: {"content": {"image/png": {}}}},
+            summary="An uploaded image as projected: centre-cropped and resized to the generator's resolution")
+def projection_target(job_id: str, projection_id: str, core: CoreDep, jobs: JobsDep, repo: ProjectionsDep,
+                      tenant: TenantDep, index: IndexQuery = 0) -> Response:
+    return Response(_file(core, repo, jobs, tenant, job_id, projection_id, index, "target_key"), media_type="image/png")
+
+
+@router.get("/{projection_id}/reconstruction.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}},
+            summary="The projected latent rendered (what its saved latent gives with psi 1)")
+def projection_reconstruction(job_id: str, projection_id: str, core: CoreDep, jobs: JobsDep, repo: ProjectionsDep,
+                              tenant: TenantDep, index: IndexQuery = 0) -> Response:
+    return Response(_file(core, repo, jobs, tenant, job_id, projection_id, index, "reconstruction_key"),
+                    media_type="image/png")
+
+
+@router.get("/{projection_id}/progress.gif", response_class=Response, responses={200: {"content": {"image/gif": {}}}},
+            summary="The optimisation as an animated GIF: target | current image, ending on the result")
+def projection_gif(job_id: str, projection_id: str, core: CoreDep, jobs: JobsDep, repo: ProjectionsDep,
+                   tenant: TenantDep, index: IndexQuery = 0) -> Response:
+    return Response(_file(core, repo, jobs, tenant, job_id, projection_id, index, "gif_key"), media_type="image/gif")
+
+
+# --------------------------------------------------------------------------------- cancel, delete
+
+
+@router.post("/{projection_id}/cancel", response_model=Projection,
+             summary="Stop a projection: a queued one ends at once, a running one at its next step (finished "
+                     "images and their latents are kept)")
+def cancel_projection(job_id: str, projection_id: str, request: Request, jobs: JobsDep, repo: ProjectionsDep,
+                      tenant: TenantDep) -> Projection:
+    rec = load_job(jobs, tenant, job_id)
+    p = load_projection(repo, rec, projection_id)
+    if p.status in (ProjectionStatus.succeeded, ProjectionStatus.failed):
+        raise HTTPException(409, f"projection {p.id} already {p.status.value}; there is nothing to cancel")
+    p = repo.cancel(tenant, rec.id, p.id) or p
+    return projection_view(p, _base(request))
+
+
+@router.delete("/{projection_id}", status_code=204, response_class=Response,
+               summary="Delete a finished projection and its files (the latents it saved stay); 409 while it runs")
+def delete_projection(job_id: str, projection_id: str, core: CoreDep, jobs: JobsDep, repo: ProjectionsDep,
+                      tenant: TenantDep) -> Response:
+    rec = load_job(jobs, tenant, job_id)
+    p = load_projection(repo, rec, projection_id)
+    if not p.terminal or not repo.delete(tenant, rec.id, p.id):
+        raise HTTPException(409, f"projection {p.id} is {p.status.value}; cancel it (POST .../projections/{p.id}/"
+                                 "cancel) and delete it once it has ended")
+    purge_quietly(core)
+    return Response(status_code=204)
+
+
+# ----------------------------------------------------------------------------------------- events
+
+
+def _sse(event: str, data: object) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, default=str, separators=(',', ':'))}\n\n".encode()
+
+
+@router.get("/{projection_id}/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}},
+            summary="Server-sent events: `state` (the projection) whenever its status or progress changes, `end` at "
+                    "the end; `idle` (then the stream closes) after events_idle_timeout_s without news")
+async def projection_events(job_id: str, projection_id: str, request: Request, core: CoreDep, jobs: JobsDep,
+                            repo: ProjectionsDep, settings: SettingsDep, tenant: TenantDep) -> StreamingResponse:
+    rec = await anyio.to_thread.run_sync(load_job, jobs, tenant, job_id)
+    p = await anyio.to_thread.run_sync(load_projection, repo, rec, projection_id)
+    slot = await anyio.to_thread.run_sync(core.slots.acquire, tenant, "events", settings.max_event_streams_per_tenant,
+                                          STREAM_SLOT_TTL_S)
+    return StreamingResponse(_events(request, core, repo, p, slot, settings.events_idle_timeout_s),
+                             media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _events(request: Request, core: Core, repo: ProjectionRepo, p: ProjectionRecord, slot: str,
+                  idle_timeout_s: float) -> AsyncIterator[bytes]:
+    base, last = _base(request), None
+    quiet = idle = held = 0.0
+    try:
+        while True:
+            state = (p.status, p.steps_done, p.distance, sum(i.get("status") == "done" for i in p.images), p.error)
+            if state != last:
+                yield _sse("state", projection_view(p, base).model_dump(mode="json"))
+                last, quiet, idle = state, 0.0, 0.0
+            if p.terminal:
+                yield _sse("end", {"status": p.status.value})
+                return
+            if idle >= idle_timeout_s:
+                yield _sse("idle", {"after_s": idle_timeout_s})
+                return
+            if quiet >= SSE_KEEPALIVE_S:
+                yield b": keep-alive\n\n"
+                quiet = 0.0
+            await asyncio.sleep(SSE_POLL_S)
+            quiet, idle, held = quiet + SSE_POLL_S, idle + SSE_POLL_S, held + SSE_POLL_S
+            if held >= STREAM_SLOT_TTL_S / 3:
+                await anyio.to_thread.run_sync(core.slots.extend, slot, STREAM_SLOT_TTL_S)
+                held = 0.0
+            if await request.is_disconnected():
+                return
+            fresh = await anyio.to_thread.run_sync(repo.find, p.tenant, p.job_id, p.id)
+            if fresh is None:  # deleted meanwhile
+                return
+            p = fresh
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(core.slots.release, slot)
