@@ -199,13 +199,24 @@ def frechet_distance_fn():
         return _vendored_frechet_distance
 
 
-def clean_resizer():
-    """clean-fid's "clean" resizer: PIL bicubic per channel in float mode to 299x299.
+def clean_resizer(size: tuple[int, int] = (299, 299)):
+    """clean-fid's "clean" resizer (`cleanfid.resize.make_resizer("PIL", False, "bicubic", (299, 299))`, MIT):
+    each channel as a float32 PIL image, bicubic to `size`, clipped to [0, 255], no quantisation.
 
-    `cleanfid.resize` imports without torchvision, so this is clean-fid's own function."""
-    from cleanfid.resize import make_resizer
+    Written out here (eight lines) so FID/KID need no clean-fid install: clean-fid declares torchvision,
+    which does not import beside the CPU torch. tests/unit/test_metrics.py checks it is bit-identical to
+    clean-fid's own function wherever clean-fid is installed."""
+    from PIL import Image
 
-    return make_resizer("PIL", False, "bicubic", (299, 299))
+    width, height = size
+
+    def resize(x: np.ndarray) -> np.ndarray:
+        channels = [np.asarray(Image.fromarray(x[:, :, c].astype(np.float32), mode="F")
+                               .resize(size, resample=Image.BICUBIC)).clip(0, 255).reshape(height, width, 1)
+                    for c in range(3)]
+        return np.concatenate(channels, axis=2).astype(np.float32)
+
+    return resize
 
 
 def cleanfid_reference_model(device: str | torch.device = "cpu") -> torch.nn.Module:

@@ -446,3 +446,18 @@ def test_cli_metrics_uses_sampling_and_data(
     assert {"kid", "kid_std_err", "fid"} <= set(out) and out["num_gen"] == 9 and out["num_real"] == 8
     assert seen["ckpt"] == (str(tmp_path / "c.pt"), "cpu") and seen["data"] == (str(tmp_path / "d"), 16)
     assert list((tmp_path / "cache").glob("*.npz"))
+
+
+def test_our_clean_resizer_is_clean_fids_bit_for_bit():
+    """gan_core writes out clean-fid's 'clean' resize so FID needs no clean-fid install; it must stay identical."""
+    cleanfid_resize = pytest.importorskip("cleanfid.resize", reason="clean-fid not installed (make venv installs it)")
+    from gan_core.metrics._cleanfid import clean_resizer
+
+    theirs = cleanfid_resize.make_resizer("PIL", False, "bicubic", (299, 299))
+    ours = clean_resizer()
+    rng = np.random.default_rng(0)
+    for shape in [(64, 64, 3), (256, 256, 3), (37, 91, 3), (1024, 700, 3)]:
+        img = (rng.random(shape) * 255).astype(np.uint8)
+        a, b = ours(img), theirs(img)
+        assert a.dtype == b.dtype == np.float32 and a.shape == b.shape == (299, 299, 3)
+        assert np.array_equal(a, b)
