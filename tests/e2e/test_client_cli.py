@@ -219,7 +219,7 @@ def test_cancel_exits_nonzero_and_errors_carry_the_server_message(stack, image_f
     assert r.returncode == 2 and "has no checkpoint 'nope'" in r.stderr and "latest" in r.stderr
     assert not (tmp_path / "x.pt").exists() and not list(tmp_path.glob(".x.pt.*"))  # nothing half-written
     with pytest.raises(DigganError) as e:
-        client._send("GET", f"/v1/jobs/{job['id']}/export", params={"format": "onnx"})
+        client._send("GET", f"/v1/jobs/{job['id']}/export", params={"format": "pickle"})
     assert e.value.status == 422 and "format" in e.value.detail
     with pytest.raises(DigganError) as e:
         client._send("GET", f"/v1/jobs/{job['id']}/export")

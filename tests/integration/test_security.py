@@ -56,12 +56,40 @@ def world(tmp_path_factory):
             object_prefix=objkeys.job_sample_prefix("alice", jid, smp)), [len(png_bytes())], None)
         srv.store.put_bytes(sset.image_key(0), png_bytes(), "image/png")
         srv.core.samples.publish(sset)
+        lat, proj = _latent_and_projection(srv, jid, name)
         pkl = Path(__file__).resolve().parents[1] / "fixtures" / "nvlabs" / "tiny.pkl"
         model = c.post("/v1/models", files={"file": ("tiny.pkl", pkl.read_bytes(), "application/octet-stream")},
                        headers=A)
         assert model.status_code == 201, model.text
         yield {"srv": srv, "A": A, "B": B, "ds": ds["id"], "job": jid, "ckpt": name, "smp": smp,
-               "model": model.json()["id"]}
+               "model": model.json()["id"], "latent_id": lat, "projection_id": proj}
+
+
+def _latent_and_projection(srv, jid: str, ckpt: str) -> tuple[str, str]:
+    """Alice's saved latent and a finished (canceled) projection with stored files, as the routes and the
+    projection worker would store them."""
+    import numpy as np
+
+    from service.core import projections as pj
+    from service.core.ids import new_id
+    from service.core.latents import LatentRecord, LatentRepo, npy_bytes
+
+    lat = LatentRepo(srv.core.db).save(srv.store, LatentRecord(
+        id=new_id("lat"), tenant="alice", job_id=jid, kind="w", shape=[1, 64], source={"type": "seed", "seed": 1},
+        checkpoint=ckpt, checkpoint_sha256="0" * 64), npy_bytes(np.zeros((1, 64), np.float32)), None)
+    pid = new_id("proj")
+    image = {"index": 0, "filename": "a.png", "width": 40, "height": 40, "status": "done", "latent_id": lat.id,
+             "target_key": pj.target_key("alice", jid, pid, 0),
+             "reconstruction_key": pj.result_key("alice", jid, pid, 1, 0, "reconstruction.png"),
+             "gif_key": pj.result_key("alice", jid, pid, 1, 0, "progress.gif")}
+    rec = pj.ProjectionRecord(id=pid, tenant="alice", job_id=jid, checkpoint=ckpt, checkpoint_key="k",
+                              checkpoint_sha256="0" * 64, config={"steps": 1, "w_plus": False, "distance": "pixel",
+                                                                  "seed": 303}, images=[image], total_steps=1)
+    pj.ProjectionRepo(srv.core.db).create(srv.store, rec, [png_bytes()], None, 10)
+    srv.store.put_bytes(image["reconstruction_key"], png_bytes(), "image/png")
+    srv.store.put_bytes(image["gif_key"], b"GIF89a", "image/gif")
+    pj.ProjectionRepo(srv.core.db).cancel("alice", jid, pid)  # ended: its event stream ends at once
+    return lat.id, pid
 
 
 # (method, path template, json body, owner's expected status). Order matters: the DELETE comes last.
@@ -86,6 +114,30 @@ ROUTES = [
     ("GET", "/v1/jobs/{job}/report/memorization", None, 409),  # owner: the fake checkpoint is refused
     ("GET", "/v1/jobs/{job}/export?format=torchscript", None, 409),  # owner: the fake checkpoint is refused
     ("GET", "/v1/models/{model}", None, 200),
+    # After training (owner: 409 wherever the fake checkpoint would be loaded).
+    ("POST", "/v1/jobs/{job}/projections", {"file": "x"}, 415),  # owner: JSON is not an upload
+    ("GET", "/v1/jobs/{job}/projections", None, 200),
+    ("GET", "/v1/jobs/{job}/projections/{projection_id}", None, 200),
+    ("GET", "/v1/jobs/{job}/projections/{projection_id}/events", None, 200),
+    ("GET", "/v1/jobs/{job}/projections/{projection_id}/target.png?index=0", None, 200),
+    ("GET", "/v1/jobs/{job}/projections/{projection_id}/reconstruction.png?index=0", None, 200),
+    ("GET", "/v1/jobs/{job}/projections/{projection_id}/progress.gif?index=0", None, 200),
+    ("POST", "/v1/jobs/{job}/projections/{projection_id}/cancel", None, 200),  # canceled already: a no-op
+    ("POST", "/v1/jobs/{job}/latents", {"seed": 1}, 409),
+    ("GET", "/v1/jobs/{job}/latents", None, 200),
+    ("GET", "/v1/jobs/{job}/latents/{latent_id}", None, 200),
+    ("GET", "/v1/jobs/{job}/latents/{latent_id}/w.npy", None, 200),
+    ("GET", "/v1/jobs/{job}/latents/{latent_id}/image.png", None, 409),
+    ("POST", "/v1/jobs/{job}/latents/{latent_id}/edit", {"direction": 0, "strength": 1}, 409),
+    ("POST", "/v1/jobs/{job}/latents/interpolation", {"a": "{latent_id}", "b": 2}, 409),
+    ("GET", "/v1/jobs/{job}/directions", None, 409),
+    ("POST", "/v1/jobs/{job}/edits/strip", {"source": "{latent_id}", "direction": 0}, 409),
+    ("POST", "/v1/jobs/{job}/edits/image", {"source": 1, "direction": 0, "strength": 1}, 409),
+    ("POST", "/v1/jobs/{job}/mixing", {"row": "{latent_id}", "col": 2}, 409),
+    ("POST", "/v1/jobs/{job}/mixing/grid", {"rows": [1], "cols": [2]}, 409),
+    ("GET", "/v1/jobs/{job}/export?format=onnx", None, 409),
+    ("DELETE", "/v1/jobs/{job}/projections/{projection_id}", None, 204),
+    ("DELETE", "/v1/jobs/{job}/latents/{latent_id}", None, 204),
     ("DELETE", "/v1/datasets/{ds}", None, 409),  # the job we created above is still queued
     ("DELETE", "/v1/models/{model}", None, 204),  # no unfinished job uses it
     ("DELETE", "/v1/jobs/{job}/samples/{smp}", None, 204),
