@@ -109,6 +109,9 @@ class PerfConfig:
     cudnn_benchmark: bool = True  # CUDA only: autotune conv algorithms (NVlabs training_loop.py cudnn_benchmark=True)
     joint_d_pass: bool | None = None  # one D forward for reals + fakes when no input gradient is due; None = stylegan2
     fused_adam: bool | None = None  # fused Adam kernel where torch has one (ours: ~40% of Adam's time on CPU)
+    # glibc keeps freed activation buffers for reuse instead of unmapping them every step (ours: 23k -> 0.5k
+    # page faults per step at 64x64, ~3% of a CPU step); process-wide. None = on when training on CPU.
+    host_memory_reuse: bool | None = None
 
 
 @dataclass
