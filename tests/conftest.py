@@ -23,3 +23,13 @@ def shared_datasets() -> Path:
     if not (SHARED_DATASETS / "100-shot-obama").is_dir():
         pytest.skip(f"shared datasets not found at {SHARED_DATASETS} (set DIGGAN_SHARED_DATASETS)")
     return SHARED_DATASETS
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked `cuda` skip on machines without a CUDA GPU (bench/gpu_check.sh runs them on one)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (marker 'cuda')")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
