@@ -1,7 +1,21 @@
-"""Milliseconds per training phase, and DigGAN's overhead per kimg.
+"""Milliseconds per training phase, DigGAN's overhead per kimg, and our speed next to NVlabs'.
 
     python bench/train_step.py [--quick] [--device cpu|cuda] [--out bench/results/train_step.json]
     python bench/train_step.py --res 128 --cbase 8192 --cmax 256 --map 2 --batch 4   # any architecture
+
+Side by side with NVlabs stylegan2-ada-pytorch (your own checkout; nothing of it is in this repo):
+
+    python bench/train_step.py --nvlabs ~/stylegan2-ada-pytorch                 # cpu-tiny preset
+    python bench/train_step.py --nvlabs ~/stylegan2-ada-pytorch --res 64 --cbase 4096 --cmax 256 \
+        --map 2 --zdim 512 --batch 8 --augment none --r1-gamma 10 --r1-interval 16
+    ... --before-root /tmp/old-checkout    # also time another checkout of ours in the same run
+
+One worker process per arm (NVlabs; ours without DigGAN; ours with DigGAN at each of
+`--diggan-intervals`; the same again from `--before-root`), rounds of `--steps` minibatches
+interleaved (bench/side_by_side.py). The JSON holds every round's wall and CPU seconds per kimg
+and the per-round (paired) ratios: ours / NVlabs, and with / without DigGAN for each interval.
+NVlabs runs its float32 path (num_fp16_res=0) with the same conv_clamp (bench/nvlabs_runner.py
+says why and what else its code needs here). With ADA both sides start at `--augment-p` and adapt.
 
 Phases (each timed on its own, after warm-up, median of `--iters`):
   augment   ADA at p=0.5 on one real batch (forward)
@@ -118,6 +132,76 @@ def diggan_overhead(cfg: TrainConfig, device: str, kimg: float, rounds: int) -> 
             "ratio": round(with_s / without_s, 4), "rounds": rounds, "kimg_per_round": kimg}
 
 
+def spec_for(args: argparse.Namespace) -> tuple[str, dict]:
+    """The settings both sides of a side-by-side run share: a preset, changed by the flags."""
+    name = (args.preset or ["cpu-tiny"])[0]
+    cfg = get_preset(name)
+    net = cfg.network
+    r1 = cfg.regularizer("r1")
+    dig = cfg.regularizer("diggan")
+    spec = {
+        "resolution": args.res or net.resolution, "z_dim": args.zdim or net.z_dim, "w_dim": args.zdim or net.w_dim,
+        "mapping_layers": args.map or net.mapping_layers, "channel_base": args.cbase or net.channel_base,
+        "channel_max": args.cmax or net.channel_max, "mbstd_group_size": net.mbstd_group_size,
+        "conv_clamp": net.conv_clamp, "batch_size": args.batch or cfg.batch_size, "g_lr": cfg.g_lr, "d_lr": cfg.d_lr,
+        "betas": list(cfg.adam_betas), "ema_kimg": cfg.ema_kimg, "ema_rampup": cfg.ema_rampup,
+        "r1_gamma": args.r1_gamma if args.r1_gamma is not None else (r1.weight if r1 else 0.0),
+        "r1_interval": args.r1_interval or (r1.interval if r1 else 16),
+        "diggan_weight": dig.weight if dig else 100.0,
+        "pl_weight": 0.0, "style_mixing_prob": 0.0,  # off on both sides unless a study needs them
+        "augment": args.augment or ("ada" if cfg.augment.kind == "ada" else "none"),
+        "augment_p": args.augment_p, "ada_target": cfg.augment.ada_target,
+        "ada_interval": cfg.augment.ada_interval, "ada_kimg": cfg.augment.ada_kimg,
+        "seed": 0, "num_images": 100,
+    }
+    return name, spec
+
+
+def side_by_side_main(args: argparse.Namespace) -> None:
+    from side_by_side import Arm, paired_ratio, run_side_by_side
+
+    preset, spec = spec_for(args)
+    here = str(Path(__file__).resolve().parent.parent)
+    intervals = [int(x) for x in args.diggan_intervals.split(",") if x.strip()] if args.diggan_intervals else []
+    roots = [("", here)] + ([("before_", str(Path(args.before_root).resolve()))] if args.before_root else [])
+    arms = [Arm("nvlabs", "nvlabs", str(Path(args.nvlabs).resolve()), spec,
+                extra={"use_plugins": args.device == "cuda"})]
+    for prefix, root in roots:
+        arms.append(Arm(f"{prefix}ours", "ours", root, spec))
+        if spec["augment"] == "ada" and args.antialias_arm:
+            arms.append(Arm(f"{prefix}ours_antialias", "ours", root, spec, antialias=True))
+        arms += [Arm(f"{prefix}ours_diggan{k}", "ours", root, spec, diggan_interval=k) for k in intervals]
+    print("arms:", [a.name for a in arms], "spec:", json.dumps(spec), flush=True)
+    res = run_side_by_side(arms, steps=args.steps, rounds=args.rounds, warmup_steps=args.warmup_steps,
+                           threads=args.threads or 1, device=args.device)
+    ratios: dict = {}
+    for prefix, _ in roots:
+        ratios[f"{prefix}ours/nvlabs"] = paired_ratio(res, f"{prefix}ours", "nvlabs")
+        if f"{prefix}ours_antialias" in res:
+            ratios[f"{prefix}ours_antialias/nvlabs"] = paired_ratio(res, f"{prefix}ours_antialias", "nvlabs")
+        for k in intervals:
+            ratios[f"{prefix}diggan_overhead_interval{k}"] = paired_ratio(res, f"{prefix}ours_diggan{k}", f"{prefix}ours")
+    if args.before_root:
+        ratios["ours/before_ours"] = paired_ratio(res, "ours", "before_ours")
+    result = {
+        "mode": "side_by_side", "preset": preset, "spec": spec, "device": args.device, "torch": torch.__version__,
+        "threads": args.threads or 1, "machine": platform.processor() or platform.machine(),
+        "steps_per_round": args.steps, "rounds": args.rounds, "ours_root": here, "before_root": args.before_root,
+        "nvlabs_root": str(Path(args.nvlabs).resolve()),
+        "notes": ["ratios: median over rounds of (arm / reference) seconds per kimg in the same round",
+                  "NVlabs: their training_loop.py minibatch (phases, lazy-reg Adam, nan_to_num, EMA, ADA) "
+                  "through their own classes, float32 path (num_fp16_res=0), conv_clamp as ours: bench/nvlabs_runner.py",
+                  "ours: one tick per round (DIG measured once per round, as once per tick in training)"],
+        "arms": res, "ratios": ratios,
+    }
+    for key, r in ratios.items():
+        print(f"{key}: wall {r['wall']['median']} (range {r['wall']['min']}-{r['wall']['max']}), "
+              f"cpu {r['cpu']['median']}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer iterations; finishes in under a minute on 2 cores")
@@ -129,8 +213,26 @@ def main() -> None:
     ap.add_argument("--map", type=int, help="mapping layers")
     ap.add_argument("--batch", type=int)
     ap.add_argument("--preset", action="append", help="presets to time (default: cpu-tiny and low-shot-256)")
-    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default; "
+                    "side by side: 1)")
+    sbs = ap.add_argument_group("side by side with NVlabs")
+    sbs.add_argument("--nvlabs", type=Path, help="your stylegan2-ada-pytorch checkout: time it next to ours")
+    sbs.add_argument("--before-root", help="another checkout of this repo to time in the same run (arms before_*)")
+    sbs.add_argument("--zdim", type=int, help="z_dim = w_dim")
+    sbs.add_argument("--augment", choices=["ada", "none"], help="default: the preset's")
+    sbs.add_argument("--augment-p", type=float, default=0.2, help="ADA's starting p on both sides (default 0.2)")
+    sbs.add_argument("--r1-gamma", type=float, help="default: the preset's R1 weight")
+    sbs.add_argument("--r1-interval", type=int, help="default: the preset's R1 interval")
+    sbs.add_argument("--diggan-intervals", default="1,4,8", help="ours with DigGAN at these intervals ('' = none)")
+    sbs.add_argument("--no-antialias-arm", dest="antialias_arm", action="store_false",
+                     help="with ADA, skip the arm of ours with NVlabs' anti-aliased resampling")
+    sbs.add_argument("--steps", type=int, default=32, help="minibatches per arm per round")
+    sbs.add_argument("--rounds", type=int, default=5)
+    sbs.add_argument("--warmup-steps", type=int, default=4)
     args = ap.parse_args()
+    if args.nvlabs:
+        side_by_side_main(args)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
 

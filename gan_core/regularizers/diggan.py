@@ -43,7 +43,9 @@ def gradient_gap(
 
     Pure function so a hand computation can check it term by term.
     """
-    perm = torch.randperm(fake_norms.shape[0], generator=generator, device="cpu").to(fake_norms.device)
+    # CPU draw (same pairing on every device), copied without blocking the host on a GPU.
+    perm = torch.randperm(fake_norms.shape[0], generator=generator, device="cpu")
+    perm = perm.to(fake_norms.device, non_blocking=True)
     fake_norms = fake_norms[perm]  # random real/fake pairing
     if prev_real is not None and prev_real.shape == real_norms.shape:
         real_norms = alpha * real_norms + (1 - alpha) * prev_real.detach().to(real_norms.device)

@@ -15,6 +15,8 @@ Precision rules (docs/speed.md):
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +42,14 @@ class Perf:
 
 
 def fused_adam_available(device: torch.device) -> bool:
-    """torch builds a fused Adam for CUDA (>= 2.0) and CPU (>= 2.4); probe rather than parse versions."""
+    """torch builds a fused Adam for CUDA (>= 2.0) and CPU (>= 2.4); probe rather than parse versions
+    (once per device type: the first fused step imports torch's compile machinery, ~2 s)."""
+    return _fused_adam_probe(torch.device(device).type)
+
+
+@functools.lru_cache(maxsize=None)
+def _fused_adam_probe(device_type: str) -> bool:
+    device = torch.device(device_type)
     p = nn.Parameter(torch.zeros(1, device=device))
     p.grad = torch.zeros(1, device=device)
     try:
@@ -70,6 +79,25 @@ def apply_backend_flags(cfg: PerfConfig, device: torch.device) -> None:
     torch.backends.cuda.matmul.allow_tf32 = bool(cfg.allow_tf32)
     torch.backends.cudnn.allow_tf32 = bool(cfg.allow_tf32)
     torch.backends.cudnn.benchmark = bool(cfg.cudnn_benchmark)
+
+
+# glibc mallopt parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def reuse_host_memory(cfg: PerfConfig, device: torch.device) -> bool:
+    """Keep freed host memory in glibc's heap (process-wide): a CPU training step frees and
+    re-allocates its activation buffers (MBs each); by default glibc returns them to the OS and
+    every page faults back in on the next step. True if applied."""
+    if not (cfg.host_memory_reuse if cfg.host_memory_reuse is not None else device.type == "cpu"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        # Setting either switches off glibc's dynamic thresholds, so set both.
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, 512 << 20) and libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows): nothing to tune
+        return False
+    return bool(ok)
 
 
 def autocast(perf: Perf, enabled: bool = True) -> contextlib.AbstractContextManager[Any]:

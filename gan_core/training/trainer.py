@@ -64,7 +64,8 @@ from ..versions import runtime_versions
 from .checkpoint import load_checkpoint, save_checkpoint
 from .freeze import apply_freeze_d
 from .losses import LOSSES, PathLengthRegularizer
-from .perf import adam_kwargs, apply_backend_flags, autocast, foreach_lerp_copy, resolve_perf, to_memory_format
+from .perf import (adam_kwargs, apply_backend_flags, autocast, foreach_lerp_copy, resolve_perf, reuse_host_memory,
+                   to_memory_format)
 from .stats import TickAccumulator
 
 # Training images stay on the accelerator when they fit in this much memory (100-shot sets: ~20 MB
@@ -140,6 +141,7 @@ class Trainer:
         net = cfg.network
         self.perf = resolve_perf(cfg.perf, self.device, net.arch)
         apply_backend_flags(cfg.perf, self.device)
+        reuse_host_memory(cfg.perf, self.device)
         torch.manual_seed(cfg.seed)
         G, D = build_networks(net)
         self.G, self.D = G.to(self.device).train(), D.to(self.device).train()
