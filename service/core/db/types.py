@@ -58,41 +58,28 @@ def _now_sqlite(element: db_now, compiler: Any, **kw: Any) -> str:
     return "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
 
 
-class seconds_before_now(FunctionElement):  # noqa: N801
-    """db_now() minus a number of seconds (a bound parameter)."""
+class db_now_plus(FunctionElement):  # noqa: N801
+    """db_now() plus a number of seconds (a bound parameter; negative for the past)."""
 
     type = UTCDateTime()
     inherit_cache = True
 
 
-@compiles(seconds_before_now, "postgresql")
-def _before_pg(element: seconds_before_now, compiler: Any, **kw: Any) -> str:
-    (seconds,) = list(element.clauses)
-    return f"(statement_timestamp() - make_interval(secs => {compiler.process(seconds, **kw)}))"
-
-
-@compiles(seconds_before_now, "sqlite")
-def _before_sqlite(element: seconds_before_now, compiler: Any, **kw: Any) -> str:
-    (seconds,) = list(element.clauses)
-    return (f"(strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || ({compiler.process(seconds, **kw)}) || ' seconds')"
-            " || '000')")
-
-
-class seconds_after_now(FunctionElement):  # noqa: N801
-    """db_now() plus a number of seconds (a bound parameter)."""
-
-    type = UTCDateTime()
-    inherit_cache = True
-
-
-@compiles(seconds_after_now, "postgresql")
-def _after_pg(element: seconds_after_now, compiler: Any, **kw: Any) -> str:
+@compiles(db_now_plus, "postgresql")
+def _plus_pg(element: db_now_plus, compiler: Any, **kw: Any) -> str:
     (seconds,) = list(element.clauses)
     return f"(statement_timestamp() + make_interval(secs => {compiler.process(seconds, **kw)}))"
 
 
-@compiles(seconds_after_now, "sqlite")
-def _after_sqlite(element: seconds_after_now, compiler: Any, **kw: Any) -> str:
+@compiles(db_now_plus, "sqlite")
+def _plus_sqlite(element: db_now_plus, compiler: Any, **kw: Any) -> str:
     (seconds,) = list(element.clauses)
-    return (f"(strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || ({compiler.process(seconds, **kw)}) || ' seconds')"
-            " || '000')")
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', ({compiler.process(seconds, **kw)}) || ' seconds') || '000')"
+
+
+def seconds_before_now(seconds: float) -> db_now_plus:
+    return db_now_plus(-float(seconds))
+
+
+def seconds_after_now(seconds: float) -> db_now_plus:
+    return db_now_plus(float(seconds))
