@@ -84,14 +84,15 @@ class ProjectionRunner:
                 self._project_one(G, D, image, steps)
             if self.lease_lost:
                 return "lease-lost"
+            if self._all_done():  # a cancel that came after the last image changes nothing
+                self.lease.finish(ProjectionStatus.succeeded)
+                return ProjectionStatus.succeeded.value
             if self.cancel:
                 self.lease.finish(ProjectionStatus.canceled)
                 return ProjectionStatus.canceled.value
-            if self.shutdown.is_set() and not self._all_done():
-                self.lease.requeue()
-                return ProjectionStatus.queued.value
-            self.lease.finish(ProjectionStatus.succeeded)
-            return ProjectionStatus.succeeded.value
+            # Stopped by a worker shutdown: hand it back; the next attempt skips the images done.
+            self.lease.requeue()
+            return ProjectionStatus.queued.value
         except LeaseLost as e:
             log.warning("projection %s: %s; stopping without writing", self.rec.id, e)
             return "lease-lost"

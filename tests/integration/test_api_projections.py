@@ -6,7 +6,8 @@ checkpoint (tests/editing_world.py):
   reconstruction bit for bit;
 - cancel stops a running projection; delete removes its files and credits storage;
 - a worker killed mid-projection leaves it `running` only until the sweep sees its stale heartbeat: it is
-  re-queued, and a new worker finishes it as attempt 2;
+  re-queued, and a new worker finishes it as attempt 2; a worker shut down (SIGTERM) hands it back itself,
+  and the next attempt skips the images already done;
 - the tenant's unfinished projections are capped (429), and bad uploads are 4xx with messages.
 """
 
@@ -154,6 +155,27 @@ def test_a_killed_worker_is_swept_and_the_projection_finishes_as_attempt_2(world
     q = _wait(world, p["id"], lambda q: q["status"] in ("succeeded", "failed", "canceled"))
     assert q["status"] == "succeeded" and q["attempt"] == 2, q
     assert q["images"][0]["latent_id"] and q["images"][0]["steps"] == 400
+
+
+def test_a_worker_shutting_down_hands_it_back_and_the_next_attempt_skips_finished_images(world):
+    c, job, settings = world["c"], world["job"], world["settings"]
+    images = [(f"{s}.png", _png(sample(c, job, s, 1.0))) for s in (30, 31)]
+    p = _start(c, job, images, steps=100, distance="pixel")
+    first = _wait(world, p["id"], lambda q: q["images"][0]["status"] == "done" and q["progress"]["steps_done"] > 100)
+    world["worker"].stop()  # SIGTERM: a warm shutdown stops the projection before its next step
+    q = c.get(f"/v1/jobs/{job}/projections/{p['id']}").json()
+    assert q["status"] == "queued" and q["attempt"] == 1, (q, world["worker"].tail())
+    with world["srv"].core.db.read() as s:  # handed back and sent again by the stopping worker itself
+        from service.core.db.models import Projection
+
+        assert s.get(Projection, p["id"]).enqueued_at is not None
+    fresh = Worker(settings, world["root"] / "worker3.log", queues="light", name="light3").start()
+    world["worker"] = fresh
+    fresh.wait_ready()
+    q = _wait(world, p["id"], lambda q: q["status"] in ("succeeded", "failed", "canceled"))
+    assert q["status"] == "succeeded" and q["attempt"] == 2, q
+    assert q["images"][0]["latent_id"] == first["images"][0]["latent_id"]  # not projected again
+    assert q["images"][1]["status"] == "done" and q["images"][1]["steps"] == 100
 
 
 def test_the_tenants_unfinished_projections_are_capped(world):

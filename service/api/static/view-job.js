@@ -1,8 +1,10 @@
-// One job: progress and ETA from its event stream, live numbers, curves, grids, sampler,
-// interpolation GIF, memorization check, checkpoint downloads, cancel.
+// One job: progress and ETA from its event stream, live numbers, curves, grids, sampler (by class for
+// class-conditional jobs), interpolation GIF, memorization check, checkpoint and generator downloads, cancel,
+// and for StyleGAN2 jobs the after-training tools (view-editing.js).
 
 import { datasetNames, download, getJSON, isAbort, loadImage, readEvents } from "./api.js";
 import { badge, card, field, h, messageBox, progressBar } from "./dom.js";
+import { editingSection } from "./view-editing.js";
 import { fmtBytes, fmtDate, fmtDuration, fmtKimg, fmtNum, fmtPct, parseSeeds } from "./format.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
@@ -49,6 +51,9 @@ export async function jobView(ctx, jobId) {
   const seedsIn = h("input", { type: "text", id: "sampler-seeds", value: "0-15", size: 10, spellcheck: "false" });
   const psiIn = h("input", { type: "number", id: "sampler-psi", value: 0.7, min: -2, max: 2, step: 0.05 });
   const ckptSel = h("select", { id: "sampler-checkpoint" }, h("option", { value: "latest" }, "latest"), h("option", { value: "best" }, "best"));
+  const classSel = h("select", { id: "sampler-class" }, h("option", { value: "" }, "each seed's own class"));
+  const classField = field("Class", classSel, "class-conditional model");
+  classField.hidden = true;
   const sampleBtn = h("button", { type: "button", id: "sampler-go", disabled: true }, "Generate grid");
   const sampleOut = imagePanel("sampler-grid", "generated samples", "");
   const seedA = h("input", { type: "number", id: "interp-a", value: 0, min: 0, step: 1 });
@@ -67,6 +72,21 @@ export async function jobView(ctx, jobId) {
 
   const ckptBody = h("div", { id: "checkpoints" }, h("p", { class: "muted pad" }, "No checkpoint yet."));
 
+  // export: the generator of the sampler's checkpoint, in three formats
+  const exportBtns = [["safetensors", "safetensors (weights + config, zip)"], ["torchscript", "TorchScript (.pt, needs only torch)"],
+    ["onnx", "ONNX (.onnx, onnxruntime)"]].map(([fmt, label]) => {
+    const btn = h("button", { type: "button", class: "secondary", id: `export-${fmt}`, "data-format": fmt, disabled: true }, label);
+    return btn;
+  });
+  const exportStatus = h("p", { class: "muted small", id: "export-status" });
+  const exportCard = card("Download the generator",
+    h("p", { class: "muted small" }, "The EMA generator of the checkpoint chosen in the sampler. Made once per checkpoint and format, "
+      + "then kept (ONNX takes a while the first time)."),
+    h("div", { class: "row" }, exportBtns), exportStatus);
+  exportCard.id = "card-export";
+  const after = h("div", { id: "after-training" });
+  let editing = null;
+
   main.append(
     h("div", { class: "pagehead" }, h("h1", {}, "Job ", h("span", { class: "mono" }, jobId), " ", statusBadge), cancelBtn),
     meta, jobErr,
@@ -76,7 +96,7 @@ export async function jobView(ctx, jobId) {
       card("Latest samples", grid.wrap, gridCaption)),
     card("Sampler", samplerNote,
       h("div", { class: "row tools" }, field("Seeds", seedsIn, "e.g. 0-15 or 3,8,42"), field("ψ (truncation)", psiIn, "1 = full variety, lower = typical"),
-        field("Checkpoint", ckptSel), h("div", { class: "field btnfield" }, sampleBtn)),
+        field("Checkpoint", ckptSel), classField, h("div", { class: "field btnfield" }, sampleBtn)),
       sampleOut.wrap,
       h("h3", {}, "Interpolation"),
       h("div", { class: "row tools" }, field("From seed", seedA), field("To seed", seedB), field("Frames", frames), h("div", { class: "field btnfield" }, interpBtn)),
@@ -85,7 +105,7 @@ export async function jobView(ctx, jobId) {
       h("p", { class: "muted small" }, "Each row: a generated sample, then its 3 nearest training images (Inception features, cosine distance). "
         + "Rows where a neighbour looks identical mean the generator is copying its training set. Runs Inception on the server: takes a while the first time."),
       h("div", { class: "row tools" }, field("Samples", memN), h("div", { class: "field btnfield" }, memBtn)), memSummary, memOut.wrap),
-    card("Checkpoints", ckptBody));
+    card("Checkpoints", ckptBody), exportCard, after);
 
   // --- rendering
   const running = () => st.job && !TERMINAL.has(st.job.status);
@@ -121,6 +141,13 @@ export async function jobView(ctx, jobId) {
     else jobErr.clear();
     const ready = Boolean(j.latest_checkpoint);
     sampleBtn.disabled = interpBtn.disabled = memBtn.disabled = !ready;
+    exportBtns.forEach((b) => { b.disabled = !ready || b.dataset.busy === "1"; });
+    const arch = (j.config.network || {}).arch || "stylegan2";
+    if (arch === "stylegan2" && !editing) {
+      editing = editingSection(ctx, base, () => ckptSel.value);
+      after.replaceChildren(...editing.cards);
+    }
+    if (editing) editing.enable(j);
     samplerNote.hidden = ready;
     samplerNote.textContent = TERMINAL.has(j.status) ? `This job ended ${j.status} without storing a checkpoint: nothing to sample.`
       : "Available once the job has a checkpoint.";
@@ -259,8 +286,10 @@ export async function jobView(ctx, jobId) {
     try {
       const seeds = parseSeeds(seedsIn.value, 64);
       const body = { seeds, psi: Number(psiIn.value), checkpoint: ckptSel.value, format: "grid" };
+      if (classSel.value !== "") body.class_index = Number(classSel.value);
       await loadImage(sampleOut.img, `${base}/samples`, { method: "POST", json: body });
-      sampleOut.note.textContent = `seeds ${seedsIn.value}, ψ ${psiIn.value}, ${ckptSel.value}`;
+      const cls = classSel.value !== "" ? `, class ${classSel.selectedOptions[0].textContent}` : "";
+      sampleOut.note.textContent = `seeds ${seedsIn.value}, ψ ${psiIn.value}, ${ckptSel.value}${cls}`;
     } catch (e) { sampleOut.err.show(e); }
   }));
 
@@ -268,6 +297,7 @@ export async function jobView(ctx, jobId) {
     interpOut.err.clear();
     try {
       const body = { seed_a: Number(seedA.value), seed_b: Number(seedB.value), steps: Number(frames.value), psi: Number(psiIn.value), checkpoint: ckptSel.value };
+      if (classSel.value !== "") body.class_index = Number(classSel.value);
       await loadImage(interpOut.img, `${base}/samples/interpolation`, { method: "POST", json: body });
       interpSave.href = interpOut.img.src;
       interpSave.download = `${jobId}-seed${body.seed_a}-seed${body.seed_b}.gif`;
@@ -290,11 +320,36 @@ export async function jobView(ctx, jobId) {
     } catch (e) { memOut.err.show(e); }
   }));
 
+  exportBtns.forEach((btn) => btn.addEventListener("click", async () => {
+    const fmt = btn.dataset.format;
+    const ext = { safetensors: "safetensors.zip", torchscript: "torchscript.pt", onnx: "generator.onnx" }[fmt];
+    btn.dataset.busy = "1";
+    btn.disabled = true;
+    exportStatus.textContent = `making the ${fmt} export of ${ckptSel.value}…`;
+    try {
+      await download(`${base}/export?format=${fmt}&checkpoint=${encodeURIComponent(ckptSel.value)}`, `${jobId}-${ext}`,
+        (f) => { exportStatus.textContent = `${fmt}: ${fmtPct(f)}`; });
+      exportStatus.textContent = `${fmt} ✓`;
+      exportStatus.dataset.done = fmt;
+    } catch (e) { exportStatus.textContent = `${fmt}: ${e.message}`; } finally { btn.dataset.busy = ""; btn.disabled = !st.job.latest_checkpoint; }
+  }));
+
+  // Class-conditional jobs (biggan): the sampler offers the dataset's classes.
+  const loadClasses = async (job) => {
+    const net = job.config.network || {};
+    if (net.arch !== "biggan" || !net.num_classes) return;
+    let names = [];
+    try { names = (await getJSON(`/v1/datasets/${job.dataset_id}`, sig)).class_names || []; } catch (e) { if (isAbort(e)) return; }
+    classSel.append(...Array.from({ length: net.num_classes }, (_, k) => h("option", { value: k }, names[k] ? `${k}: ${names[k]}` : String(k))));
+    classField.hidden = false;
+  };
+
   // --- data: the job, then its live event stream
   try {
     const [job, names] = await Promise.all([getJSON(base, sig), datasetNames(ctx).catch(() => new Map())]);
     st.names = names;
     applyJob(job);
+    loadClasses(job);
   } catch (e) {
     if (isAbort(e)) return;
     jobErr.show(e, e.status === 404 ? h("a", { href: "#/jobs" }, "Back to the jobs") : null);

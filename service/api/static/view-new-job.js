@@ -1,4 +1,5 @@
-// The new-job form, built from GET /v1/presets and /v1/regularizers.
+// The new-job form, built from GET /v1/presets and /v1/regularizers; "start from" lists uploaded models
+// (GET /v1/models) and the checkpoints of your other jobs (init_from), with Freeze-D for such fine-tuning.
 
 import { getJSON, isAbort } from "./api.js";
 import { card, field, h, messageBox } from "./dom.js";
@@ -9,9 +10,10 @@ export async function newJobView(ctx, params) {
   main.append(h("div", { class: "pagehead" }, h("h1", {}, "New training job")));
   const err = messageBox();
   main.append(err);
-  let datasets, presets, regs;
+  let datasets, presets, regs, models, jobs;
   try {
-    [datasets, presets, regs] = await Promise.all(["/v1/datasets", "/v1/presets", "/v1/regularizers"].map((p) => getJSON(p, { signal: ctx.signal })));
+    [datasets, presets, regs, models, jobs] = await Promise.all(["/v1/datasets", "/v1/presets", "/v1/regularizers", "/v1/models",
+      "/v1/jobs?limit=100"].map((p) => getJSON(p, { signal: ctx.signal })));
   } catch (e) {
     if (!isAbort(e)) err.show(e);
     return;
@@ -36,6 +38,17 @@ export async function newJobView(ctx, params) {
   const tick = num("job-tick-kimg", { min: 0.001 });
   const snap = num("job-snapshot-kimg", { min: 0.001 });
   const batch = num("job-batch-size", { min: 1, max: 256, step: 1 });
+
+  // Start from pretrained weights: an uploaded model, or a checkpoint of another job.
+  const withCkpt = jobs.data.filter((j) => j.latest_checkpoint);
+  const initSel = h("select", { id: "job-init" }, h("option", { value: "" }, "scratch (random weights)"),
+    models.data.length ? h("optgroup", { label: "Uploaded models" },
+      models.data.map((m) => h("option", { value: `model:${m.id}` }, `${m.name} — ${m.resolution}px (${m.id})`))) : null,
+    withCkpt.length ? h("optgroup", { label: "Another job's checkpoint" },
+      withCkpt.flatMap((j) => ["latest", "best"].map((c) => h("option", { value: `job:${j.id}:${c}` },
+        `${j.name || j.id} — ${c} (${c === "latest" ? j.latest_checkpoint : j.best_checkpoint || j.latest_checkpoint})`)))) : null);
+  const freezeD = num("job-freeze-d", { min: 0, max: 64, step: 1, placeholder: "0", disabled: true });
+  initSel.addEventListener("change", () => { freezeD.disabled = !initSel.value; if (!initSel.value) freezeD.value = ""; });
 
   const regRows = regs.data.map((r) => {
     const on = h("input", { type: "checkbox", id: `reg-${r.name}`, "data-reg": r.name });
@@ -75,6 +88,10 @@ export async function newJobView(ctx, params) {
     h("div", { class: "row" },
       field("Training length (kimg)", kimg, "thousands of real images shown to D; empty = the preset's"),
       field("Augmentation", augment), field("Seed", seed)),
+    h("fieldset", {}, h("legend", {}, "Start from"),
+      h("div", { class: "row" },
+        field("Weights", initSel, "fine-tuning a pretrained generator beats random weights with ~100 images; the job then takes its network (resolution, widths)"),
+        field("Freeze-D layers", freezeD, "keep the discriminator's first N layers fixed while fine-tuning (Mo et al. 2020; the ADA paper uses 10 at 256px); 0 = off"))),
     h("fieldset", {}, h("legend", {}, "Discriminator regularizers"), regRows.map((x) => x.row)),
     h("fieldset", {}, h("legend", {}, "Quality metrics at each checkpoint"),
       h("div", { class: "row" },
@@ -106,6 +123,12 @@ export async function newJobView(ctx, params) {
       return spec;
     });
     body.metrics = [kid.checked ? "kid" : null, fid.checked ? "fid" : null].filter(Boolean);
+    if (initSel.value.startsWith("model:")) body.init_from = { model: initSel.value.slice(6) };
+    else if (initSel.value.startsWith("job:")) {
+      const [, id, checkpoint] = initSel.value.split(":");
+      body.init_from = { job: id, checkpoint };
+    }
+    if (body.init_from && freezeD.value.trim() !== "" && Number(freezeD.value) > 0) body.freeze_d_layers = Number(freezeD.value);
     if (body.metrics.length) setNum("metrics_num_gen", numGen);
     submit.disabled = true;
     submit.textContent = "Starting…";
