@@ -126,7 +126,6 @@ class ProjectionRunner:
     def _project_one(self, G: Any, D: Any, image: dict[str, Any], steps: int) -> None:
         from gan_core.latents import ProjectionConfig, load_target, project
 
-        index = int(image["index"])
         done_before = sum(steps for i in self.rec.images if i.get("status") == "done")
         target = load_target(io.BytesIO(self.store.get_bytes(image["target_key"])), G.img_resolution)
         cfg = ProjectionConfig(steps=steps, w_plus=bool(self.rec.config["w_plus"]),

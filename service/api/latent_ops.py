@@ -76,13 +76,13 @@ def load_latent(repo: LatentRepo, rec: JobRecord, latent_id: str) -> LatentRecor
     return lat
 
 
-def latent_tensor(core: Core, lat: LatentRecord) -> "torch.Tensor":
+def latent_tensor(core: Core, lat: LatentRecord) -> torch.Tensor:
     import torch
 
     return torch.from_numpy(LatentRepo.load(core.store, lat))
 
 
-def resolve(core: Core, rec: JobRecord, G: Any, ref: int | str, what: str) -> "torch.Tensor":
+def resolve(core: Core, rec: JobRecord, G: Any, ref: int | str, what: str) -> torch.Tensor:
     """A request's latent reference as [1, num_ws, w_dim] (untruncated): a seed's w, or a saved latent's values,
     checked against G's shape (LatentError: 422)."""
     from gan_core.latents import to_ws, w_from_seeds
@@ -103,10 +103,9 @@ def resolve(core: Core, rec: JobRecord, G: Any, ref: int | str, what: str) -> "t
         return ws
 
 
-def png_of(images: "torch.Tensor") -> bytes:
+def png_of(images: torch.Tensor) -> bytes:
     """uint8 [1, 3, R, R] -> PNG bytes."""
     from gan_core.sampling import to_pil_list
-
     from service.api.sampling import png_bytes
 
     return png_bytes(to_pil_list(images)[0])

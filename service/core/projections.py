@@ -96,7 +96,7 @@ class ProjectionRecord(BaseModel):
         return self.status.value in TERMINAL
 
     @classmethod
-    def from_row(cls, r: Projection) -> "ProjectionRecord":
+    def from_row(cls, r: Projection) -> ProjectionRecord:
         return cls(id=r.id, tenant=r.tenant, job_id=r.job_id, status=ProjectionStatus(r.status), checkpoint=r.checkpoint,
                    checkpoint_key=r.checkpoint_key, checkpoint_sha256=r.checkpoint_sha256, config=dict(r.config),
                    images=[dict(i) for i in r.images], total_steps=r.total_steps, steps_done=r.steps_done,

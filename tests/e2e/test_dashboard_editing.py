@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from tests.dbstate import add_checkpoint
 from tests.e2e.harness import LiveServer, Worker, make_settings

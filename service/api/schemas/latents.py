@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 # A latent as a request names it: a seed (an int: its untruncated w, NVlabs' seed -> z -> w) or a saved
 # latent's id (a string, "lat_..."). The request's `psi` then truncates it toward the mean w.
 # StrictInt: JSON true/false are not seeds.
-LatentRef = Union[StrictInt, str]
+LatentRef = StrictInt | str
 REF_DESCRIPTION = "a seed (integer) or a saved latent's id (\"lat_...\")"
 
 
