@@ -32,8 +32,21 @@ class Arm:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _import_root(root: str) -> str:
+    """Make `gan_core` come from `root`. A spawned child has already run the parent's main script
+    (as __mp_main__), which imported gan_core from this checkout: drop it, then import afresh."""
+    for name in [m for m in sys.modules if m == "gan_core" or m.startswith("gan_core.")]:
+        del sys.modules[name]
+    sys.path.insert(0, root)
+    import gan_core
+
+    return str(Path(gan_core.__file__).resolve().parent.parent)
+
+
 def _build_ours(arm: Arm, tmp: str, device: str) -> Any:
-    sys.path.insert(0, arm.root)
+    imported_from = _import_root(arm.root)
+    if Path(imported_from) != Path(arm.root).resolve():
+        raise RuntimeError(f"arm {arm.name}: gan_core came from {imported_from}, not {arm.root}")
     import torch
 
     from gan_core.config import RegularizerConfig, get_preset
@@ -72,6 +85,8 @@ def _build_ours(arm: Arm, tmp: str, device: str) -> Any:
         tr.augment.antialias = arm.antialias
 
     class Ours:
+        source = imported_from
+
         def __init__(self) -> None:
             self.acc = TickAccumulator()
 
@@ -99,7 +114,7 @@ def _worker(arm: Arm, threads: int, device: str, conn: Any) -> None:
 
             runner = NVlabsRunner(Path(arm.root), arm.spec, device=device,
                                   use_plugins=bool(arm.extra.get("use_plugins", True)))
-        conn.send(("ready", None))
+        conn.send(("ready", getattr(runner, "source", None)))
         while True:
             cmd, n = conn.recv()
             if cmd == "stop":
@@ -127,10 +142,12 @@ def run_side_by_side(arms: list[Arm], steps: int, rounds: int, warmup_steps: int
         procs.append(p)
         conns.append(parent)
     try:
+        sources = {}
         for arm, conn in zip(arms, conns):
-            kind, _ = conn.recv()
+            kind, source = conn.recv()
             if kind != "ready":
                 raise RuntimeError(f"arm {arm.name} failed to start")
+            sources[arm.name] = source or arm.root
         for conn in conns:  # warm-up, one arm at a time
             conn.send(("round", warmup_steps))
             conn.recv()
@@ -163,6 +180,7 @@ def run_side_by_side(arms: list[Arm], steps: int, rounds: int, warmup_steps: int
             "median_s_per_kimg_wall": round(statistics.median(x["wall"] for x in rs) / kimg, 3),
             "median_s_per_kimg_cpu": round(statistics.median(x["cpu"] for x in rs) / kimg, 3),
             "last_stats": rs[-1]["stats"],
+            "code_from": sources[arm.name],
         }
     return out
 

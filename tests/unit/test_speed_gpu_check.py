@@ -1,0 +1,28 @@
+"""bench/gpu_check.sh in its CPU form (--cpu-smoke): every step runs and the JSON says what it saw."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_gpu_check_cpu_smoke_writes_a_sane_json(tmp_path: Path) -> None:
+    out = tmp_path / "gpu_check.json"
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(ROOT / "bench" / "gpu_check.sh"), "--cpu-smoke", "--out", str(out),
+                           "--train-seconds", "6"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["mode"] == "cpu-smoke" and res["ok"] is True
+    speed = {(r["preset"], r["precision"]): r for r in res["speed"]}
+    assert set(speed) == {(p, q) for p in ("low-shot-256", "paper256") for q in ("float32", "bf16")}
+    assert all(r["s_per_kimg"] > 0 and r["finite"] for r in speed.values())
+    run = res["training_run"]
+    assert run["checks"] == {"ticks": True, "finite_losses": True, "dig_logged_every_tick": True, "p_moving": True}
+    assert len(run["ticks"]) >= 3 and all(t["dig"] is not None for t in run["ticks"])
+    assert res["nvlabs_published"]["sec_per_kimg"] == [21.6, 24.2]
