@@ -145,8 +145,8 @@ class TrainConfig:
     freeze_d_layers: int = 0
     # New fields last, defaulted, so old checkpoints' configs still load.
     # Style mixing regularization: the probability that a generated batch mixes two latents at a random
-    # layer (NVlabs loss.py style_mixing_prob=0.9). 0 = off. The trainer does not implement it yet: a
-    # preset that sets it (paper256, low-shot-256) records the NVlabs value for when it does.
+    # layer (NVlabs loss.py style_mixing_prob=0.9). 0 = off. The trainer mixes as NVlabs' run_G does, in the
+    # G pass, the D pass's fakes and the path-length pass.
     style_mixing_prob: float = 0.0
     perf: PerfConfig = field(default_factory=PerfConfig)  # speed/precision policy (new, last, defaulted)
 
@@ -241,7 +241,7 @@ PRESETS: dict[str, TrainConfig] = {
         snapshot_ticks=10,  # ours: a checkpoint every 40 kimg (NVlabs 50 ticks = 200 kimg is 1/3 of the run)
         pl_weight=2.0,  # NVlabs loss.py pl_weight=2 (only cfg 'cifar' turns it off)
         pl_interval=4,  # NVlabs G_reg_interval=4
-        style_mixing_prob=0.9,  # NVlabs loss.py (only cfg 'cifar' turns it off); needs trainer support
+        style_mixing_prob=0.9,  # NVlabs loss.py (only cfg 'cifar' turns it off)
     ),
     # NVlabs stylegan2-ada-pytorch's "paper256" configuration (train.py cfg_specs['paper256']).
     "paper256": TrainConfig(
@@ -260,7 +260,7 @@ PRESETS: dict[str, TrainConfig] = {
         snapshot_ticks=50,  # NVlabs --snap=50
         pl_weight=2.0,  # NVlabs loss.py pl_weight=2
         pl_interval=4,  # NVlabs G_reg_interval=4
-        style_mixing_prob=0.9,  # NVlabs loss.py style_mixing_prob=0.9; needs trainer support
+        style_mixing_prob=0.9,  # NVlabs loss.py style_mixing_prob=0.9
     ),
     # SNGAN (Miyato et al. 2018) CIFAR ResNet at 32x32 with the paper's optimiser: hinge loss, Adam
     # lr 2e-4, betas (0, 0.9), 5 D steps per G step. Widths 32/32 instead of the paper's 256 (G) / 128 (D)
