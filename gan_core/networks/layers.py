@@ -14,7 +14,7 @@ learning-rate convention (weights stored as N(0, 1) / lr_mult, scaled by
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

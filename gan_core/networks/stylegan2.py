@@ -17,7 +17,7 @@ and MinibatchStdLayer accepts any batch size (see its docstring).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

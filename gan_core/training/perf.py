@@ -47,7 +47,7 @@ def fused_adam_available(device: torch.device) -> bool:
     return _fused_adam_probe(torch.device(device).type)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fused_adam_probe(device_type: str) -> bool:
     device = torch.device(device_type)
     p = nn.Parameter(torch.zeros(1, device=device))

@@ -64,8 +64,15 @@ from ..versions import runtime_versions
 from .checkpoint import load_checkpoint, save_checkpoint
 from .freeze import apply_freeze_d
 from .losses import LOSSES, PathLengthRegularizer
-from .perf import (adam_kwargs, apply_backend_flags, autocast, foreach_lerp_copy, resolve_perf, reuse_host_memory,
-                   to_memory_format)
+from .perf import (
+    adam_kwargs,
+    apply_backend_flags,
+    autocast,
+    foreach_lerp_copy,
+    resolve_perf,
+    reuse_host_memory,
+    to_memory_format,
+)
 from .stats import TickAccumulator
 
 # Training images stay on the accelerator when they fit in this much memory (100-shot sets: ~20 MB
@@ -81,7 +88,7 @@ class TrainingCallbacks:
     def on_tick(self, stats: dict[str, Any]) -> None:
         pass
 
-    def on_snapshot(self, snapshot: "Snapshot") -> None:
+    def on_snapshot(self, snapshot: Snapshot) -> None:
         pass
 
     def should_stop(self) -> bool:
@@ -554,7 +561,7 @@ class Trainer:
         try:
             metrics, is_best = self._snapshot_metrics(kimg)
         except (RuntimeError, ValueError, OSError) as exc:  # a metric must never cost the checkpoint
-            warnings.warn(f"snapshot metrics at kimg {kimg:.3f} failed: {exc}")
+            warnings.warn(f"snapshot metrics at kimg {kimg:.3f} failed: {exc}", stacklevel=2)
             metrics, is_best = {}, False
         # Sampling and metrics must not change the training run: restore the RNG
         # before the state is captured, so a resumed run matches an uninterrupted one.
