@@ -161,12 +161,10 @@ def _clean_filename(name: str | None) -> str | None:
     return base[:200] or None
 
 
-def prepare_target(data: bytes, resolution: int, max_pixels: int, what: str) -> tuple[bytes, int, int]:
-    """An upload as the target PNG (centre crop, LANCZOS resize to the generator's resolution, as NVlabs'
-    projector); (png, original width, original height). 422 for what is not an image we can read."""
+def image_size(data: bytes, max_pixels: int, what: str) -> tuple[int, int]:
+    """The upload's declared size from its header (nothing decoded); 422 for what is not an image we can read,
+    or one too large."""
     from PIL import Image, UnidentifiedImageError
-
-    from gan_core.latents import load_target
 
     try:
         with Image.open(io.BytesIO(data)) as im:  # reads the header only
@@ -178,13 +176,23 @@ def prepare_target(data: bytes, resolution: int, max_pixels: int, what: str) -> 
                                  "are accepted: downscale it first")
     if min(width, height) < 8:
         raise HTTPException(422, f"{what} is {width}x{height}; give an image at least 8 pixels on each side")
+    return width, height
+
+
+def prepare_target(data: bytes, resolution: int, what: str) -> bytes:
+    """An upload as the target PNG: centre crop, LANCZOS resize to the generator's resolution (NVlabs'
+    projector), as gan_core.latents.load_target does it."""
+    from PIL import Image
+
+    from gan_core.latents import load_target
+
     try:
         target = load_target(io.BytesIO(data), resolution)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise HTTPException(422, f"{what} could not be decoded ({type(e).__name__}: {str(e)[:200]})") from None
     buf = io.BytesIO()
     Image.fromarray(target.permute(1, 2, 0).numpy()).save(buf, format="PNG")
-    return buf.getvalue(), width, height
+    return buf.getvalue()
 
 
 async def _receive(request: Request) -> tuple[list[tuple[str | None, bytes]], dict[str, str]]:
@@ -223,9 +231,16 @@ async def _receive(request: Request) -> tuple[list[tuple[str | None, bytes]], di
     return files, fields
 
 
-def _prepare_all(files: list[tuple[str | None, bytes]], resolution: int, max_pixels: int) -> list[tuple[bytes, int, int]]:
-    return [prepare_target(data, resolution, max_pixels, f"file {i} ({_clean_filename(name) or 'unnamed'})")
-            for i, (name, data) in enumerate(files)]
+def _prepare_all(core: Core, tenant: str, settings: Any, files: list[tuple[str | None, bytes]], resolution: int
+                 ) -> list[tuple[bytes, int, int]]:
+    """Every upload checked from its header, then decoded and prepared while holding the tenant's share of the
+    pixels being decoded at once (shared with dataset uploads, across replicas; 429 when it is spent)."""
+    whats = [f"file {i} ({_clean_filename(name) or 'unnamed'})" for i, (name, _) in enumerate(files)]
+    sizes = [image_size(data, settings.max_image_pixels, what) for (_, data), what in zip(files, whats)]
+    pixels = sum(w * h for w, h in sizes)
+    with core.slots.hold(tenant, "decode", settings.max_decode_pixels_per_tenant, ttl_s=600, weight=pixels):
+        return [(prepare_target(data, resolution, what), w, h)
+                for (_, data), what, (w, h) in zip(files, whats, sizes)]
 
 
 @router.post("", status_code=202, response_model=Projection, openapi_extra=_UPLOAD_BODY,
@@ -240,7 +255,7 @@ async def create_projection(job_id: str, request: Request, settings: SettingsDep
     config = _settings_from_form(fields)
     ckpt = await run_in_threadpool(require_checkpoint, jobs, rec, fields.get("checkpoint", "").strip() or "latest")
     resolution = int((rec.config.get("network") or {}).get("resolution") or 0)
-    prepared = await in_upload_pool(request, _prepare_all, files, resolution, settings.max_image_pixels)
+    prepared = await in_upload_pool(request, _prepare_all, core, tenant, settings, files, resolution)
     pid = new_id("proj")
     images = [{"index": i, "filename": _clean_filename(name), "width": w, "height": h, "status": "pending",
                "target_key": proj.target_key(tenant, rec.id, pid, i)}
