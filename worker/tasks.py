@@ -179,7 +179,7 @@ def project(projection_id: str, tenant: str = "default", request_id: str | None 
 
 
 def _project(projection_id: str, tenant: str) -> str:
-    from service.core.projections import ProjectionRepo, ProjectionStatus
+    from service.core.projections import ProjectionStatus
     from service.core.projections import claim as claim_projection
     from worker.projection import ProjectionRunner, user_message
     from worker.runner import configure_torch, pick_device
@@ -207,7 +207,7 @@ def _project(projection_id: str, tenant: str) -> str:
     if status == ProjectionStatus.queued.value:  # handed back on shutdown: send it again (else the sweep does)
         try:
             enqueue_projection(app, tenant, projection_id)
-            ProjectionRepo(c.db).mark_enqueued(projection_id)
+            c.projections.mark_enqueued(projection_id)
         except Exception as e:
             log.warning("could not re-send projection %s (%s); the sweep will", projection_id, e)
     return status

@@ -25,11 +25,11 @@ if TYPE_CHECKING:
 
 
 def latent_repo(request: Request) -> LatentRepo:
-    return LatentRepo(request.app.state.core.db)
+    return request.app.state.core.latents
 
 
 def projection_repo(request: Request) -> ProjectionRepo:
-    return ProjectionRepo(request.app.state.core.db)
+    return request.app.state.core.projections
 
 
 @contextmanager
@@ -96,7 +96,7 @@ def resolve(core: Core, rec: JobRecord, G: Any, ref: int | str, what: str) -> to
             return to_ws(G, w_from_seeds(G, [ref], 1.0))
         if not ref.startswith("lat_"):
             raise HTTPException(422, f"{what}: give a seed (an integer) or a latent id (\"lat_...\"), got {ref[:80]!r}")
-        w = latent_tensor(core, load_latent(LatentRepo(core.db), rec, ref))
+        w = latent_tensor(core, load_latent(core.latents, rec, ref))
         ws = to_ws(G, w)
         if len(ws) != 1:
             raise HTTPException(422, f"{what}: latent {ref} holds {len(ws)} latents; use a single one")

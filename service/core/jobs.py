@@ -140,6 +140,14 @@ class IdempotencyConflict(Exception):
     """The key was used with a different body (409)."""
 
 
+class JobBusy(Exception):
+    """Unfinished work of the job's own (projections) would outlive its deletion (409)."""
+
+    def __init__(self, ids: list[str]):
+        super().__init__(", ".join(ids))
+        self.ids = ids
+
+
 class DatasetMissing(Exception):
     """The job names a dataset the tenant does not have (404)."""
 
@@ -293,9 +301,16 @@ class JobRepo:
             return JobRecord.from_row(row) if row is not None else None
 
     def delete(self, tenant: str, job_id: str) -> bool:
-        """Delete a finished job (its ticks, checkpoints and sample sets cascade) and queue its objects for
-        removal; False when it is not finished (or not there). Its storage is credited at once."""
+        """Delete a finished job (its ticks, checkpoints, sample sets, latents and projections cascade) and queue
+        its objects for removal; False when it is not finished (or not there). Its storage is credited at once.
+        Raises JobBusy while one of its projections is unfinished (its worker would write after the delete)."""
+        from service.core.db.models import Projection
+
         with self.db.write() as s:
+            busy = list(s.scalars(select(Projection.id).where(Projection.job_id == job_id, Projection.tenant == tenant,
+                                                              Projection.status.in_(("queued", "running")))))
+            if busy:
+                raise JobBusy(busy)
             res = s.execute(delete(Job).where(Job.id == job_id, Job.tenant == tenant,
                                               Job.status.in_([st.value for st in TERMINAL_STATES])))
             if res.rowcount != 1:

@@ -28,12 +28,8 @@ from service.core.storage import ObjectStore, StorageError
 OWNER = "latent"  # blobs.owner_type
 
 
-def latent_prefix(tenant: str, job_id: str, latent_id: str) -> str:
-    return f"{object_keys.job_prefix(tenant, job_id)}latents/{latent_id}/"
-
-
-def latent_key(tenant: str, job_id: str, latent_id: str) -> str:
-    return f"{latent_prefix(tenant, job_id, latent_id)}w.npy"
+latent_prefix = object_keys.latent_prefix
+latent_key = object_keys.latent_npy
 
 
 class LatentRecord(BaseModel):

@@ -63,3 +63,25 @@ def model_prefix(tenant: str, model_id: str) -> str:
 
 def model_weights(tenant: str, model_id: str) -> str:
     return f"{model_prefix(tenant, model_id)}model.pt"
+
+
+# --- projections and latents (under the job whose generator they belong to: deleted with it)
+def projection_prefix(tenant: str, job_id: str, projection_id: str) -> str:
+    return f"{job_prefix(tenant, job_id)}projections/{projection_id}/"
+
+
+def projection_target(tenant: str, job_id: str, projection_id: str, index: int) -> str:
+    return f"{projection_prefix(tenant, job_id, projection_id)}targets/{index:02d}.png"
+
+
+def projection_result(tenant: str, job_id: str, projection_id: str, attempt: int, index: int, name: str) -> str:
+    """Under the attempt that made it: a worker that lost its lease cannot overwrite the live one's files."""
+    return f"{projection_prefix(tenant, job_id, projection_id)}attempts/{attempt}/{index:02d}-{name}"
+
+
+def latent_prefix(tenant: str, job_id: str, latent_id: str) -> str:
+    return f"{job_prefix(tenant, job_id)}latents/{latent_id}/"
+
+
+def latent_npy(tenant: str, job_id: str, latent_id: str) -> str:
+    return f"{latent_prefix(tenant, job_id, latent_id)}w.npy"

@@ -32,10 +32,6 @@ from service.core.quotas import QuotaExceeded, Quotas, check_storage, lock_tenan
 from service.core.storage import ObjectStore, StorageError
 
 OWNER = "projection"  # blobs.owner_type
-# Uploads (service/api/routes/projections.py): a handful of photos per request, each at most this large.
-MAX_IMAGES = 8
-MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # the whole multipart body; photos from phones are 3-12 MB each
-MAX_STEPS = 5000  # 5x NVlabs' 1000: enough for W+ on a GPU; each step is one G forward/backward
 
 
 class ProjectionStatus(str, Enum):
@@ -50,17 +46,9 @@ TERMINAL = ("succeeded", "failed", "canceled")
 ACTIVE = ("queued", "running")
 
 
-def projection_prefix(tenant: str, job_id: str, projection_id: str) -> str:
-    return f"{object_keys.job_prefix(tenant, job_id)}projections/{projection_id}/"
-
-
-def target_key(tenant: str, job_id: str, projection_id: str, index: int) -> str:
-    return f"{projection_prefix(tenant, job_id, projection_id)}targets/{index:02d}.png"
-
-
-def result_key(tenant: str, job_id: str, projection_id: str, attempt: int, index: int, name: str) -> str:
-    """Under the attempt that made it: a worker that lost its lease cannot overwrite the live one's files."""
-    return f"{projection_prefix(tenant, job_id, projection_id)}attempts/{attempt}/{index:02d}-{name}"
+projection_prefix = object_keys.projection_prefix
+target_key = object_keys.projection_target
+result_key = object_keys.projection_result
 
 
 class ProjectionRecord(BaseModel):

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from service.core.apikeys import KeyStore
 from service.core.db import Database, upgrade
 from service.core.jobs import JobRepo
+from service.core.latents import LatentRepo
+from service.core.projections import ProjectionRepo
 from service.core.samples import SampleSetRepo
 from service.core.settings import Settings
 from service.core.slots import Slots
@@ -31,6 +33,8 @@ class Core:
     samples: SampleSetRepo
     keys: KeyStore
     slots: Slots
+    latents: LatentRepo
+    projections: ProjectionRepo
 
     def close(self) -> None:
         self.db.dispose()
@@ -43,4 +47,5 @@ def open_core(settings: Settings, migrate: bool | None = None) -> Core:
     if settings.db_auto_migrate if migrate is None else migrate:
         upgrade(db)
     return Core(settings=settings, db=db, store=build_store(settings), jobs=JobRepo(db), datasets=DatasetRepo(db),
-                models=ModelRepo(db), samples=SampleSetRepo(db), keys=KeyStore(db, settings), slots=Slots(db))
+                models=ModelRepo(db), samples=SampleSetRepo(db), keys=KeyStore(db, settings), slots=Slots(db),
+                latents=LatentRepo(db), projections=ProjectionRepo(db))

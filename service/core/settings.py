@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     # 8 GP = 5,000 images of 1024x1024 with room to spare), and of one tenant's uploads decoding at once.
     max_upload_pixels: int = Field(default=8_000_000_000, ge=1)
     max_decode_pixels_per_tenant: int = Field(default=16_000_000_000, ge=1)
+    # Projections (POST /v1/jobs/{id}/projections): photos per request, the whole multipart body (phone photos
+    # are 3-12 MB each), and optimisation steps (5x NVlabs' 1000: room for W+ on a GPU).
+    max_projection_images: int = Field(default=8, ge=1, le=64)
+    max_projection_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_projection_steps: int = Field(default=5000, ge=1, le=100_000)
 
     # --- jobs
     default_preset: str = "cpu-tiny"

@@ -137,3 +137,18 @@ def test_deleting_reclaims_storage_and_credits_the_quota(server):
     assert c.delete(f"/v1/datasets/{ds}", headers=h).status_code == 204
     assert _used(server, "deletes") == 0
     assert not [k for k in store_keys(server.store) if k.startswith("tenants/deletes/")]
+
+
+def test_a_job_with_an_unfinished_projection_cannot_be_deleted(server):
+    from service.core.db.models import Projection
+
+    h = _key(server, "busy")
+    job = _job_with_checkpoint(server, h, "busy")
+    with server.core.db.write() as s:
+        s.add(Projection(id="proj_" + "1" * 26, tenant="busy", job_id=job, status="running", checkpoint=CKPT,
+                         checkpoint_key="k", checkpoint_sha256="0" * 64, config={}, images=[], total_steps=10))
+    r = server.client.delete(f"/v1/jobs/{job}", headers=h)
+    assert r.status_code == 409 and "proj_" + "1" * 26 in r.json()["detail"] and "cancel" in r.json()["detail"]
+    with server.core.db.write() as s:
+        s.get(Projection, "proj_" + "1" * 26).status = "canceled"
+    assert server.client.delete(f"/v1/jobs/{job}", headers=h).status_code == 204

@@ -141,7 +141,7 @@ def save_edit(core: Core, cache: GeneratorCache, principal: Principal, rec: JobR
               req: LatentEditRequest) -> LatentRecord:
     from gan_core.latents import apply_direction
 
-    src = load_latent(LatentRepo(core.db), rec, latent_id)
+    src = load_latent(core.latents, rec, latent_id)
     G, ckpt = generator_for(core, cache, rec, req.checkpoint)
     sefa = _sefa(G, req.direction + 1, req.layers)
     with latent_errors():
@@ -152,7 +152,7 @@ def save_edit(core: Core, cache: GeneratorCache, principal: Principal, rec: JobR
                        source={"type": "edit", "latent_id": src.id, "direction": req.direction,
                                "strength": req.strength, "layers": sefa.layers,
                                "eigenvalue": float(sefa.eigenvalues[req.direction])})
-    return LatentRepo(core.db).save(core.store, lat, npy_bytes(w), principal.quotas)
+    return core.latents.save(core.store, lat, npy_bytes(w), principal.quotas)
 
 
 @router.post("/latents/{latent_id}/edit", status_code=201, response_model=Latent, dependencies=[HeavySlot],

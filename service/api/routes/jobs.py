@@ -23,7 +23,7 @@ from service.api.schemas.jobs import CheckpointList, Estimate, Job, JobCreate, J
 from service.core import calibration, webhooks
 from service.core.blobs import purge_deleted
 from service.core.ids import is_valid_id
-from service.core.jobs import DatasetMissing, IdempotencyConflict, JobRecord, JobRepo, JobStatus
+from service.core.jobs import DatasetMissing, IdempotencyConflict, JobBusy, JobRecord, JobRepo, JobStatus
 from service.core.queue import enqueue_calibration, enqueue_train
 from service.core.quotas import check_new_job
 from service.core.services import Core
@@ -195,7 +195,12 @@ def cancel_job(job_id: str, jobs: JobsDep, tenant: TenantDep) -> Job:
                        "cancel it first); its storage is credited at once")
 def delete_job(job_id: str, request: Request, jobs: JobsDep, store: StoreDep, tenant: TenantDep) -> Response:
     rec = load_job(jobs, tenant, job_id)
-    if not rec.terminal or not jobs.delete(tenant, job_id):
+    try:
+        deleted = rec.terminal and jobs.delete(tenant, job_id)
+    except JobBusy as e:
+        raise HTTPException(409, f"job {job_id} has unfinished projection(s) {', '.join(e.ids)}; cancel them "
+                                 f"(POST /v1/jobs/{job_id}/projections/ID/cancel) or wait, then delete the job") from None
+    if not deleted:
         raise HTTPException(409, f"job {job_id} is {rec.status.value}; cancel it (POST /v1/jobs/{job_id}/cancel) "
                                  "and delete it once it has ended")
     try:

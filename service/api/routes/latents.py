@@ -60,7 +60,7 @@ def save_from_seed(core: Core, cache: GeneratorCache, principal: Principal, rec:
     lat = LatentRecord(id=new_id("lat"), tenant=rec.tenant, job_id=rec.id, name=body.name, kind=kind_of(w.shape),
                        shape=list(w.shape), source={"type": "seed", "seed": body.seed, "psi": body.psi},
                        checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256)
-    return LatentRepo(core.db).save(core.store, lat, npy_bytes(w), principal.quotas)  # 429 when storage is full
+    return core.latents.save(core.store, lat, npy_bytes(w), principal.quotas)  # 429 when storage is full
 
 
 @router.post("", status_code=201, response_model=Latent, dependencies=[HeavySlot],

@@ -40,6 +40,7 @@ from service.core.jobs import JobRecord
 from service.core.projections import ProjectionRecord, ProjectionRepo, ProjectionStatus
 from service.core.queue import enqueue_projection
 from service.core.services import Core
+from service.core.settings import Settings
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/projections", tags=["projections"], responses=ERROR_RESPONSES)
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ SSE_POLL_S = 0.5
 SSE_KEEPALIVE_S = 15.0
 STREAM_SLOT_TTL_S = 180.0
 
+_DEFAULTS = Settings.model_fields  # the OpenAPI document states the default limits
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
@@ -61,10 +63,10 @@ _UPLOAD_BODY = {
                     "type": "object",
                     "properties": {
                         "file": {"type": "array", "items": {"type": "string", "format": "binary"},
-                                 "description": f"1 to {proj.MAX_IMAGES} images (PNG, JPEG, WebP, ...); each is "
+                                 "description": f"1 to {_DEFAULTS['max_projection_images'].default} (DIGGAN_MAX_PROJECTION_IMAGES) images (PNG, JPEG, WebP, ...); each is "
                                                 "centre-cropped to a square and resized to the generator's resolution"},
                         "checkpoint": {"type": "string", "default": "latest"},
-                        "steps": {"type": "integer", "default": 1000, "minimum": 1, "maximum": proj.MAX_STEPS},
+                        "steps": {"type": "integer", "default": 1000, "minimum": 1, "maximum": _DEFAULTS["max_projection_steps"].default},
                         "w_plus": {"type": "boolean", "default": False},
                         "distance": {"type": "string", "default": "inception+pixel",
                                      "enum": ["inception+pixel", "inception", "pixel", "discriminator"]},
@@ -120,7 +122,7 @@ def load_projection(repo: ProjectionRepo, rec: JobRecord, projection_id: str) ->
 # ----------------------------------------------------------------------------------------- create
 
 
-def _settings_from_form(fields: dict[str, str]) -> dict[str, Any]:
+def _settings_from_form(fields: dict[str, str], settings: Any) -> dict[str, Any]:
     """The projection's config from the form fields, with the library's defaults; 422 naming a bad field."""
     from gan_core.latents import DEFAULT_DISTANCE, DISTANCES, ProjectionConfig
 
@@ -149,7 +151,7 @@ def _settings_from_form(fields: dict[str, str]) -> dict[str, Any]:
     if distance not in DISTANCES:
         raise HTTPException(422, f"unknown distance {distance[:40]!r}; choose one of {', '.join(DISTANCES)} "
                                  f"(default {DEFAULT_DISTANCE}; 'pixel' is the fast one on a CPU)")
-    return {"steps": integer("steps", d.steps, 1, proj.MAX_STEPS), "w_plus": w_plus_raw == "true",
+    return {"steps": integer("steps", d.steps, 1, settings.max_projection_steps), "w_plus": w_plus_raw == "true",
             "distance": distance, "seed": integer("seed", d.seed, 0, 2**31 - 1)}
 
 
@@ -195,17 +197,18 @@ def prepare_target(data: bytes, resolution: int, what: str) -> bytes:
     return buf.getvalue()
 
 
-async def _receive(request: Request) -> tuple[list[tuple[str | None, bytes]], dict[str, str]]:
+async def _receive(request: Request, settings: Any) -> tuple[list[tuple[str | None, bytes]], dict[str, str]]:
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
         raise HTTPException(415, f"unsupported content type {ctype[:100] or 'none'!r}; {HOW_TO}")
     declared = request.headers.get("content-length")
-    too_large = HTTPException(413, f"the upload is larger than {proj.MAX_UPLOAD_BYTES // (1 << 20)} MiB; send "
-                                   f"fewer or smaller images (at most {proj.MAX_IMAGES} per projection)")
-    if declared and declared.isdigit() and int(declared) > proj.MAX_UPLOAD_BYTES:
+    limit = settings.max_projection_upload_bytes
+    too_large = HTTPException(413, f"the upload is larger than {limit // (1 << 20)} MiB; send fewer or smaller "
+                                   f"images (at most {settings.max_projection_images} per projection)")
+    if declared and declared.isdigit() and int(declared) > limit:
         raise too_large
-    parser = MultiPartParser(request.headers, _limited(request.stream(), proj.MAX_UPLOAD_BYTES),
-                             max_files=proj.MAX_IMAGES + 1, max_fields=len(FIELDS) + 2)
+    parser = MultiPartParser(request.headers, _limited(request.stream(), limit),
+                             max_files=settings.max_projection_images + 1, max_fields=len(FIELDS) + 2)
     try:
         form = await parser.parse()
     except UploadTooLarge:
@@ -226,8 +229,8 @@ async def _receive(request: Request) -> tuple[list[tuple[str | None, bytes]], di
         await form.close()
     if not files:
         raise HTTPException(422, f"no image received; {HOW_TO}")
-    if len(files) > proj.MAX_IMAGES:
-        raise HTTPException(422, f"at most {proj.MAX_IMAGES} images per projection, got {len(files)}")
+    if len(files) > settings.max_projection_images:
+        raise HTTPException(422, f"at most {settings.max_projection_images} images per projection, got {len(files)}")
     return files, fields
 
 
@@ -251,8 +254,8 @@ async def create_projection(job_id: str, request: Request, settings: SettingsDep
     require_stylegan2_job(rec)
     if not rec.latest_checkpoint:  # 409 "no checkpoint yet" before the upload is read
         await run_in_threadpool(require_checkpoint, jobs, rec, "latest")
-    files, fields = await _receive(request)
-    config = _settings_from_form(fields)
+    files, fields = await _receive(request, settings)
+    config = _settings_from_form(fields, settings)
     ckpt = await run_in_threadpool(require_checkpoint, jobs, rec, fields.get("checkpoint", "").strip() or "latest")
     resolution = int((rec.config.get("network") or {}).get("resolution") or 0)
     prepared = await in_upload_pool(request, _prepare_all, core, tenant, settings, files, resolution)
@@ -263,7 +266,7 @@ async def create_projection(job_id: str, request: Request, settings: SettingsDep
     record = ProjectionRecord(id=pid, tenant=tenant, job_id=rec.id, checkpoint=ckpt.name,
                               checkpoint_key=ckpt.object_key, checkpoint_sha256=ckpt.sha256, config=config,
                               images=images, total_steps=config["steps"] * len(images))
-    repo = ProjectionRepo(core.db)
+    repo = core.projections
     # 429 past the tenant's unfinished-projection limit (its heavy-request limit) or storage quota.
     created = await run_in_threadpool(repo.create, core.store, record, [p for p, _, _ in prepared], principal.quotas,
                                       settings.max_heavy_requests_per_tenant)
