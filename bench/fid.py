@@ -37,8 +37,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from gan_core.metrics import FeatureExtractor, compute_fid, compute_kid  # noqa: E402
-from gan_core.metrics import _cleanfid  # noqa: E402
+from gan_core.metrics import FeatureExtractor, _cleanfid, compute_fid, compute_kid  # noqa: E402
 from gan_core.metrics.features import list_image_files, load_rgb  # noqa: E402
 
 DATA = Path(os.environ.get("DIGGAN_SHARED_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))

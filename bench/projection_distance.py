@@ -28,17 +28,17 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT))  # run as a script from a checkout: the imports below need it first
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
-from gan_core.latents import ProjectionConfig, load_target, project, render, w_from_seeds, w_stats
-from gan_core.metrics.features import FeatureExtractor, list_image_files
-from gan_core.sampling import load_generator, make_grid
-from gan_core.specs import parse_seeds
-from gan_core.training.checkpoint import load_checkpoint
+from gan_core.latents import ProjectionConfig, load_target, project, render, w_from_seeds, w_stats  # noqa: E402
+from gan_core.metrics.features import FeatureExtractor, list_image_files  # noqa: E402
+from gan_core.sampling import load_generator, make_grid  # noqa: E402
+from gan_core.specs import parse_seeds  # noqa: E402
+from gan_core.training.checkpoint import load_checkpoint  # noqa: E402
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:

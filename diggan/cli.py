@@ -23,8 +23,9 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from diggan.client import EXPORT_FORMATS, TERMINAL, DigganClient, DigganError
 from gan_core.specs import parse_regularizer_spec, parse_seeds  # torch-free

@@ -11,8 +11,9 @@ import os
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator, TypedDict
+from typing import IO, Any, TypedDict
 
 import httpx
 
@@ -129,7 +130,7 @@ class DigganClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "DigganClient":
+    def __enter__(self) -> DigganClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

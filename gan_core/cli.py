@@ -7,8 +7,9 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -222,7 +223,9 @@ def _write_curves(run_dir: Path) -> None:
         from .metrics.curves import plot_curves
     except ImportError:
         return
-    read = lambda p: [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+    def read(p: Path) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+
     plot_curves(read(run_dir / "stats.jsonl"), read(run_dir / "metrics.jsonl"), run_dir / "curves.png")
 
 
@@ -242,7 +245,15 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from .sampling import generate_images, interpolation_frames, load_generator, make_grid, parse_seeds, save_gif, to_pil_list
+    from .sampling import (
+        generate_images,
+        interpolation_frames,
+        load_generator,
+        make_grid,
+        parse_seeds,
+        save_gif,
+        to_pil_list,
+    )
 
     G, _ = load_generator(args.ckpt, args.device)
     classes = _parse_classes(args.class_index)

@@ -44,7 +44,7 @@ import json
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -206,7 +206,7 @@ class _Exported(nn.Module):
         self.sampler = sampler
         self.z_dim, self.c_dim, self.img_resolution = z_dim, 0, img_resolution
 
-    def forward(self, z: Tensor, psi: float = 0.7, c: Optional[Tensor] = None) -> Tensor:
+    def forward(self, z: Tensor, psi: float = 0.7, c: Tensor | None = None) -> Tensor:
         if c is not None:
             raise RuntimeError("this generator is unconditional: call m(z, psi) without a class")
         return self.sampler(z, torch.full([], psi, dtype=torch.float32, device=z.device))
@@ -222,7 +222,7 @@ class _ExportedConditional(nn.Module):
         self.sampler, self.sampler_c = sampler, sampler_c
         self.z_dim, self.c_dim, self.img_resolution = z_dim, c_dim, img_resolution
 
-    def forward(self, z: Tensor, psi: float = 0.7, c: Optional[Tensor] = None) -> Tensor:
+    def forward(self, z: Tensor, psi: float = 0.7, c: Tensor | None = None) -> Tensor:
         p = torch.full([], psi, dtype=torch.float32, device=z.device)
         if c is None:
             return self.sampler(z, p)

@@ -12,8 +12,8 @@ class comes from its latent (see `gan_core.networks.resnet32.classes_from_z`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -396,7 +396,7 @@ class Postgres:
 
     # --- a throwaway cluster
     @classmethod
-    def start_cluster(cls) -> "Postgres":
+    def start_cluster(cls) -> Postgres:
         bindir = _pg_bindir()
         tmp = tempfile.mkdtemp(prefix="diggan-pg-")
         run_as: list[str] = []

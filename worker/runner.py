@@ -88,7 +88,7 @@ def _now_iso() -> str:
 class JobCallbacks:
     """TrainingCallbacks for one job (duck-typed; bound to gan_core's class in JobRunner.run)."""
 
-    def __init__(self, runner: "JobRunner"):
+    def __init__(self, runner: JobRunner):
         self.r = runner
 
     def on_tick(self, stats: dict[str, Any]) -> None:

@@ -19,11 +19,10 @@ from celery.signals import setup_logging, worker_init, worker_process_init, work
 from service.core.jobs import JobStatus
 from service.core.lease import LeaseLost, claim, new_worker_id
 from service.core.logs import configure_logging, log_context, set_log_context
-from service.core.queue import enqueue_projection, enqueue_train, prepare_broker
+from service.core.queue import CALIBRATE_TASK, PROJECT_TASK, enqueue_projection, enqueue_train, prepare_broker
 from service.core.services import Core, open_core
 from service.core.settings import Settings
 from service.core.sweep import sweep as _sweep
-from service.core.queue import CALIBRATE_TASK, PROJECT_TASK
 from worker.celery_app import SWEEP_TASK, TRAIN_TASK, app
 
 log = logging.getLogger(__name__)

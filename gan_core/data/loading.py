@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ from .archive import (
 )
 from .prepared import PreparedDataset, dataset_from_files, parse_manifest, resize_images
 
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview, list, tuple]
+Source = str | os.PathLike | bytes | bytearray | memoryview | list | tuple
 
 # Only these Pillow plugins are ever tried: a small, well-exercised attack surface
 # (no EPS/Ghostscript, no exotic formats).

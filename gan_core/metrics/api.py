@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..sampling import to_uint8  # one conversion for sampling and metrics; re-exported here
+from ..training.checkpoint import atomic_write_bytes
 from .features import FEATURE_SPEC, FeatureExtractor
 from .fid import compute_fid
 from .kid import compute_kid
-from ..sampling import to_uint8  # one conversion for sampling and metrics; re-exported here
-from ..training.checkpoint import atomic_write_bytes
 
 METRIC_NAMES = ("kid", "fid")
 

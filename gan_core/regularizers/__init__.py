@@ -8,7 +8,8 @@ Built-ins: diggan, r1, r2, gp1, dragan, lecam, nice, maskedgan (docs/regularizer
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from . import diggan, gradient_penalties, lecam, maskedgan, nice, r1, r2  # noqa: F401  (registers the built-ins)
 from .base import REGISTRY, DRegularizer, InputGradient, RegContext

@@ -15,14 +15,15 @@ function (logistic or hinge) for regularizers that recompute it (NICE, MaskedGAN
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Optional
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 
-def call_d(D: nn.Module, x: Tensor, c: Optional[Tensor] = None) -> Tensor:
+def call_d(D: nn.Module, x: Tensor, c: Tensor | None = None) -> Tensor:
     """D's logits for `x`; with labels `c` for a conditional D. Labels follow the batch:
     a caller may pass only the first n images, so `c` is cut to match. Without labels D is
     called as `D(x)`, so any single-input D works."""
@@ -49,8 +50,8 @@ class RegContext:
     """
 
     def __init__(self, D: nn.Module, real_aug: Tensor, fake_aug: Tensor, create_graph: bool,
-                 real_c: Optional[Tensor] = None, fake_c: Optional[Tensor] = None,
-                 d_loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None) -> None:
+                 real_c: Tensor | None = None, fake_c: Tensor | None = None,
+                 d_loss: Callable[[Tensor, Tensor], Tensor] | None = None) -> None:
         self.D = D
         self.real_aug = real_aug
         self.fake_aug = fake_aug

@@ -35,8 +35,8 @@ The generator step is not modulated (that would need a trainer hook).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F

@@ -13,10 +13,10 @@ import dataclasses
 import logging
 import tempfile
 import zipfile
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import HTTPException, Request
 from starlette.datastructures import UploadFile

@@ -44,27 +44,27 @@ def get_store(request: Request) -> ObjectStore:
     return request.app.state.core.store
 
 
-def get_jobs(request: Request) -> "JobRepo":
+def get_jobs(request: Request) -> JobRepo:
     return request.app.state.core.jobs
 
 
-def get_datasets(request: Request) -> "DatasetRepo":
+def get_datasets(request: Request) -> DatasetRepo:
     return request.app.state.core.datasets
 
 
-def get_models(request: Request) -> "ModelRepo":
+def get_models(request: Request) -> ModelRepo:
     return request.app.state.core.models
 
 
-def get_samples(request: Request) -> "SampleSetRepo":
+def get_samples(request: Request) -> SampleSetRepo:
     return request.app.state.core.samples
 
 
-def get_celery(request: Request) -> "Celery":
+def get_celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
-def get_generators(request: Request) -> "GeneratorCache":
+def get_generators(request: Request) -> GeneratorCache:
     return request.app.state.generators
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gan_core.config import ARCH_PRESETS as gan_core_arch_presets
 from gan_core.config import (
     NetworkConfig,
     RegularizerConfig,
@@ -15,7 +16,6 @@ from gan_core.config import (
     get_preset,
     validate_config,
 )
-from gan_core.config import ARCH_PRESETS as gan_core_arch_presets
 from service.api.schemas.jobs import JobCreate
 from service.core.settings import Settings
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -19,13 +19,26 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api import metrics, request_ids
 from service.api.guards import BodyLimit, LoopbackOnly
-from service.api.routes import catalog, datasets, docs, editing, export, health, interpolation, jobs, latents
-from service.api.routes import projections, reports, samples, ui
+from service.api.routes import (
+    catalog,
+    datasets,
+    docs,
+    editing,
+    export,
+    health,
+    interpolation,
+    jobs,
+    latents,
+    projections,
+    reports,
+    samples,
+    ui,
+)
 from service.api.routes import models as model_routes
 from service.api.routes import webhooks as webhook_routes
 from service.api.sampling import CheckpointUnreadable, GeneratorCache
-from service.core.quotas import QuotaExceeded
 from service.core.queue import enqueue_projection, enqueue_train, make_celery
+from service.core.quotas import QuotaExceeded
 from service.core.ratelimit import build_rate_limiter
 from service.core.services import open_core
 from service.core.settings import Settings, get_settings

@@ -17,13 +17,14 @@ import logging
 import tempfile
 from pathlib import Path
 
+import anyio
 from fastapi import HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from service.core import object_keys as keys
 from service.api.dataset_ingest import UploadTooLarge, _clean_name, _limited
+from service.core import object_keys as keys
 from service.core.ids import new_id
 from service.core.quotas import Quotas
 from service.core.settings import Settings
@@ -74,9 +75,9 @@ async def receive_model(request: Request, settings: Settings, dest: Path) -> tup
             await form.close()
     if ctype.split(";")[0].strip() in ("application/octet-stream", ""):
         try:
-            with open(dest, "wb") as out:
+            async with await anyio.open_file(dest, "wb") as out:  # opens, writes and closes in worker threads
                 async for chunk in _limited(request.stream(), limit):
-                    await run_in_threadpool(out.write, chunk)
+                    await out.write(chunk)
         except UploadTooLarge:
             raise _too_large(settings) from None
         return request.query_params.get("name"), "model"

@@ -124,7 +124,7 @@ def check_class(rec: JobRecord, class_index: int | None) -> None:
 
 
 def generate(cache: GeneratorCache, rec: JobRecord, ckpt: CheckpointInfo, seeds: list[int], psi: float,
-             class_index: int | None = None) -> "torch.Tensor":
+             class_index: int | None = None) -> torch.Tensor:
     from gan_core.sampling import generate_images
 
     G = cache.for_checkpoint(rec, ckpt)
@@ -143,13 +143,13 @@ def png_bytes(img: Any) -> bytes:
     return buf.getvalue()
 
 
-def grid_png(images: "torch.Tensor", nrow: int | None) -> bytes:
+def grid_png(images: torch.Tensor, nrow: int | None) -> bytes:
     from gan_core.sampling import make_grid
 
     return png_bytes(make_grid(images, nrow=nrow))
 
 
-def individual_pngs(images: "torch.Tensor") -> list[bytes]:
+def individual_pngs(images: torch.Tensor) -> list[bytes]:
     from gan_core.sampling import to_pil_list
 
     return [png_bytes(im) for im in to_pil_list(images)]

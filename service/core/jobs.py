@@ -69,7 +69,7 @@ class CheckpointInfo(BaseModel):
     grid_key: str | None = Field(default=None, exclude=True)
 
     @classmethod
-    def from_row(cls, c: Checkpoint) -> "CheckpointInfo":
+    def from_row(cls, c: Checkpoint) -> CheckpointInfo:
         return cls(name=c.name, kimg=c.kimg, sha256=c.sha256, size=c.size, created_at=c.created_at,
                    metrics=dict(c.metrics or {}), is_best=c.is_best, final=c.final, grid=c.grid, attempt=c.attempt,
                    object_key=c.object_key, grid_key=c.grid_key)
@@ -117,7 +117,7 @@ class JobRecord(BaseModel):
         return {"latest": self.latest_checkpoint, "best": self.best_checkpoint or self.latest_checkpoint}.get(ref, ref)
 
     @classmethod
-    def from_row(cls, j: Job) -> "JobRecord":
+    def from_row(cls, j: Job) -> JobRecord:
         total = j.total_kimg or 0.0
         progress = Progress(kimg=j.kimg, total_kimg=total, fraction=min(1.0, j.kimg / total) if total > 0 else 0.0,
                             eta_seconds=j.eta_seconds)

@@ -14,14 +14,16 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any
 
 FIELDS = ("request_id", "job_id", "tenant", "attempt")
-_context: ContextVar[dict[str, Any]] = ContextVar("diggan_log_context", default={})
+# Read-only: every change sets a new mapping, so the shared default can never be mutated.
+_context: ContextVar[Mapping[str, Any]] = ContextVar("diggan_log_context", default=MappingProxyType({}))
 
 
 @contextmanager

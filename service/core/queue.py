@@ -119,4 +119,4 @@ def check_broker(celery: Celery, timeout: float = 3.0) -> None:
     """Raise if the broker cannot be reached (a real connection, not a config check)."""
     with celery.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=timeout)
-        conn.default_channel  # opens a channel: touches the SQLite file / Redis socket for real
+        _ = conn.default_channel  # a property read that opens a channel: touches the SQLite file / Redis socket for real

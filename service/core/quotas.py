@@ -39,12 +39,12 @@ class Quotas:
     burst: int
 
     @classmethod
-    def defaults(cls, s: Settings) -> "Quotas":
+    def defaults(cls, s: Settings) -> Quotas:
         return cls(s.quota_concurrent_jobs, s.quota_total_kimg, s.quota_storage_bytes, s.quota_requests_per_s,
                    s.quota_burst)
 
     @classmethod
-    def for_key(cls, s: Settings, overrides: dict[str, Any] | None) -> "Quotas":
+    def for_key(cls, s: Settings, overrides: dict[str, Any] | None) -> Quotas:
         base = asdict(cls.defaults(s))
         known = {f.name for f in fields(cls)}
         base.update({k: v for k, v in (overrides or {}).items() if k in known and v is not None})

@@ -15,7 +15,6 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 # Passwords that ship in images, tutorials and older compose files: a deployment using one is open.
 WELL_KNOWN_SECRETS = frozenset({"minioadmin", "minio123", "changeme", "change-me", "password", "secret", "postgres",
                                 "diggan", "diggan-dev-secret", "admin", "root", "test"})
@@ -152,7 +151,7 @@ class Settings(BaseSettings):
     quotas_for_anonymous: bool = False
 
     @model_validator(mode="after")
-    def _embedded_defaults(self) -> "Settings":
+    def _embedded_defaults(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().resolve()
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'diggan.db'}"

@@ -14,9 +14,10 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import uvicorn
@@ -83,7 +84,7 @@ class LiveServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
@@ -118,7 +119,7 @@ class Worker:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -153,7 +154,7 @@ class Worker:
         if getattr(self, "log", None):
             self.log.close()
 
-    def __enter__(self) -> "Worker":
+    def __enter__(self) -> Worker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -243,13 +244,13 @@ class ApiProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "ApiProcess":
+    def start(self) -> ApiProcess:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         return self
 
-    def wait_ready(self, timeout: float = 60) -> "ApiProcess":
+    def wait_ready(self, timeout: float = 60) -> ApiProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -93,7 +93,7 @@ def test_a_one_idempotency_key_across_two_apis_makes_one_job(cluster):
         for round_ in range(20):
             key = f"race-{round_}-{random.random()}"
 
-            def post(i):
+            def post(i, key=key):  # bound now (pool.map runs it within this round anyway)
                 return apis[i % 2].client.post("/v1/jobs", json=body, headers={"Idempotency-Key": key})
 
             responses = list(pool.map(post, range(8)))
@@ -200,7 +200,7 @@ def test_d_a_flushed_queue_loses_no_job(cluster):
     r.flushdb()  # every message gone, as after a Redis restart without persistence
     assert r.llen("train") == 0
     r.close()
-    for i, w in enumerate(workers):
+    for i in range(len(workers)):
         workers[i] = Worker(cluster["settings"], cluster["root"] / f"worker{i}-again.log", name=f"w{i}b").start()
     for job_id in jobs:
         done = _wait_job(cluster, job_id, lambda j: j["status"] in TERMINAL, timeout=300)

@@ -75,14 +75,15 @@ def test_cancel_racing_the_workers_finish_always_ends_terminal(core):
         lease = JobLease(core.db, rec)
         barrier = threading.Barrier(2)
 
-        def finish():
+        # This round's barrier, lease and job, bound now (both run and finish within the round anyway).
+        def finish(barrier=barrier, lease=lease):
             barrier.wait()
             try:
                 lease.finish(JobStatus.succeeded)
             except LeaseLost:
                 pass
 
-        def cancel():
+        def cancel(barrier=barrier, job=job):
             barrier.wait()
             core.jobs.cancel("t", job.id)
 
@@ -187,7 +188,7 @@ def test_one_job_per_idempotency_key_under_concurrent_creates(core):
     for round_ in range(5):
         key = (f"{round_:064x}", "b" * 64)
         with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(lambda _: _job(core, ds, idem=key), range(8)))
+            results = list(pool.map(lambda _, key=key: _job(core, ds, idem=key), range(8)))
         assert len({rec.id for rec, _ in results}) == 1
         assert sum(1 for _, replayed in results if not replayed) == 1
     with pytest.raises(IdempotencyConflict):

@@ -78,10 +78,10 @@ TORCHSCRIPT_USER = """
     again = m(z, psis[0]).tolist()
     extra = {"config.json": ""}
     torch.jit.load(sys.argv[1], _extra_files=extra)
-    project = sorted(n for n in sys.modules if n.split(".")[0] in %r)
+    project = sorted(n for n in sys.modules if n.split(".")[0] in PROJECT_PACKAGES)
     print(json.dumps({"images": out, "again": again, "config": json.loads(extra["config.json"]),
                       "project_modules": project, "c_dim": m.c_dim, "res": m.img_resolution}))
-""" % (PROJECT,)
+""".replace("PROJECT_PACKAGES", repr(PROJECT))
 
 
 def test_torchscript_export_samples_like_gan_core_in_a_clean_process(checkpoint: Path, tmp_path: Path) -> None:
@@ -238,11 +238,11 @@ ONNX_USER = """
     out = {str(p): sess.run(None, {"z": z, "psi": np.array(p, dtype=np.float32)})[0].tolist() for p in psis}
     one = sess.run(None, {"z": z[:1], "psi": np.array(psis[0], dtype=np.float32)})[0].tolist()
     meta = sess.get_modelmeta().custom_metadata_map
-    project = sorted(n for n in sys.modules if n.split(".")[0] in %r or n == "torch")
+    project = sorted(n for n in sys.modules if n.split(".")[0] in PROJECT_PACKAGES or n == "torch")
     print(json.dumps({"images": out, "one": one, "config": json.loads(meta["config.json"]),
                       "inputs": [(i.name, i.type) for i in sess.get_inputs()],
                       "output": sess.get_outputs()[0].type, "modules": project}))
-""" % (PROJECT,)
+""".replace("PROJECT_PACKAGES", repr(PROJECT))
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

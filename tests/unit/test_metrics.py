@@ -26,6 +26,7 @@ from gan_core.metrics import (
     FeatureCache,
     FeatureExtractor,
     FidStats,
+    _cleanfid,
     compute_fid,
     compute_kid,
     compute_metrics,
@@ -40,9 +41,8 @@ from gan_core.metrics import (
     save_features,
     to_uint8,
 )
-from gan_core.metrics import _cleanfid
-from gan_core.metrics.api import iter_generated_uint8
 from gan_core.metrics import features as features_mod
+from gan_core.metrics.api import iter_generated_uint8
 from gan_core.metrics.features import list_image_files, load_rgb
 
 N_PER_SET = 16

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from gan_core.regularizers import DigGAN, R1, RegContext, build_regularizers, describe_regularizers, gradient_gap
+from gan_core.regularizers import R1, DigGAN, RegContext, build_regularizers, describe_regularizers, gradient_gap
 
 
 class QuadraticD(nn.Module):

@@ -57,7 +57,7 @@ def test_short_training_run_reports_ticks_and_writes_snapshots(dataset, tmp_path
         assert t["dig"] is not None and t["grad_norm_real"] > 0 and t["grad_norm_fake"] > 0
     assert rec.ticks[-1]["eta_seconds"] == 0
     lines = (tmp_path / "stats.jsonl").read_text().splitlines()
-    assert [json.loads(l)["tick"] for l in lines] == [1, 2, 3]
+    assert [json.loads(line)["tick"] for line in lines] == [1, 2, 3]
     assert len(rec.snapshots) == 3 and rec.snapshots[-1].final
     snap = rec.snapshots[-1]
     assert snap.checkpoint.is_file() and snap.grid.is_file()
@@ -105,7 +105,7 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(dataset, tmp_path: Pa
 def test_ada_probability_moves_during_training(dataset, tmp_path: Path) -> None:
     t = Trainer(micro_config(kimg=0.064), dataset, tmp_path)
     t.run()
-    stats = [json.loads(l) for l in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert len({s["augment_p"] for s in stats}) > 1  # p is steered, not frozen
 
 

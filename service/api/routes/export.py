@@ -21,8 +21,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
-from service.api.lookups import load_job, require_checkpoint
 from service.api.deps import CoreDep, GeneratorsDep, HeavySlot, JobsDep, TenantDep
+from service.api.lookups import load_job, require_checkpoint
 from service.api.sampling import GeneratorCache
 from service.api.schemas.common import ERROR_RESPONSES
 from service.core import blobs

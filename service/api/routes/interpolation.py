@@ -11,12 +11,12 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 
-from service.api.lookups import load_job, require_checkpoint
 from service.api.deps import GeneratorsDep, HeavySlot, JobsDep, SettingsDep, TenantDep
-from service.core.jobs import CheckpointInfo, JobRecord
+from service.api.lookups import load_job, require_checkpoint
 from service.api.sampling import BadClass, GeneratorCache, check_class
 from service.api.schemas.common import ERROR_RESPONSES
 from service.api.schemas.interpolation import InterpolationRequest
+from service.core.jobs import CheckpointInfo, JobRecord
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/samples", tags=["samples"], responses=ERROR_RESPONSES)
 

@@ -13,8 +13,8 @@ from service.api.deps import CoreDep, JobsDep, SettingsDep, TenantDep
 from service.api.lookups import load_job
 from service.api.schemas.common import ERROR_RESPONSES
 from service.core import webhooks
-from service.core.db.sql import conditional_update
 from service.core.db.models import TenantWebhook
+from service.core.db.sql import conditional_update
 
 router = APIRouter(tags=["webhooks"], responses=ERROR_RESPONSES)
 

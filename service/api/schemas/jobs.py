@@ -6,8 +6,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gan_core.config import PRESETS
-from service.core.jobs import CheckpointInfo, JobStatus, Progress
 from service.api.schemas.models import InitFrom
+from service.core.jobs import CheckpointInfo, JobStatus, Progress
 
 
 def _known_regularizers() -> dict[str, dict[str, float]]:
@@ -28,7 +28,7 @@ class RegularizerSpec(BaseModel):
     interval: int | None = Field(default=None, ge=1, le=1000)
 
     @model_validator(mode="after")
-    def _known(self) -> "RegularizerSpec":
+    def _known(self) -> RegularizerSpec:
         known = _known_regularizers()
         if self.name not in known:
             raise ValueError(f"unknown regularizer {self.name!r}; choose from {', '.join(sorted(known))}")

@@ -39,7 +39,7 @@ class InitFrom(BaseModel):
                                    description="with `job`: `latest` (default), `best`, or a checkpoint name")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "InitFrom":
+    def _one_source(self) -> InitFrom:
         if (self.model is None) == (self.job is None):
             raise ValueError('give exactly one of "model" (an uploaded model id) or "job" (a job id)')
         if self.checkpoint is not None and self.job is None:

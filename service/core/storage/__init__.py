@@ -43,7 +43,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def build_store(settings: "Settings") -> ObjectStore:
+def build_store(settings: Settings) -> ObjectStore:
     """The backend the settings select: `local` (a directory under data_dir) or `s3`."""
     if settings.storage == "local":
         return LocalStore(settings.storage_root)
