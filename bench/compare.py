@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import DEFAULT_DATA, Arm, as_applied, build_specs, run_arm_grid  # noqa: E402
+from harness import DEFAULT_DATA, Arm, build_specs, run_arm_grid  # noqa: E402
 
 from gan_core.config import ARCH_PRESETS, CONDITIONAL_ARCHS, RegularizerConfig, TrainConfig, get_preset, validate_config  # noqa: E402
 from gan_core.regularizers import REGISTRY, suggested_defaults  # noqa: E402
@@ -50,7 +50,7 @@ def regularizer_config(name: str, base: TrainConfig | None = None) -> Regularize
         raise SystemExit(f"unknown regularizer {name!r}; known: {', '.join(sorted(REGISTRY))}")
     own = base.regularizer(name) if base is not None else None
     if name == "diggan" and own is not None:
-        return as_applied(own)  # the preset's lambda, interval and scaling, as the trainer applies them
+        return copy.deepcopy(own)  # the preset's lambda, interval and scaling
     if name == "lecam" and base is not None:
         weight, decay = LECAM_DEFAULTS[base.network.arch]
         return RegularizerConfig("lecam", weight, 1, {"decay": decay})

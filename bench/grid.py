@@ -1,16 +1,20 @@
 """Resumable grids of training runs: train, score, collect.
 
 A grid is a list of `RunSpec`s (group x arm x seed, each with its complete TrainConfig) in
-priority order. `run_grid` works through it in two phases, and can be killed at any moment
-and started again with the same command:
+priority order, cut into blocks (`RunSpec.block`, default one block). `run_grid` works through
+each block in two phases, and can be killed at any moment and started again with the same command:
 
 1. train: a run with `trained.json` is skipped; one with checkpoints continues from its
    newest readable checkpoint (`Trainer(resume_from=...)`, exact resume), after the tick and
-   metric logs are cut back to that checkpoint; one with none starts from scratch.
+   metric logs are cut back to that checkpoint; one with none starts from scratch. A run asked
+   for a longer `kimg` than it was trained to continues from its final checkpoint (a
+   continuation: the same in distribution as one long run, not bit-identical to it, since the
+   tick boundaries, where DIG is measured, may shift).
 2. score: the final checkpoint of every trained run is scored with KID/FID on
    `final_num_gen` generated images (`final.json`); a run already scored with that many is
-   skipped. Training everything first means a partial grid already compares every arm on
-   the cheap snapshot KID that the trainer computes at every snapshot.
+   skipped (a run scored on another sample size is scored again; the earlier score stays in
+   `final-n<N>.json`). Training a whole block first means a partial block already compares
+   every arm on the cheap snapshot KID that the trainer computes at every snapshot.
 
 Each run lives in `<out>/<group>/<arm>-seed<k>/` with the trainer's own files (stats.jsonl,
 metrics.jsonl, checkpoints/, grids/) plus `config.json` (refused if a re-run asks for a
@@ -48,6 +52,7 @@ class RunSpec:
     cfg: TrainConfig  # complete: seed, kimg, snapshot schedule and metrics already set
     data: Path
     class_folders: bool = False  # BigGAN: one folder per class
+    block: str = ""  # run_grid trains, then scores, one block at a time, in order of first appearance
 
     @property
     def name(self) -> str:
@@ -105,18 +110,34 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def check_config(run_dir: Path, cfg: TrainConfig) -> None:
-    """Write the run's config the first time; refuse a different one later."""
+    """Write the run's config the first time; refuse a different one later, except a longer `kimg`:
+    then the trained run is reopened and continues from its final checkpoint (a run grows over sittings)."""
     path = run_dir / "config.json"
     want = json.loads(json.dumps(config_to_dict(cfg)))
     if path.exists():
         have = json.loads(path.read_text())
-        if have != want:
-            diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
-            raise GridConfigMismatch(f"{run_dir} holds a run with another config (differs in {diff}); "
-                                     "use another --out, or delete that folder to start it again")
-        return
+        if have == want:
+            return
+        diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+        if diff == ["kimg"] and want["kimg"] > have["kimg"]:
+            _extend(run_dir, have["kimg"])
+            write_json(path, want)
+            return
+        raise GridConfigMismatch(f"{run_dir} holds a run with another config (differs in {diff}); "
+                                 "use another --out, or delete that folder to start it again")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, want)
+
+
+def _extend(run_dir: Path, old_kimg: float) -> None:
+    """Reopen a run trained to `old_kimg`: its scores move aside (kept, named by that length)."""
+    for name in ("trained.json", "final.json"):
+        src = run_dir / name
+        if src.exists():
+            os.replace(src, run_dir / f"{src.stem}-kimg{old_kimg:g}.json")
+    for old in run_dir.glob("final-n*.json"):
+        if "-kimg" not in old.name:
+            os.replace(old, run_dir / f"{old.stem}-kimg{old_kimg:g}.json")
 
 
 def status(run_dir: Path) -> str:
@@ -195,7 +216,9 @@ def score_run(run_dir: Path, real_features: Any, num_gen: int, device: str,
     kimg, ckpt = newest[0]
     G, _ = load_generator(ckpt, device=device)
     out = compute_metrics(G, real_features, metrics=metrics, num_gen=num_gen, device=device)
-    write_json(path, {**out, "kimg": kimg, "checkpoint": ckpt.name, "threads": _threads()})
+    result = {**out, "kimg": kimg, "checkpoint": ckpt.name, "threads": _threads()}
+    write_json(run_dir / f"final-n{num_gen}.json", result)
+    write_json(path, result)
     return True
 
 
@@ -297,29 +320,34 @@ def run_grid(grid: Grid, report: Callable[[list[dict[str, Any]]], None] | None =
 
     total = len(grid.runs)
     phases = tuple(phases)
-    if "train" in phases:
-        for i, spec in enumerate(grid.runs, 1):
-            run_dir = spec.run_dir(grid.out)
-            before = status(run_dir)
-            if before in ("trained", "scored"):
-                check_config(run_dir, spec.cfg)
-                continue
-            print(f"[train {i}/{total}] {spec.group} {spec.arm} seed {spec.seed} ({before})", flush=True)
-            train_run(spec, dataset_of(spec), run_dir, grid.device, features_dir(spec), grid.prune_checkpoints)
-            if report:
-                report(records())
-    if "score" in phases:
-        for i, spec in enumerate(grid.runs, 1):
-            run_dir = spec.run_dir(grid.out)
-            if status(run_dir) == "new" or not (run_dir / "trained.json").exists():
-                continue
-            real = dataset_features(dataset_of(spec).images, cache_dir=features_dir(spec), device=grid.device)
-            t0 = time.perf_counter()
-            if score_run(run_dir, real, grid.final_num_gen, grid.device, grid.final_metrics):
-                print(f"[score {i}/{total}] {spec.group} {spec.arm} seed {spec.seed}: "
-                      f"{time.perf_counter() - t0:.0f} s", flush=True)
+    index = {id(spec): i for i, spec in enumerate(grid.runs, 1)}
+    for block in dict.fromkeys(s.block for s in grid.runs):
+        runs = [s for s in grid.runs if s.block == block]
+        if "train" in phases:
+            for spec in runs:
+                run_dir = spec.run_dir(grid.out)
+                if (run_dir / "config.json").exists():
+                    check_config(run_dir, spec.cfg)  # refuses another config; reopens a run asked to go longer
+                before = status(run_dir)
+                if before in ("trained", "scored"):
+                    continue
+                print(f"[train {index[id(spec)]}/{total}] {spec.group} {spec.arm} seed {spec.seed} ({before})",
+                      flush=True)
+                train_run(spec, dataset_of(spec), run_dir, grid.device, features_dir(spec), grid.prune_checkpoints)
                 if report:
                     report(records())
+        if "score" in phases:
+            for spec in runs:
+                run_dir = spec.run_dir(grid.out)
+                if not (run_dir / "trained.json").exists():
+                    continue
+                real = dataset_features(dataset_of(spec).images, cache_dir=features_dir(spec), device=grid.device)
+                t0 = time.perf_counter()
+                if score_run(run_dir, real, grid.final_num_gen, grid.device, grid.final_metrics):
+                    print(f"[score {index[id(spec)]}/{total}] {spec.group} {spec.arm} seed {spec.seed}: "
+                          f"{time.perf_counter() - t0:.0f} s", flush=True)
+                    if report:
+                        report(records())
     result = records()
     if report:
         report(result)

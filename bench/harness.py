@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from grid import Grid, RunSpec, run_grid, slug  # noqa: E402
 from report import group_markdown, groups_of, plot_group  # noqa: E402
 
-from gan_core.config import RegularizerConfig, TrainConfig  # noqa: E402
+from gan_core.config import TrainConfig  # noqa: E402
 
 DATASETS_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
 DEFAULT_DATA = DATASETS_DIR / "100-shot-obama"
@@ -33,20 +33,6 @@ DEFAULT_DATA = DATASETS_DIR / "100-shot-obama"
 class Arm:
     name: str
     configure: Callable[[TrainConfig], None]  # edits a copy of the base config in place
-
-
-def as_applied(reg: RegularizerConfig) -> RegularizerConfig:
-    """The same penalty in a form every trainer applies alike.
-
-    `scale_by_interval=False` (weight per application, the DigGAN authors' once-per-G-step
-    penalty) is not honoured by gan_core/training/trainer.py as of this commit: it multiplies
-    every due penalty by `interval` (not `lazy_multiplier`), so sngan-32's lambda 10000 every 5
-    would act as 50000. weight/interval with scaling gives weight x 1 per application both
-    with that trainer and with one that honours the flag.
-    """
-    if reg.scale_by_interval or reg.interval == 1:
-        return copy.deepcopy(reg)
-    return RegularizerConfig(reg.name, reg.weight / reg.interval, reg.interval, dict(reg.params), True)
 
 
 def build_specs(base: TrainConfig, arms: list[Arm], seeds: list[int], group: str, data: Path,

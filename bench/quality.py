@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import DATASETS_DIR, Arm, as_applied, build_specs, run_arm_grid  # noqa: E402
+from harness import DATASETS_DIR, Arm, build_specs, run_arm_grid  # noqa: E402
 
 from gan_core.config import (  # noqa: E402
     AugmentConfig,
@@ -40,27 +41,31 @@ AUGMENTS = ("none", "ada", "diffaugment")
 
 
 def cpu_overfit_32() -> TrainConfig:
-    """The CPU protocol's base config: StyleGAN2 at 32x32 where D overfits 100 images within the budget.
+    """The CPU protocol's base config: StyleGAN2 at 32x32 with a D large enough to overfit 100 images.
 
-    Every value is a source's or a measurement's (docs/results.md, "DigGAN in the overfitting regime").
+    Sources and measurements: docs/results.md, "DigGAN in the overfitting regime".
     """
     cfg = get_preset("cpu-tiny")
     cfg.preset = "cpu-overfit-32"
-    # 32x32, 64 channels at every resolution, mapping 2 (NVlabs 'auto' / 'cifar': map=2). G and D share
-    # the widths (NetworkConfig has no separate D width for StyleGAN2).
-    cfg.network = NetworkConfig(resolution=32, z_dim=64, w_dim=64, mapping_layers=2, channel_base=2048, channel_max=64)
-    cfg.augment = AugmentConfig(kind="none", ada_kimg=20.0)  # ada_kimg: ours, so p can reach ~1 within the run
-    cfg.regularizers = [RegularizerConfig("r1", nvlabs_auto_r1_gamma(32, 16), 16)]  # NVlabs 'auto': 0.0128
-    cfg.batch_size = 16  # NVlabs 'auto' on one GPU at low resolution: min(4096 // 32, 32)... capped to 16 for a CPU
+    # ours: 32x32; channels min(1024 // res, 128): 32 at 32x32, 64 at 16x16, 128 at 8x8 and 4x4. D has 0.87M
+    # parameters (cpu-tiny's 0.08M never raised ADA's p, issue text); the pilot's D won from the start (logit
+    # gap ~5-9) at 1.7x cpu-tiny-at-32x32's cost per kimg. Mapping 2: NVlabs 'auto'. G and D share the widths
+    # (NetworkConfig has no separate D width for StyleGAN2).
+    cfg.network = NetworkConfig(resolution=32, z_dim=64, w_dim=64, mapping_layers=2, channel_base=1024,
+                                channel_max=128)
+    # ada_kimg 20: ours, so that p can move by 1 within a 20-40 kimg run (NVlabs: 500 from scratch, 100 to fine-tune)
+    cfg.augment = AugmentConfig(kind="none", ada_kimg=20.0)
+    cfg.regularizers = [RegularizerConfig("r1", nvlabs_auto_r1_gamma(32, 16), 16)]  # NVlabs 'auto': 0.0128, lazy 16
+    cfg.batch_size = 16  # NVlabs 'auto' gives 32 at 32x32 on one GPU; 16 halves the CPU step
     cfg.g_lr = cfg.d_lr = 0.0025  # NVlabs 'auto' (res < 1024)
     cfg.ema_kimg = 16 * 10 / 32  # NVlabs 'auto': batch * 10 / 32
     cfg.ema_rampup = 0.05  # NVlabs 'auto'
-    cfg.mirror = False  # NVlabs default --mirror=0: 100 images, not 200, so D sees each more often
-    cfg.kimg = 40.0
-    cfg.tick_kimg = 0.5
-    cfg.snapshot_ticks = 8  # a snapshot (checkpoint, grid, cheap KID) every 4 kimg
+    cfg.mirror = False  # NVlabs default --mirror=0: D sees the same 100 images, not 200
+    cfg.kimg = 40.0  # ours: what one CPU thread affords for 36+ runs; a longer --kimg continues finished runs
+    cfg.tick_kimg = 0.8  # 50 minibatches of 16: kimg 40, 80, ... end on a tick, so a continued run keeps its ticks
+    cfg.snapshot_ticks = 5  # a checkpoint, grid and cheap KID every 4 kimg
     cfg.metrics = ["kid"]
-    cfg.metrics_num_gen = 500
+    cfg.metrics_num_gen = 200  # ours: ~100 s of Inception per snapshot on one loaded thread
     return cfg
 
 
@@ -91,7 +96,8 @@ def _protocols() -> dict[str, Protocol]:
         "cpu-overfit-32": Protocol(
             "cpu-overfit-32", cpu_overfit_32(),
             arms=core + [f"{a}+diggan+lecam" for a in AUGMENTS],
-            datasets=["100-shot-obama", "100-shot-grumpy_cat"], seeds=3, final_num_gen=5000, device="cpu"),
+            datasets=["100-shot-obama", "100-shot-grumpy_cat"], seeds=3, final_num_gen=5000, device="cpu",
+            prune_checkpoints=True),  # ~30 MB per checkpoint: keep the final and best of a finished run
         "paper-gpu": Protocol(
             "paper-gpu", paper_gpu(), arms=["ada", "ada+diggan"],
             datasets=["100-shot-obama", "100-shot-grumpy_cat"], seeds=3, final_num_gen=5000, device="cuda",
@@ -104,8 +110,7 @@ PROTOCOLS = _protocols()
 
 def diggan_config(base: TrainConfig) -> RegularizerConfig:
     """The base preset's DigGAN setting if it has one, else the paper's StyleGAN2 lambda 100 (every 8, x 8)."""
-    reg = base.regularizer("diggan") or RegularizerConfig("diggan", 100.0, 8, {"alpha": 0.5})
-    return as_applied(reg)
+    return copy.deepcopy(base.regularizer("diggan") or RegularizerConfig("diggan", 100.0, 8, {"alpha": 0.5}))
 
 
 def lecam_config(base: TrainConfig) -> RegularizerConfig:
@@ -145,14 +150,23 @@ def prioritise(runs_by_dataset: list[list]) -> list:
     """The order runs are trained in, so that a grid cut short is still worth reading: first every arm
     with at most one added regularizer (the core comparison) dataset by dataset, all seeds of a
     dataset before the next; then the combined arms (e.g. +diggan+lecam) in the same order."""
-    core = [s for runs in runs_by_dataset for s in runs if s.arm.count("+") <= 1]
-    return core + [s for runs in runs_by_dataset for s in runs if s.arm.count("+") > 1]
+    order = []
+    for combined in (False, True):
+        for runs in runs_by_dataset:
+            block = [s for s in runs if (s.arm.count("+") > 1) == combined]
+            for s in block:
+                s.block = f"{'combined' if combined else 'core'}:{s.group}"  # trained, then scored, as one block
+            order += block
+    return order
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--protocol", default="cpu-overfit-32", choices=sorted(PROTOCOLS))
-    ap.add_argument("--datasets", default=None, help="comma list of folder names under ../shared/datasets, or paths")
+    ap.add_argument("--datasets", default=None, help="comma list of folder names under --data-root, or paths")
+    ap.add_argument("--data-root", type=Path, default=Path(os.environ.get("DIGGAN_DATASETS", DATASETS_DIR)),
+                    help="folder holding 100-shot-obama/ and 100-shot-grumpy_cat/ (default: $DIGGAN_DATASETS or "
+                         "../shared/datasets)")
     ap.add_argument("--arms", default=None, help="comma list, e.g. none,none+diggan,ada,ada+diggan")
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--kimg", type=float, default=None, help="training length of every run (protocol default)")
@@ -165,8 +179,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--phase", default="all", choices=("all", "train", "score"))
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the CPU protocol is sized for 1)")
     ap.add_argument("--status", action="store_true", help="print each run's state and exit")
     args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)  # CPU results are reproducible for a fixed seed and thread count
 
     proto = PROTOCOLS[args.protocol]
     base = copy.deepcopy(proto.base)
@@ -194,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
 
     runs_by_dataset = []
     for ds in datasets:
-        path = Path(ds) if ("/" in ds or Path(ds).exists()) else DATASETS_DIR / ds
+        path = Path(ds) if ("/" in ds or Path(ds).exists()) else args.data_root / ds
         if not path.exists():
             raise SystemExit(f"dataset {path} not found")
         group = path.name.removeprefix("100-shot-")

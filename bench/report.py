@@ -66,7 +66,11 @@ def group_markdown(records: Records, group: str, pairs: list[tuple[str, str]], t
     scored = sum(r["status"] == "scored" for r in rs)
     missing = [f"{r['arm']} s{r['seed']} ({r['status']}, {r['kimg'] or 0:.1f}/{r['total_kimg']:g} kimg)"
                for r in rs if r["status"] not in ("trained", "scored")]
-    lines.append(f"{done}/{len(rs)} runs trained, {scored}/{len(rs)} scored on the final sample."
+    ns = sorted({r["final_num_gen"] for r in rs if r.get("final_num_gen")})
+    snap_n = sorted({r["snapshot_num_gen"] for r in rs if r.get("snapshot_num_gen")})
+    lines.append(f"{done}/{len(rs)} runs trained, {scored}/{len(rs)} scored on the final sample"
+                 f" (final KID/FID on {'/'.join(map(str, ns)) or '–'} generated images, snapshot KID on "
+                 f"{'/'.join(map(str, snap_n)) or '–'}; real: the training images)."
                  + (f" Not finished: {', '.join(missing)}." if missing else ""))
     lines += ["", "| arm | runs | final KID ×1e3 | final FID | end KID ×1e3 (snapshot) | min KID ×1e3 (at kimg) "
               "| final p | final DIG | D logit gap | train s/run |", "| --- " * 10 + "|"]

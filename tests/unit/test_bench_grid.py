@@ -109,8 +109,13 @@ def test_interrupted_run_continues_from_its_checkpoint_exactly(data: Path, train
 
 def test_a_changed_config_is_refused(data: Path, trained: Path, tmp_path: Path) -> None:
     out = copy_of(trained, tmp_path)
+    spec = specs(data)[0]
+    spec.cfg.d_lr *= 2
+    with pytest.raises(GridConfigMismatch, match="d_lr"):
+        run_grid(Grid([spec], out), phases=("train",))
+    shorter = specs(data, kimg=0.016)[0]  # shorter is another protocol too, not a partial run
     with pytest.raises(GridConfigMismatch, match="kimg"):
-        run_grid(Grid(specs(data, kimg=0.048)[:1], out), phases=("train",))
+        run_grid(Grid([shorter], out), phases=("train",))
 
 
 def test_score_once_per_sample_size(data: Path, trained: Path, tmp_path: Path) -> None:
@@ -127,3 +132,15 @@ def test_score_once_per_sample_size(data: Path, trained: Path, tmp_path: Path) -
     shutil.rmtree(spec.run_dir(tmp_path) / "grids")  # scoring needs only the checkpoint
     [rec] = run_grid(Grid([spec], tmp_path, final_num_gen=6, final_metrics=("kid",)))
     assert rec["final_num_gen"] == 6
+
+
+def test_a_longer_kimg_continues_the_finished_run(data: Path, trained: Path, tmp_path: Path) -> None:
+    out = copy_of(trained, tmp_path)
+    spec = specs(data, kimg=0.048)[0]
+    run_grid(Grid([spec], out), phases=("train",))
+    run_dir = spec.run_dir(out)
+    assert json.loads((run_dir / "trained.json").read_text())["resumed_from_kimg"] == 0.032
+    assert (run_dir / "trained-kimg0.032.json").exists()
+    assert json.loads((run_dir / "config.json").read_text())["kimg"] == 0.048
+    ticks = [json.loads(line)["kimg"] for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    assert ticks == pytest.approx([0.008, 0.016, 0.024, 0.032, 0.04, 0.048])
