@@ -143,11 +143,54 @@ def upfirdn2d(
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))
     if f.ndim == 1:  # separable taps: horizontal pass then vertical pass
-        x = F.conv2d(x, f.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), stride=(1, down), padding=(0, conv_pad[1]), groups=c)
-        x = F.conv2d(x, f.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), stride=(down, 1), padding=(conv_pad[0], 0), groups=c)
+        x = depthwise_fir(x, f.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), (1, down), (0, conv_pad[1]))
+        x = depthwise_fir(x, f.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), (down, 1), (conv_pad[0], 0))
     else:
-        x = F.conv2d(x, f[None, None].expand(c, 1, -1, -1), stride=down, padding=conv_pad, groups=c)
+        x = depthwise_fir(x, f[None, None].expand(c, 1, -1, -1), (down, down), conv_pad)
     return x
+
+
+def depthwise_fir(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
+    """Depthwise conv2d of `x` [N, C, H, W] with a constant filter `w` [C, 1, kh, kw] (groups = C).
+
+    When a gradient may be taken, it runs as a pair of autograd functions (the filter and its
+    transpose, each the other's backward), so gradients of any order cost first-order grouped convs:
+    torch's own double backward of a grouped conv loops over the C groups in Python-level slices
+    (R1/DigGAN through D's downsampling filters: ~3x the time of the pass itself on CPU).
+    """
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _DepthwiseFIR.apply(x, w, stride, padding)
+    return F.conv2d(x, w, stride=stride, padding=padding, groups=w.shape[0])
+
+
+class _DepthwiseFIR(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, stride, padding):  # type: ignore[override]
+        ctx.save_for_backward(w)
+        ctx.stride, ctx.padding, ctx.in_hw = stride, padding, tuple(x.shape[-2:])
+        return F.conv2d(x, w, stride=stride, padding=padding, groups=w.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (w,) = ctx.saved_tensors
+        return _DepthwiseFIRTransposed.apply(grad, w, ctx.stride, ctx.padding, ctx.in_hw), None, None, None
+
+
+class _DepthwiseFIRTransposed(torch.autograd.Function):
+    """The adjoint of `_DepthwiseFIR` (its input gradient), shaped back to the filter's input size."""
+
+    @staticmethod
+    def forward(ctx, y, w, stride, padding, out_hw):  # type: ignore[override]
+        ctx.save_for_backward(w)
+        ctx.stride, ctx.padding = stride, padding
+        k = w.shape[-2:]
+        extra = [out_hw[i] - ((y.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + k[i]) for i in range(2)]
+        return F.conv_transpose2d(y, w, stride=stride, padding=padding, output_padding=extra, groups=w.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (w,) = ctx.saved_tensors
+        return _DepthwiseFIR.apply(grad, w, ctx.stride, ctx.padding), None, None, None, None
 
 
 def _filter_size(f: torch.Tensor | None) -> tuple[int, int]:
