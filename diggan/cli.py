@@ -25,9 +25,9 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from diggan.client import EXPORT_FORMATS, TERMINAL, DigganClient, DigganError
+from diggan.client import EXPORT_FORMATS, TERMINAL, DigganClient, DigganError, Job, Projection
 from gan_core.specs import parse_regularizer_spec, parse_seeds  # torch-free
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_CANCELED = 0, 1, 2, 3
@@ -133,16 +133,18 @@ def watch(c: DigganClient, job_id: str) -> int:
     try:
         for ev in c.events(job_id, since_tick=max(0, int(latest) - 1)):  # replay the newest tick for the postfix
             if ev.event == "state" and isinstance(ev.data, dict):
-                job, status = ev.data, ev.data.get("status", status)
-                total = (job.get("progress") or {}).get("total_kimg")
-                if total:
-                    bar.total = float(total)
+                job = cast(Job, ev.data)  # a state event carries the job's record, as GET /v1/jobs/{id}
+                status = ev.data.get("status", status)
+                new_total = (job.get("progress") or {}).get("total_kimg")
+                if new_total:
+                    bar.total = float(new_total)
                 post["status"] = status
                 if status in TERMINAL:  # a last tick may follow; the record's kimg is final already
                     bar.n = float((job.get("progress") or {}).get("kimg") or bar.n)
-                if job.get("latest_checkpoint") and job["latest_checkpoint"] != seen_ckpt:
-                    seen_ckpt = job["latest_checkpoint"]
-                    post.update(_snapshot_metrics(c, job_id, seen_ckpt))
+                ckpt = job.get("latest_checkpoint")
+                if ckpt and ckpt != seen_ckpt:
+                    seen_ckpt = ckpt
+                    post.update(_snapshot_metrics(c, job_id, ckpt))
             elif ev.event == "tick" and isinstance(ev.data, dict):
                 t = ev.data
                 bar.n = float(t.get("kimg") or bar.n)
@@ -287,7 +289,7 @@ def watch_projection(c: DigganClient, job_id: str, projection_id: str, out: str 
     try:
         for ev in c.projection_events(job_id, projection_id):
             if ev.event == "state" and isinstance(ev.data, dict):
-                p = ev.data
+                p = cast(Projection, ev.data)  # a state event carries the projection's record
                 prog = p.get("progress") or {}
                 bar.n = int(prog.get("steps_done") or 0)
                 post = {"status": p.get("status")}

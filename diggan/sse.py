@@ -20,6 +20,7 @@ class Event:
 def iter_events(lines: Iterable[str]) -> Iterator[Event]:
     """Events from the stream's lines (without their line endings). Comments (keep-alives) are skipped;
     an event is dispatched at the blank line that ends it; a truncated last event is dropped."""
+    data: list[str]
     name, data, event_id = "", [], None
     for line in lines:
         line = line.rstrip("\r\n")

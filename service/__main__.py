@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from service.core.settings import Settings
 
@@ -80,7 +81,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def up(args: argparse.Namespace) -> int:
-    overrides: dict[str, object] = {"host": args.host, "port": args.port}
+    overrides: dict[str, Any] = {"host": args.host, "port": args.port}  # Settings' keyword arguments
     if args.data_dir:
         overrides["data_dir"] = Path(args.data_dir)
     settings = Settings(**overrides)
@@ -125,10 +126,16 @@ def up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with --data-dir over them when given."""
+    overrides: dict[str, Any] = {"data_dir": Path(args.data_dir)} if args.data_dir else {}
+    return Settings(**overrides)
+
+
 def _core(args: argparse.Namespace):
     from service.core.services import open_core
 
-    return open_core(Settings(**({"data_dir": Path(args.data_dir)} if args.data_dir else {})))
+    return open_core(_settings(args))
 
 
 def keys_cmd(args: argparse.Namespace) -> int:
@@ -174,7 +181,7 @@ def db_cmd(args: argparse.Namespace) -> int:
     from service.core.db import Database, upgrade
     from service.core.db.migrate import current_revision, head_revision
 
-    settings = Settings(**({"data_dir": Path(args.data_dir)} if args.data_dir else {}))
+    settings = _settings(args)
     settings.ensure_dirs()
     db = Database(settings.database_url)
     if args.db_command == "upgrade":

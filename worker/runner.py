@@ -368,11 +368,13 @@ class JobRunner:
                 and Path(last).name.startswith("ckpt-"):
             from gan_core.training.checkpoint import sha256_hex
 
+            last_path = Path(last)
+
             class _Snap:
                 kimg = float(result.kimg)
-                checkpoint = Path(last)
-                grid = Path(last).with_suffix(".missing")
-                sha256 = sha256_hex(Path(last).read_bytes())
+                checkpoint = last_path
+                grid = last_path.with_suffix(".missing")
+                sha256 = sha256_hex(last_path.read_bytes())
                 metrics: dict = {}
                 is_best = False
                 final = True

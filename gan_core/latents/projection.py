@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -88,8 +89,9 @@ class ProjectionResult:
                 "latent_shape": list(self.w.shape), "initial_distance": self.distances[0] if self.distances else None}
 
 
-def load_target(path: Path | str, resolution: int) -> Tensor:
-    """An image file as uint8 [3, R, R]: centre crop to a square, LANCZOS resize (NVlabs projector.py)."""
+def load_target(path: Path | str | BinaryIO, resolution: int) -> Tensor:
+    """An image file (a path or an open binary file) as uint8 [3, R, R]: centre crop to a square, LANCZOS
+    resize (NVlabs projector.py)."""
     with Image.open(path) as im:
         im = im.convert("RGB")
         w, h = im.size

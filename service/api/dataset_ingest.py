@@ -13,10 +13,10 @@ import dataclasses
 import logging
 import tempfile
 import zipfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, Request
 from starlette.datastructures import UploadFile
@@ -28,6 +28,9 @@ from service.core.quotas import QuotaExceeded, Quotas
 from service.core.settings import Settings
 from service.core.storage import ObjectStore
 from service.core.uploads import DatasetRecord, DatasetRepo
+
+if TYPE_CHECKING:
+    from gan_core.data.loading import Source  # gan_core (torch) is imported lazily, where it is used
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,8 @@ class Upload:
             await f.close()
 
 
-async def _limited(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+# An AsyncGenerator, not just an AsyncIterator: that is what MultiPartParser takes.
+async def _limited(stream: AsyncIterator[bytes], limit: int) -> AsyncGenerator[bytes, None]:
     seen = 0
     async for chunk in stream:
         seen += len(chunk)
@@ -170,10 +174,10 @@ def ingest(upload: Upload, tenant: str, settings: Settings, store: ObjectStore, 
             with open(original, "wb") as out:
                 while chunk := f.read(1 << 20):
                     out.write(chunk)
-            source: object = original  # gan_core reads the zip from disk, member by member
+            source: Source = original  # gan_core reads the zip from disk, member by member
             fallback = Path(upload.archive.filename or "dataset").stem or "dataset"
         else:
-            items = []
+            items: list[tuple[str, bytes]] = []
             for uf in upload.files:
                 uf.file.seek(0)
                 items.append((uf.filename or f"image-{len(items)}", uf.file.read()))

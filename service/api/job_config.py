@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 from gan_core.config import ARCH_PRESETS as gan_core_arch_presets
 from gan_core.config import (
@@ -50,7 +50,7 @@ def resolve_config(body: JobCreate, settings: Settings, pretrained_network: dict
         cfg.metrics_num_gen = body.metrics_num_gen
     if body.regularizers is not None:
         cfg.regularizers = [_regularizer(spec.name, spec.weight, spec.interval, spec.params, cfg) for spec in body.regularizers]
-    if getattr(body, "freeze_d_layers", None):
+    if body.freeze_d_layers:
         cfg.freeze_d_layers = _freeze_d_layers(body.freeze_d_layers, cfg, pretrained_network is not None)
     _apply_schedule(cfg, body)
     try:
@@ -136,6 +136,11 @@ def _freeze_d_layers(n: int, cfg: TrainConfig, has_init_from: bool) -> int:
     return int(n)
 
 
+# RegularizerConfig's own default interval (16, NVlabs' D_reg_interval): for a regularizer that suggests none.
+# (A dataclass field's default is typed as possibly MISSING; this one is set.)
+_DEFAULT_INTERVAL = cast(int, RegularizerConfig.__dataclass_fields__["interval"].default)
+
+
 def _regularizer(name: str, weight: float | None, interval: int | None, params: dict[str, Any],
                  cfg: TrainConfig) -> RegularizerConfig:
     """What the request leaves out comes from the preset's entry of the same name, else from the defaults
@@ -154,7 +159,7 @@ def _regularizer(name: str, weight: float | None, interval: int | None, params: 
         interval = base.interval if base else default_interval
     kept = {"scale_by_interval": base.scale_by_interval} if base and hasattr(base, "scale_by_interval") else {}
     return RegularizerConfig(name=name, weight=float(weight),
-                             interval=interval or RegularizerConfig.__dataclass_fields__["interval"].default,
+                             interval=interval or _DEFAULT_INTERVAL,
                              params=merged, **kept)
 
 

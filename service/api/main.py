@@ -192,6 +192,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+app: FastAPI  # declared only (no value): the first access goes through __getattr__ below
+
+
 def __getattr__(name: str):
     # `uvicorn service.api.main:app` builds the app from the environment, on first access only.
     if name == "app":

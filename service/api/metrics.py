@@ -73,8 +73,8 @@ class DatabaseCollector:
         yield speed
         yield beat
         outbox = GaugeMetricFamily("diggan_webhook_deliveries", "Webhook deliveries per state", labels=["status"])
-        for status in ("pending", "delivered", "failed"):
-            outbox.add_metric([status], hooks.get(status, 0))
+        for state in ("pending", "delivered", "failed"):
+            outbox.add_metric([state], hooks.get(state, 0))
         yield outbox
 
 

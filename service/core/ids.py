@@ -19,4 +19,4 @@ def new_id(prefix: str) -> str:
 
 def is_valid_id(value: str, prefix: str) -> bool:
     m = _PATTERN.match(value or "")
-    return bool(m) and m.group("prefix") == prefix
+    return m is not None and m.group("prefix") == prefix

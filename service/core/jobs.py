@@ -9,6 +9,7 @@ fenced by the job's attempt number (service/core/lease.py).
 
 from __future__ import annotations
 
+import builtins
 import logging
 from datetime import datetime
 from enum import Enum
@@ -23,7 +24,7 @@ from service.core import object_keys
 from service.core.blobs import release_prefix
 from service.core.db.engine import Database
 from service.core.db.models import Checkpoint, Dataset, IdempotencyKey, Job, Tick
-from service.core.db.sql import conditional_update
+from service.core.db.sql import conditional_update, rows_affected
 from service.core.db.types import db_now, seconds_before_now
 from service.core.ids import new_id
 from service.core.quotas import Quotas, check_new_job, lock_tenant
@@ -162,6 +163,7 @@ class JobRepo:
             row = s.scalar(select(Job).where(Job.id == job_id, Job.tenant == tenant))
             return JobRecord.from_row(row) if row is not None else None
 
+    # In this class's later annotations `list` is this method: they write builtins.list.
     def list(self, tenant: str, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None,
              name: str | None = None, metadata: dict[str, str] | None = None) -> tuple[list[JobRecord], str | None]:
         """Newest first (ids are time-sortable). `cursor` is the last id of the previous page; `name` and
@@ -180,7 +182,7 @@ class JobRepo:
         page = [JobRecord.from_row(r) for r in rows[:limit]]
         return page, (page[-1].id if len(rows) > limit else None)
 
-    def checkpoints(self, job_id: str) -> list[CheckpointInfo]:
+    def checkpoints(self, job_id: str) -> builtins.list[CheckpointInfo]:
         with self.db.read() as s:
             rows = s.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.kimg,
                                                                                             Checkpoint.id))
@@ -194,18 +196,18 @@ class JobRepo:
             row = s.scalar(select(Checkpoint).where(Checkpoint.job_id == rec.id, Checkpoint.name == name))
             return CheckpointInfo.from_row(row) if row is not None else None
 
-    def ticks(self, job_id: str, after_tick: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    def ticks(self, job_id: str, after_tick: int = 0, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         q = select(Tick.stats).where(Tick.job_id == job_id, Tick.tick > after_tick).order_by(Tick.tick)
         if limit:
             q = q.limit(limit)
         with self.db.read() as s:
             return [dict(t) for t in s.scalars(q)]
 
-    def snapshots(self, job_id: str) -> list[dict[str, Any]]:
+    def snapshots(self, job_id: str) -> builtins.list[dict[str, Any]]:
         return [{"kimg": c.kimg, "checkpoint": c.name, "grid": c.grid, "metrics": c.metrics, "is_best": c.is_best,
                  "final": c.final} for c in self.checkpoints(job_id)]
 
-    def active_for_dataset(self, tenant: str, dataset_id: str) -> list[str]:
+    def active_for_dataset(self, tenant: str, dataset_id: str) -> builtins.list[str]:
         with self.db.read() as s:
             return list(s.scalars(select(Job.id).where(Job.tenant == tenant, Job.dataset_id == dataset_id,
                                                        Job.status.in_(ACTIVE))))
@@ -278,9 +280,9 @@ class JobRepo:
     def mark_enqueued(self, job_id: str) -> bool:
         """The broker accepted a message for this queued job."""
         with self.db.write() as s:
-            res = s.execute(conditional_update(Job).where(Job.id == job_id, Job.status == JobStatus.queued.value)
-                            .values(enqueued_at=db_now(), enqueue_count=Job.enqueue_count + 1))
-            return res.rowcount == 1
+            won = rows_affected(s, conditional_update(Job).where(Job.id == job_id, Job.status == JobStatus.queued.value)
+                                .values(enqueued_at=db_now(), enqueue_count=Job.enqueue_count + 1))
+            return won == 1
 
     # ------------------------------------------------------------------ transitions the API makes
     def cancel(self, tenant: str, job_id: str) -> JobRecord | None:
@@ -288,13 +290,13 @@ class JobRepo:
         other state is left alone; the caller looks at the returned record."""
         queued = Job.status == JobStatus.queued.value
         with self.db.write() as s:
-            changed = s.execute(conditional_update(Job).where(Job.id == job_id, Job.tenant == tenant,
+            changed = rows_affected(s, conditional_update(Job).where(Job.id == job_id, Job.tenant == tenant,
                                         Job.status.in_((JobStatus.queued.value, JobStatus.running.value)))
                       .values(status=case((queued, JobStatus.canceled.value), else_=JobStatus.cancelling.value),
                               finished_at=case((queued, db_now()), else_=Job.finished_at),
                               cancel_requested_at=func.coalesce(Job.cancel_requested_at, db_now()),
                               worker_id=case((queued, None), else_=Job.worker_id),
-                              updated_at=db_now())).rowcount
+                              updated_at=db_now()))
             if changed:
                 emit_status(s, job_id)
             row = s.scalar(select(Job).where(Job.id == job_id, Job.tenant == tenant))
@@ -311,9 +313,8 @@ class JobRepo:
                                                               Projection.status.in_(("queued", "running")))))
             if busy:
                 raise JobBusy(busy)
-            res = s.execute(delete(Job).where(Job.id == job_id, Job.tenant == tenant,
-                                              Job.status.in_([st.value for st in TERMINAL_STATES])))
-            if res.rowcount != 1:
+            if rows_affected(s, delete(Job).where(Job.id == job_id, Job.tenant == tenant,
+                                                  Job.status.in_([st.value for st in TERMINAL_STATES]))) != 1:
                 return False
             release_prefix(s, tenant, object_keys.job_prefix(tenant, job_id))
             return True

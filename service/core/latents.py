@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from service.core import blobs, object_keys
 from service.core.db.engine import Database
 from service.core.db.models import Latent
+from service.core.db.sql import rows_affected
 from service.core.quotas import Quotas, check_storage, lock_tenant
 from service.core.storage import ObjectStore, StorageError
 
@@ -92,7 +93,7 @@ class LatentRepo:
                 check_storage(s, rec.tenant, quotas, len(data))  # again, under the lock: concurrent saves
                 insert(s, rec)
                 s.flush()
-                row = s.get(Latent, rec.id)
+                row = s.get_one(Latent, rec.id)
                 s.refresh(row)
                 return _view(row)
         except BaseException:
@@ -122,9 +123,8 @@ class LatentRepo:
     def delete(self, tenant: str, job_id: str, latent_id: str) -> bool:
         """The row goes and its object is queued for removal; storage is credited at once."""
         with self.db.write() as s:
-            res = s.execute(delete(Latent).where(Latent.id == latent_id, Latent.job_id == job_id,
-                                                 Latent.tenant == tenant))
-            if res.rowcount != 1:
+            if rows_affected(s, delete(Latent).where(Latent.id == latent_id, Latent.job_id == job_id,
+                                                     Latent.tenant == tenant)) != 1:
                 return False
             blobs.release_prefix(s, tenant, latent_prefix(tenant, job_id, latent_id))
             return True

@@ -52,7 +52,7 @@ def claim(db: Database, tenant: str, job_id: str, worker_id: str, device: str, s
         if row is None:
             return None
         emit_status(s, job_id)
-        return JobRecord.from_row(s.get(Job, job_id))
+        return JobRecord.from_row(s.get_one(Job, job_id))
 
 
 class JobLease:

@@ -26,7 +26,7 @@ from service.core import blobs, object_keys
 from service.core import latents as latent_store
 from service.core.db.engine import Database
 from service.core.db.models import Projection
-from service.core.db.sql import conditional_update
+from service.core.db.sql import conditional_update, rows_affected
 from service.core.db.types import db_now, seconds_before_now
 from service.core.quotas import QuotaExceeded, Quotas, check_storage, lock_tenant
 from service.core.storage import ObjectStore, StorageError
@@ -147,9 +147,10 @@ class ProjectionRepo:
 
     def mark_enqueued(self, projection_id: str) -> bool:
         with self.db.write() as s:
-            return s.execute(conditional_update(Projection)
-                             .where(Projection.id == projection_id, Projection.status == ProjectionStatus.queued.value)
-                             .values(enqueued_at=db_now(), enqueue_count=Projection.enqueue_count + 1)).rowcount == 1
+            queued = Projection.status == ProjectionStatus.queued.value
+            won = rows_affected(s, conditional_update(Projection).where(Projection.id == projection_id, queued)
+                                .values(enqueued_at=db_now(), enqueue_count=Projection.enqueue_count + 1))
+            return won == 1
 
     # ------------------------------------------------------------------ reads
     def find(self, tenant: str, job_id: str, projection_id: str) -> ProjectionRecord | None:
@@ -187,9 +188,10 @@ class ProjectionRepo:
         """A finished projection's row and files (targets, reconstructions, GIFs) go; the latents it saved stay
         (they are latents of the job, deleted on their own or with the job). False while it is unfinished."""
         with self.db.write() as s:
-            res = s.execute(delete(Projection).where(Projection.id == projection_id, Projection.job_id == job_id,
-                                                     Projection.tenant == tenant, Projection.status.in_(TERMINAL)))
-            if res.rowcount != 1:
+            gone = rows_affected(s, delete(Projection).where(
+                Projection.id == projection_id, Projection.job_id == job_id, Projection.tenant == tenant,
+                Projection.status.in_(TERMINAL)))
+            if gone != 1:
                 return False
             blobs.release_prefix(s, tenant, projection_prefix(tenant, job_id, projection_id))
             return True
@@ -220,7 +222,7 @@ def claim(db: Database, tenant: str, projection_id: str, worker_id: str, stale_a
         ).first()
         if got is None:
             return None
-        return ProjectionRecord.from_row(s.get(Projection, projection_id))
+        return ProjectionRecord.from_row(s.get_one(Projection, projection_id))
 
 
 class ProjectionLease:

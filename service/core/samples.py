@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from service.core import blobs, object_keys
 from service.core.db.engine import Database
 from service.core.db.models import SampleSet
-from service.core.db.sql import conditional_update
+from service.core.db.sql import conditional_update, rows_affected
 from service.core.quotas import Quotas, check_storage, lock_tenant
 from service.core.storage import ObjectStore, StorageError
 
@@ -83,9 +83,8 @@ class SampleSetRepo:
 
     def delete(self, tenant: str, job_id: str, sample_id: str) -> bool:
         with self.db.write() as s:
-            res = s.execute(delete(SampleSet).where(SampleSet.id == sample_id, SampleSet.job_id == job_id,
-                                                    SampleSet.tenant == tenant, SampleSet.status == "ready"))
-            if res.rowcount != 1:
+            if rows_affected(s, delete(SampleSet).where(SampleSet.id == sample_id, SampleSet.job_id == job_id,
+                                                        SampleSet.tenant == tenant, SampleSet.status == "ready")) != 1:
                 return False
             blobs.release_prefix(s, tenant, object_keys.job_sample_prefix(tenant, job_id, sample_id))
             return True

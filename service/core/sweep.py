@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, delete, select
 
@@ -26,7 +27,7 @@ from service.core import object_keys
 from service.core.blobs import purge_deleted, release_prefix
 from service.core.db.engine import Database
 from service.core.db.models import Dataset, IdempotencyKey, Job, Model, Projection, RateBucket
-from service.core.db.sql import conditional_update
+from service.core.db.sql import conditional_update, rows_affected
 from service.core.db.types import db_now, seconds_before_now
 from service.core.jobs import JobStatus
 from service.core.settings import Settings
@@ -76,6 +77,7 @@ def _stale_leases(db: Database, settings: Settings, enqueue: Enqueue) -> list[tu
     for row in rows:
         age = (now - row.heartbeat_at).total_seconds() if row.heartbeat_at else 0.0
         same = and_(Job.id == row.id, Job.attempt == row.attempt, stale)  # unchanged since we looked
+        values: dict[str, Any]  # the columns this outcome sets
         if row.status == JobStatus.cancelling.value:
             values, action = {"status": JobStatus.canceled.value, "finished_at": db_now()}, \
                 "canceled (its worker was lost while cancelling)"
@@ -89,7 +91,7 @@ def _stale_leases(db: Database, settings: Settings, enqueue: Enqueue) -> list[tu
             values = {"status": JobStatus.queued.value, "worker_id": None, "heartbeat_at": None, "enqueued_at": None}
             action = f"re-queued (heartbeat {age:.0f} s old, attempt {row.attempt})"
         with db.write() as s:
-            won = s.execute(conditional_update(Job).where(same).values(updated_at=db_now(), **values)).rowcount
+            won = rows_affected(s, conditional_update(Job).where(same).values(updated_at=db_now(), **values))
             if won:
                 emit_status(s, row.id)
         if won:
@@ -145,6 +147,7 @@ def _stale_projections(db: Database, settings: Settings, enqueue: Enqueue) -> li
     actions = []
     for row in rows:
         same = and_(Projection.id == row.id, Projection.attempt == row.attempt, stale)
+        values: dict[str, Any]  # the columns this outcome sets
         if row.cancel_requested_at is not None:
             values, action = {"status": "canceled", "finished_at": db_now()}, "projection canceled (worker lost)"
         elif row.attempt >= settings.max_attempts:
@@ -157,7 +160,7 @@ def _stale_projections(db: Database, settings: Settings, enqueue: Enqueue) -> li
             values = {"status": "queued", "worker_id": None, "enqueued_at": None}
             action = f"projection re-queued (attempt {row.attempt})"
         with db.write() as s:
-            won = s.execute(conditional_update(Projection).where(same).values(updated_at=db_now(), **values)).rowcount
+            won = rows_affected(s, conditional_update(Projection).where(same).values(updated_at=db_now(), **values))
         if won:
             actions.append((row.id, action))
             if values["status"] == "queued":

@@ -12,6 +12,7 @@ leaves an "uploading" row that the sweep removes, with its objects, later.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from sqlalchemy import delete, select
 from service.core import blobs, object_keys
 from service.core.db.engine import Database
 from service.core.db.models import Dataset, Job, Model
-from service.core.db.sql import conditional_update
+from service.core.db.sql import conditional_update, rows_affected
 from service.core.jobs import ACTIVE
 from service.core.quotas import Quotas, check_storage, lock_tenant
 from service.core.storage import ObjectStore, StorageError
@@ -95,6 +96,7 @@ class _UploadRepo(Generic[R]):
                                                     self.table.status == "ready"))
             return self._view(row) if row is not None else None
 
+    # In this class's later annotations `list` is this method: they write builtins.list.
     def list(self, tenant: str, limit: int = 100, cursor: str | None = None) -> tuple[list[R], str | None]:
         """Newest first; `cursor` is the last id of the previous page."""
         q = select(self.table).where(self.table.tenant == tenant, self.table.status == "ready")
@@ -105,7 +107,7 @@ class _UploadRepo(Generic[R]):
         page = [self._view(r) for r in rows[:limit]]
         return page, (page[-1].id if len(rows) > limit else None)
 
-    def reserve(self, rec: R, objects: list[tuple[str, int]], quotas: Quotas | None) -> R:
+    def reserve(self, rec: R, objects: builtins.list[tuple[str, int]], quotas: Quotas | None) -> R:
         """Insert the row as `uploading` and charge its objects' sizes (QuotaExceeded when they do not fit)."""
         with self.db.write() as s:
             lock_tenant(s, rec.tenant)
@@ -120,7 +122,8 @@ class _UploadRepo(Generic[R]):
             s.refresh(row)
             return self._view(row)
 
-    def create(self, rec: R, files: list[tuple[str, Path, str]], store: ObjectStore, quotas: Quotas | None) -> R:
+    def create(self, rec: R, files: builtins.list[tuple[str, Path, str]], store: ObjectStore,
+               quotas: Quotas | None) -> R:
         """reserve -> put `files` (key, local path, content type) -> publish; on any failure, abort."""
         rec = self.reserve(rec, [(key, path.stat().st_size) for key, path, _ in files], quotas)
         try:
@@ -149,9 +152,8 @@ class _UploadRepo(Generic[R]):
             pass  # the sweep finishes it
 
     def _delete_row(self, s: Any, tenant: str, ident: str) -> bool:
-        res = s.execute(delete(self.table).where(self.table.id == ident, self.table.tenant == tenant,
-                                                 self.table.status == "ready"))
-        if res.rowcount != 1:
+        if rows_affected(s, delete(self.table).where(self.table.id == ident, self.table.tenant == tenant,
+                                                     self.table.status == "ready")) != 1:
             return False
         blobs.release_prefix(s, tenant, self.prefix(tenant, ident))
         return True

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, aliased
 
 from service.core.db.engine import Database
 from service.core.db.models import Job, TenantWebhook, WebhookDelivery
-from service.core.db.sql import conditional_update, insert_ignore
+from service.core.db.sql import conditional_update, insert_ignore, rows_affected
 from service.core.db.types import db_now, seconds_after_now, seconds_before_now
 from service.core.ids import new_id
 from service.core.settings import Settings
@@ -82,7 +82,7 @@ def tenant_webhook(s: Session, tenant: str) -> TenantWebhook:
     return s.execute(select(TenantWebhook).where(TenantWebhook.tenant == tenant)).scalar_one()
 
 
-def _target(s: Session, job: Job) -> tuple[str, list[str]] | None:
+def _target(s: Session, job: Job) -> tuple[str | None, list[str]] | None:
     if job.webhook:
         return job.webhook.get("url"), list(job.webhook.get("events") or EVENTS)
     row = s.get(TenantWebhook, job.tenant)
@@ -135,11 +135,11 @@ def _claim_due(db: Database, limit: int) -> list[WebhookDelivery]:
     claimed = []
     for ident in ids:
         with db.write() as s:
-            won = s.execute(conditional_update(WebhookDelivery)
-                            .where(WebhookDelivery.id == ident, WebhookDelivery.status == "pending", free)
-                            .values(lease_until=seconds_after_now(LEASE_S))).rowcount
+            won = rows_affected(s, conditional_update(WebhookDelivery)
+                                .where(WebhookDelivery.id == ident, WebhookDelivery.status == "pending", free)
+                                .values(lease_until=seconds_after_now(LEASE_S)))
             if won:
-                claimed.append(s.get(WebhookDelivery, ident))
+                claimed.append(s.get_one(WebhookDelivery, ident))  # ours: we just leased it
     return claimed
 
 

@@ -71,7 +71,7 @@ def put_webhook(body: WebhookConfig, core: CoreDep, settings: SettingsDep, tenan
         webhooks.tenant_webhook(s, tenant)
         s.execute(conditional_update(TenantWebhook).where(TenantWebhook.tenant == tenant)
                   .values(url=body.url, events=sorted(set(body.events))))
-        return _view(s.get(TenantWebhook, tenant, populate_existing=True))
+        return _view(s.get_one(TenantWebhook, tenant, populate_existing=True))
 
 
 @router.post("/v1/webhooks/rotate-secret", response_model=TenantWebhookView,
@@ -81,7 +81,7 @@ def rotate_secret(core: CoreDep, tenant: TenantDep) -> TenantWebhookView:
         webhooks.tenant_webhook(s, tenant)
         s.execute(conditional_update(TenantWebhook).where(TenantWebhook.tenant == tenant)
                   .values(secret=webhooks.new_secret()))
-        return _view(s.get(TenantWebhook, tenant, populate_existing=True))
+        return _view(s.get_one(TenantWebhook, tenant, populate_existing=True))
 
 
 @router.get("/v1/jobs/{job_id}/webhook-deliveries", response_model=DeliveryList,

@@ -63,14 +63,17 @@ def _check_metadata(v: dict[str, str] | None) -> dict[str, str] | None:
     return v
 
 
+WebhookEvent = Literal["job.status", "job.checkpoint", "job.metrics"]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("job.status", "job.checkpoint", "job.metrics")
+
+
 class WebhookSpec(BaseModel):
     """Where this job's events go (instead of the tenant's default webhook), and which."""
 
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(min_length=8, max_length=2000)
-    events: list[Literal["job.status", "job.checkpoint", "job.metrics"]] = Field(
-        default_factory=lambda: ["job.status", "job.checkpoint", "job.metrics"], min_length=1, max_length=3)
+    events: list[WebhookEvent] = Field(default_factory=lambda: list(WEBHOOK_EVENTS), min_length=1, max_length=3)
 
 
 class JobCreate(BaseModel):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import literal_column
+from sqlalchemy import CursorResult, Executable, literal_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,12 @@ def insert_ignore(session: Session, table: Any, values: dict[str, Any], index_el
     rowcount: psycopg reports no rowcount for this statement.)"""
     stmt = insert_for(session, table).values(**values).on_conflict_do_nothing(index_elements=index_elements)
     return 0 if session.execute(stmt.returning(literal_column("1"))).first() is None else 1
+
+
+def rows_affected(session: Session, stmt: Executable) -> int:
+    """Run an UPDATE or DELETE and return its rowcount: how many rows its WHERE matched. (Session.execute is
+    typed as returning a Result; for these statements it is a CursorResult, which carries the count.)"""
+    return cast(CursorResult[Any], session.execute(stmt)).rowcount
 
 
 def conditional_update(model: Any) -> Any:

@@ -44,8 +44,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(dest: Path, write: Callable[[BinaryIO], None], what: str) -> None:
-    """Write `dest` atomically via `write(fileobj)`; ENOSPC becomes StorageFull with no temp left behind."""
+def atomic_write(dest: Path, write: Callable[[BinaryIO], object], what: str) -> None:
+    """Write `dest` atomically via `write(fileobj)` (its return value is ignored); ENOSPC becomes StorageFull
+    with no temp left behind."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
     try:

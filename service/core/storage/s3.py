@@ -389,7 +389,7 @@ class S3Store(ObjectStore):
 
         return self._call("get", get, key)
 
-    def iter_bytes(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    def iter_bytes(self, key: str, chunk_size: int = 1 << 20) -> _ObjectStream:
         """Stream the object. Opens eagerly (a missing key raises here, not on next()).
         A connection lost mid-stream is resumed with a Range request pinned to the same
         ETag (If-Match), so the chunks never mix two versions of an object. The returned
