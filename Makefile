@@ -9,7 +9,7 @@ PORT   ?= 8000
 DATA   ?= ./data
 PYTEST_ARGS ?=
 
-.PHONY: venv run test browser bench-quick compose-env clean
+.PHONY: venv run lint test browser bench-quick compose-env clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,11 @@ $(STAMP): pyproject.toml Makefile
 # and a server-less broker: no Redis, no MinIO needed.
 run: venv
 	$(BIN)/python -m service up --host $(HOST) --port $(PORT) --data-dir $(DATA)
+
+# Static checks, as configured in pyproject.toml: ruff on the whole repository, mypy on service/, worker/, diggan/.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
 
 # Tests start what they need (an S3 server process, Redis if none answers on 6379).
 test: venv browser
