@@ -100,7 +100,7 @@ def cut_logs(run_dir: Path, kimg: float) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -295,6 +295,9 @@ class Grid:
     final_num_gen: int = 5000
     final_metrics: tuple[str, ...] = ("kid", "fid")
     prune_checkpoints: bool = False
+    # Which runs this process trains and scores (all when None); reports always cover every run, so
+    # several processes can share one grid, e.g. one per seed.
+    work: Callable[[RunSpec], bool] | None = None
 
 
 def run_grid(grid: Grid, report: Callable[[list[dict[str, Any]]], None] | None = None,
@@ -322,7 +325,7 @@ def run_grid(grid: Grid, report: Callable[[list[dict[str, Any]]], None] | None =
     phases = tuple(phases)
     index = {id(spec): i for i, spec in enumerate(grid.runs, 1)}
     for block in dict.fromkeys(s.block for s in grid.runs):
-        runs = [s for s in grid.runs if s.block == block]
+        runs = [s for s in grid.runs if s.block == block and (grid.work is None or grid.work(s))]
         if "train" in phases:
             for spec in runs:
                 run_dir = spec.run_dir(grid.out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from grid import Grid, RunSpec, run_grid, slug  # noqa: E402
+from grid import _write_text as write_text  # noqa: E402
 from report import group_markdown, groups_of, plot_group  # noqa: E402
 
 from gan_core.config import TrainConfig  # noqa: E402
@@ -61,23 +63,28 @@ class Reporter:
         self.out.mkdir(parents=True, exist_ok=True)
         result = {"title": self.title, **self.meta, "wall_seconds_this_sitting": round(time.perf_counter() - self.t0, 1),
                   "runs": records}
-        (self.out / "results.json").write_text(json.dumps(result, indent=1))
+        write_text(self.out / "results.json", json.dumps(result, indent=1))
         parts = [f"## {self.title}", ""]
         for g in groups_of(records):
             parts.append(group_markdown(records, g, self.pairs, self.group_titles.get(g, g)))
             parts.append(f"![curves](curves-{slug(g)}.png)\n")
             try:
-                plot_group(records, g, self.out / f"curves-{slug(g)}.png", self.group_titles.get(g, g))
+                png = self.out / f"curves-{slug(g)}.png"
+                tmp = png.with_name(f".{os.getpid()}.{png.name}")
+                plot_group(records, g, tmp, self.group_titles.get(g, g))
+                if tmp.exists():
+                    os.replace(tmp, png)
             except Exception as exc:  # noqa: BLE001  a figure must never stop the grid
                 print(f"  plot failed: {exc}", flush=True)
-        (self.out / "results.md").write_text("\n".join(parts))
+        write_text(self.out / "results.md", "\n".join(parts))
 
 
 def run_arm_grid(specs: list[RunSpec], out: Path, device: str, final_num_gen: int, title: str,
                  pairs: list[tuple[str, str]] | None = None, phases: tuple[str, ...] = ("train", "score"),
                  prune_checkpoints: bool = False, meta: dict[str, Any] | None = None,
-                 group_titles: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    grid = Grid(specs, out, device=device, final_num_gen=final_num_gen, prune_checkpoints=prune_checkpoints)
+                 group_titles: dict[str, str] | None = None,
+                 work: Callable[[RunSpec], bool] | None = None) -> list[dict[str, Any]]:
+    grid = Grid(specs, out, device=device, final_num_gen=final_num_gen, prune_checkpoints=prune_checkpoints, work=work)
     reporter = Reporter(out, title, pairs or [], {"device": device, "final_num_gen": final_num_gen, **(meta or {})},
                         group_titles)
     return run_grid(grid, reporter, phases)

@@ -118,6 +118,7 @@ def test_a_changed_config_is_refused(data: Path, trained: Path, tmp_path: Path) 
         run_grid(Grid([shorter], out), phases=("train",))
 
 
+@pytest.mark.slow  # Inception on the CPU
 def test_score_once_per_sample_size(data: Path, trained: Path, tmp_path: Path) -> None:
     spec = specs(data)[0]
     tmp_path = copy_of(trained, tmp_path)
@@ -144,3 +145,14 @@ def test_a_longer_kimg_continues_the_finished_run(data: Path, trained: Path, tmp
     assert json.loads((run_dir / "config.json").read_text())["kimg"] == 0.048
     ticks = [json.loads(line)["kimg"] for line in (run_dir / "stats.jsonl").read_text().splitlines()]
     assert ticks == pytest.approx([0.008, 0.016, 0.024, 0.032, 0.04, 0.048])
+
+
+def test_a_process_works_only_on_its_share_and_reports_all(data: Path, trained: Path, tmp_path: Path) -> None:
+    out = copy_of(trained, tmp_path)
+    more = specs(data) + [RunSpec("synth", arm, 1, micro(seed=1), data) for arm in ("a", "b+x")]
+    seen = []
+    records = run_grid(Grid(more, out, work=lambda s: s.seed == 1 and s.arm == "a"), report=seen.append,
+                       phases=("train",))
+    assert [(r["arm"], r["seed"], r["status"]) for r in records] == [
+        ("a", 0, "trained"), ("b+x", 0, "trained"), ("a", 1, "trained"), ("b+x", 1, "new")]
+    assert len(seen[-1]) == 4  # the report covers the runs other processes own
