@@ -220,6 +220,25 @@ PRESETS: dict[str, TrainConfig] = {
         snapshot_ticks=5,  # ours
         metrics_num_gen=500,  # ours: Inception on a CPU is ~20 images/s, keep snapshot metrics short
     ),
+    # Ours: faces a person recognises from 100 images in about 30 minutes on 2 CPU cores (docs/results.md,
+    # "What a CPU user gets"). 32x32: at 64x64 a comparable net still drew striped faces at 20 kimg.
+    "cpu-faces": TrainConfig(
+        preset="cpu-faces",
+        # channels min(1024 // res, 128): 32 at 32x32, 64 at 16x16, 128 below; the pilot drew recognisable faces
+        # from ~40 kimg with it (cpu-tiny's 32-channel cap: blotchy faces, KID ~0.4, at the same kimg)
+        network=NetworkConfig(resolution=32, z_dim=64, w_dim=64, mapping_layers=2, channel_base=1024,
+                              channel_max=128),  # mapping 2: NVlabs 'auto'
+        augment=AugmentConfig(kind="ada"),  # NVlabs --aug=ada; ada_kimg 100 (AugmentConfig: NVlabs' fine-tune value)
+        regularizers=[_diggan(100.0), _r1(nvlabs_auto_r1_gamma(32, 16))],  # DigGAN paper 4.4; NVlabs 'auto' 0.0128
+        batch_size=16,  # ours: per kimg cheaper on CPU than 8 (bench measurement in docs/results.md)
+        g_lr=0.0025,  # NVlabs 'auto' (res < 1024)
+        d_lr=0.0025,
+        ema_kimg=5.0,  # NVlabs 'auto': batch * 10 / 32
+        kimg=100.0,  # ours: about 30 minutes on 2 idle cores (docs/results.md)
+        tick_kimg=1.0,  # ours
+        snapshot_ticks=10,  # ours: a checkpoint and grid every 10 kimg
+        metrics_num_gen=500,  # ours: Inception on a CPU is slow, keep snapshot metrics short
+    ),
     # The DigGAN paper's 100-shot StyleGAN2-ADA setting (section 4.4: 256x256, 600 kimg, lambda 100 on
     # StyleGAN2 + ADA), with NVlabs' 'auto' config at 256x256 on one GPU (train.py: mb = min(4096 // 256,
     # 32) = 16, mbstd = min(16, 4) = 4, fmaps 0.5 -> channel_base 16384, lrate 0.0025, map 2,

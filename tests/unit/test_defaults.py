@@ -130,3 +130,21 @@ def test_other_registry_defaults_match_their_sources() -> None:
     assert suggested_defaults("dragan")[0] == 10.0  # kodalinaveen3/DRAGAN lambda_ = 10
     assert REGISTRY["dragan"].params["noise_scale"] == 0.5  # DRAGAN: 0.5 * X.std() * U[0, 1)
     assert REGISTRY["nice"].params["target"] == 0.6  # ADA's target (NVlabs train.py)
+
+
+# ---------------------------------------------------------------- cpu-faces: ours, measured (docs/results.md)
+
+
+def test_cpu_faces_is_the_measured_cpu_preset() -> None:
+    cfg = get_preset("cpu-faces")
+    net = cfg.network
+    assert (net.resolution, net.channel_base, net.channel_max, net.mapping_layers) == (32, 1024, 128, 2)
+    assert (net.z_dim, net.w_dim) == (64, 64)
+    assert cfg.augment.kind == "ada" and cfg.augment.ada_kimg == 100.0
+    dig, r1 = cfg.regularizer("diggan"), cfg.regularizer("r1")
+    assert (dig.weight, dig.interval, dig.scale_by_interval) == (100.0, 8, True)  # paper 4.4, lazy as cpu-tiny
+    assert r1.weight == pytest.approx(nvlabs_auto_r1_gamma(32, 16)) and r1.interval == 16  # NVlabs 'auto'
+    assert (cfg.batch_size, cfg.g_lr, cfg.d_lr) == (16, 0.0025, 0.0025)  # ours; NVlabs 'auto' lrate
+    assert cfg.ema_kimg == pytest.approx(16 * 10 / 32) and cfg.ema_rampup == 0.05  # NVlabs 'auto'
+    assert cfg.mirror is True and cfg.kimg == 100.0
+    validate_config(cfg)
