@@ -33,7 +33,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/python -m mypy
 
-# Tests start what they need (an S3 server process, Redis if none answers on 6379).
+# Tests start what they need: an S3 server process, and Redis (6379) and PostgreSQL (5432) where none answers.
 test: venv browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

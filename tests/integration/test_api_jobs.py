@@ -57,7 +57,7 @@ def test_create_with_overrides(server, dataset_id):
 
 
 @pytest.mark.parametrize("patch,needle", [
-    ({"preset": "huge"}, "cpu-tiny, low-shot-256, paper256"),
+    ({"preset": "huge"}, "cpu-tiny, cpu-faces, low-shot-256, paper256"),
     ({"augment": "mixup"}, "'ada', 'diffaugment' or 'none'"),
     ({"regularizers": [{"name": "gp", "weight": 1}]}, "diggan, dragan, gp1, lecam, maskedgan, nice, r1, r2"),
     ({"regularizers": [{"name": "diggan", "weight": 1, "beta": 2}]}, "alpha"),
