@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -15,6 +14,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from service.api.deps import CeleryDep, CoreDep, JobsDep, ModelsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep
+from service.api.event_stream import StreamPacer, acquire_stream_slot, event_stream_response, sse
 from service.api.init_from import resolve_init_from
 from service.api.job_config import JobConfigError, charged_kimg, fit_config_to_dataset, resolve_config_dict
 from service.api.lookups import load_dataset, load_job, require_checkpoint
@@ -26,14 +26,10 @@ from service.core.ids import is_valid_id
 from service.core.jobs import DatasetMissing, IdempotencyConflict, JobBusy, JobRecord, JobRepo, JobStatus
 from service.core.queue import enqueue_calibration, enqueue_train
 from service.core.quotas import check_new_job
-from service.core.services import Core
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 log = logging.getLogger(__name__)
 
-SSE_POLL_S = 0.5
-SSE_KEEPALIVE_S = 15.0
-STREAM_SLOT_TTL_S = 180.0  # an open stream extends its slot well before this; a dead process' slot lapses
 
 
 def job_view(rec: JobRecord) -> Job:
@@ -217,14 +213,6 @@ def job_metrics(job_id: str, jobs: JobsDep, tenant: TenantDep) -> Metrics:
     return Metrics(job_id=rec.id, ticks=jobs.ticks(rec.id), snapshots=jobs.snapshots(rec.id))
 
 
-def _sse(event: str, data: object, event_id: str | None = None) -> bytes:
-    lines = [f"event: {event}"]
-    if event_id is not None:
-        lines.append(f"id: {event_id}")
-    lines.append("data: " + json.dumps(data, default=str, separators=(",", ":")))
-    return ("\n".join(lines) + "\n\n").encode()
-
-
 @router.get("/{job_id}/events", summary="Server-sent events: `state` on each status change, `tick` per tick, "
             "`end` at a terminal state; `idle` (then the stream closes: reconnect with since_tick) after "
             "events_idle_timeout_s without news", response_class=StreamingResponse,
@@ -234,55 +222,42 @@ async def job_events(
     since_tick: Annotated[int, Query(ge=0, le=2**31, description="replay ticks after this one")] = 0,
 ) -> StreamingResponse:
     rec = await anyio.to_thread.run_sync(load_job, jobs, tenant, job_id)
-    # One of the tenant's open-stream slots (429 past the limit), held while the stream is open.
-    slot = await anyio.to_thread.run_sync(core.slots.acquire, tenant, "events", settings.max_event_streams_per_tenant,
-                                          STREAM_SLOT_TTL_S)
-    stream = _events(request, core, rec, since_tick, slot, settings.events_idle_timeout_s)
-    return StreamingResponse(stream, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    slot = await acquire_stream_slot(core, tenant, settings)
+    pacer = StreamPacer(request, core, slot, settings.events_idle_timeout_s)
+    return event_stream_response(_events(pacer, rec, since_tick))
 
 
-async def _events(request: Request, core: Core, rec: JobRecord, since_tick: int, slot: str,
-                  idle_timeout_s: float) -> AsyncIterator[bytes]:
-    jobs = core.jobs
+async def _events(pacer: StreamPacer, rec: JobRecord, since_tick: int) -> AsyncIterator[bytes]:
+    jobs = pacer.core.jobs
     last_state: tuple | None = None
     last_tick = since_tick
-    quiet = idle = held = 0.0
-    try:
+    async with pacer:
         while True:
             state = (rec.status, rec.latest_checkpoint, rec.error)
             if state != last_state:
-                yield _sse("state", job_view(rec).model_dump(mode="json"))
-                last_state, quiet, idle = state, 0.0, 0.0
+                yield sse("state", job_view(rec).model_dump(mode="json"))
+                last_state = state
+                pacer.news()
             newest = int((rec.latest_tick or {}).get("tick") or 0)
             if newest > last_tick:
                 for t in await anyio.to_thread.run_sync(jobs.ticks, rec.id, last_tick):
-                    yield _sse("tick", t, str(t.get("tick")))
+                    yield sse("tick", t, str(t.get("tick")))
                     last_tick = max(last_tick, int(t.get("tick") or 0))
-                quiet = idle = 0.0
+                pacer.news()
             if rec.terminal:
-                yield _sse("end", {"status": rec.status.value})
+                yield sse("end", {"status": rec.status.value})
                 return
-            if idle >= idle_timeout_s:  # nothing new for a long time: free the slot; the client reconnects
-                yield _sse("idle", {"after_s": idle_timeout_s, "since_tick": last_tick})
+            if pacer.idle_expired:  # free the slot; the client reconnects with since_tick
+                yield sse("idle", {"after_s": pacer.idle_timeout_s, "since_tick": last_tick})
                 return
-            if quiet >= SSE_KEEPALIVE_S:
-                yield b": keep-alive\n\n"  # stops proxies from closing an idle stream
-                quiet = 0.0
-            await asyncio.sleep(SSE_POLL_S)
-            quiet, idle, held = quiet + SSE_POLL_S, idle + SSE_POLL_S, held + SSE_POLL_S
-            if held >= STREAM_SLOT_TTL_S / 3:
-                await anyio.to_thread.run_sync(core.slots.extend, slot, STREAM_SLOT_TTL_S)
-                held = 0.0
-            if await request.is_disconnected():
+            if keep_alive := pacer.keep_alive():
+                yield keep_alive
+            if not await pacer.wait():
                 return
             fresh = await anyio.to_thread.run_sync(jobs.find, rec.tenant, rec.id)
             if fresh is None:  # deleted meanwhile
                 return
             rec = fresh
-    finally:
-        with anyio.CancelScope(shield=True):  # also when the client went away mid-stream
-            await anyio.to_thread.run_sync(core.slots.release, slot)
 
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList, summary="Stored checkpoints, oldest first")

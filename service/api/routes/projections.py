@@ -12,9 +12,7 @@ generator's resolution, stored as PNG); the optimisation never runs inside a req
 
 from __future__ import annotations
 
-import asyncio
 import io
-import json
 import logging
 import unicodedata
 from collections.abc import AsyncIterator
@@ -29,6 +27,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from service.api.dataset_ingest import UploadTooLarge, _limited
 from service.api.deps import CeleryDep, CoreDep, JobsDep, PrincipalDep, SettingsDep, TenantDep, in_upload_pool
+from service.api.event_stream import StreamPacer, acquire_stream_slot, event_stream_response, sse
 from service.api.latent_ops import projection_repo, require_stylegan2_job
 from service.api.lookups import load_job, require_checkpoint
 from service.api.schemas.common import ERROR_RESPONSES
@@ -49,9 +48,6 @@ ProjectionsDep = Annotated[ProjectionRepo, Depends(projection_repo)]
 HOW_TO = ("send multipart/form-data with one or more image fields 'file' (curl -F file=@face.jpg), and optionally "
           "the fields checkpoint, steps, w_plus, distance, seed")
 FIELDS = ("checkpoint", "steps", "w_plus", "distance", "seed")
-SSE_POLL_S = 0.5
-SSE_KEEPALIVE_S = 15.0
-STREAM_SLOT_TTL_S = 180.0
 
 _DEFAULTS = Settings.model_fields  # the OpenAPI document states the default limits
 _UPLOAD_BODY = {
@@ -377,10 +373,6 @@ def delete_projection(job_id: str, projection_id: str, core: CoreDep, jobs: Jobs
 # ----------------------------------------------------------------------------------------- events
 
 
-def _sse(event: str, data: object) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, default=str, separators=(',', ':'))}\n\n".encode()
-
-
 @router.get("/{projection_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}},
             summary="Server-sent events: `state` (the projection) whenever its status or progress changes, `end` at "
@@ -389,42 +381,31 @@ async def projection_events(job_id: str, projection_id: str, request: Request, c
                             repo: ProjectionsDep, settings: SettingsDep, tenant: TenantDep) -> StreamingResponse:
     rec = await anyio.to_thread.run_sync(load_job, jobs, tenant, job_id)
     p = await anyio.to_thread.run_sync(load_projection, repo, rec, projection_id)
-    slot = await anyio.to_thread.run_sync(core.slots.acquire, tenant, "events", settings.max_event_streams_per_tenant,
-                                          STREAM_SLOT_TTL_S)
-    return StreamingResponse(_events(request, core, repo, p, slot, settings.events_idle_timeout_s),
-                             media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    slot = await acquire_stream_slot(core, tenant, settings)
+    pacer = StreamPacer(request, core, slot, settings.events_idle_timeout_s)
+    return event_stream_response(_events(pacer, repo, p, _base(request)))
 
 
-async def _events(request: Request, core: Core, repo: ProjectionRepo, p: ProjectionRecord, slot: str,
-                  idle_timeout_s: float) -> AsyncIterator[bytes]:
-    base, last = _base(request), None
-    quiet = idle = held = 0.0
-    try:
+async def _events(pacer: StreamPacer, repo: ProjectionRepo, p: ProjectionRecord, base: str) -> AsyncIterator[bytes]:
+    last = None
+    async with pacer:
         while True:
             state = (p.status, p.steps_done, p.distance, sum(i.get("status") == "done" for i in p.images), p.error)
             if state != last:
-                yield _sse("state", projection_view(p, base).model_dump(mode="json"))
-                last, quiet, idle = state, 0.0, 0.0
+                yield sse("state", projection_view(p, base).model_dump(mode="json"))
+                last = state
+                pacer.news()
             if p.terminal:
-                yield _sse("end", {"status": p.status.value})
+                yield sse("end", {"status": p.status.value})
                 return
-            if idle >= idle_timeout_s:
-                yield _sse("idle", {"after_s": idle_timeout_s})
+            if pacer.idle_expired:
+                yield sse("idle", {"after_s": pacer.idle_timeout_s})
                 return
-            if quiet >= SSE_KEEPALIVE_S:
-                yield b": keep-alive\n\n"
-                quiet = 0.0
-            await asyncio.sleep(SSE_POLL_S)
-            quiet, idle, held = quiet + SSE_POLL_S, idle + SSE_POLL_S, held + SSE_POLL_S
-            if held >= STREAM_SLOT_TTL_S / 3:
-                await anyio.to_thread.run_sync(core.slots.extend, slot, STREAM_SLOT_TTL_S)
-                held = 0.0
-            if await request.is_disconnected():
+            if keep_alive := pacer.keep_alive():
+                yield keep_alive
+            if not await pacer.wait():
                 return
             fresh = await anyio.to_thread.run_sync(repo.find, p.tenant, p.job_id, p.id)
             if fresh is None:  # deleted meanwhile
                 return
             p = fresh
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(core.slots.release, slot)
