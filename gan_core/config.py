@@ -220,8 +220,9 @@ PRESETS: dict[str, TrainConfig] = {
         snapshot_ticks=5,  # ours
         metrics_num_gen=500,  # ours: Inception on a CPU is ~20 images/s, keep snapshot metrics short
     ),
-    # Ours: faces a person recognises from 100 images in about 30 minutes on 2 CPU cores (docs/results.md,
-    # "What a CPU user gets"). 32x32: at 64x64 a comparable net still drew striped faces at 20 kimg.
+    # Ours, aimed at faces a person recognises from 100 images in about 30 minutes on 2 CPU cores; its own
+    # 30-minute run is not measured yet (docs/results.md, "The overfitting regime on CPU", has the pilot it
+    # comes from). 32x32: at 64x64 a comparable net still drew striped faces at 20 kimg.
     "cpu-faces": TrainConfig(
         preset="cpu-faces",
         # channels min(1024 // res, 128): 32 at 32x32, 64 at 16x16, 128 below; the pilot drew recognisable faces
@@ -234,7 +235,7 @@ PRESETS: dict[str, TrainConfig] = {
         g_lr=0.0025,  # NVlabs 'auto' (res < 1024)
         d_lr=0.0025,
         ema_kimg=5.0,  # NVlabs 'auto': batch * 10 / 32
-        kimg=100.0,  # ours: about 30 minutes on 2 idle cores (docs/results.md)
+        kimg=100.0,  # ours: an estimate from the pilot's speed (about 30 minutes on 2 idle cores), not measured
         tick_kimg=1.0,  # ours
         snapshot_ticks=10,  # ours: a checkpoint and grid every 10 kimg
         metrics_num_gen=500,  # ours: Inception on a CPU is slow, keep snapshot metrics short
