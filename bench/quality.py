@@ -43,7 +43,7 @@ AUGMENTS = ("none", "ada", "diffaugment")
 def cpu_overfit_32() -> TrainConfig:
     """The CPU protocol's base config: StyleGAN2 at 32x32 with a D large enough to overfit 100 images.
 
-    Sources and measurements: docs/results.md, "DigGAN in the overfitting regime".
+    Sources and measurements: docs/results.md, "The overfitting regime on CPU".
     """
     cfg = get_preset("cpu-tiny")
     cfg.preset = "cpu-overfit-32"
