@@ -75,9 +75,13 @@ def resolve_train_config(request: TrainRequest, *, default_preset: str = ARCH_PR
     _apply_fields(cfg, request)
     if request.regularizers is not None:
         cfg.regularizers = [merge_regularizer(spec, cfg.regularizer(spec.name)) for spec in request.regularizers]
-    for spec in request.regularizer_changes:
+    for spec in request.regularizer_changes:  # changed where it stands (the order of the loss terms), else added
         merged = merge_regularizer(spec, cfg.regularizer(spec.name))
-        cfg.regularizers = [r for r in cfg.regularizers if r.name != spec.name] + [merged]
+        names = [r.name for r in cfg.regularizers]
+        if spec.name in names:
+            cfg.regularizers[names.index(spec.name)] = merged
+        else:
+            cfg.regularizers.append(merged)
     # Weight 0 switches a regularizer off (its passes would cost time for nothing); DigGAN stays, weight 0
     # or not, as the documented way to log its smoothed norms without the penalty.
     cfg.regularizers = [r for r in cfg.regularizers if r.weight > 0 or r.name == "diggan"]
