@@ -200,29 +200,29 @@ def _apply_overrides(cfg: TrainConfig, request: TrainRequest) -> TrainConfig:
 _DEFAULT_INTERVAL = cast(int, RegularizerConfig.__dataclass_fields__["interval"].default)
 
 
-def _suggested(name: str) -> tuple[float | None, int, dict[str, float]]:
-    """(weight or None, interval, declared parameters) of regularizer `name`: the defaults, defined once in
-    gan_core.regularizers (suggested_defaults; each class's `params`)."""
+def _suggested(name: str) -> tuple[float | None, int]:
+    """(weight or None, interval) of regularizer `name`: the defaults, defined once in gan_core.regularizers
+    (suggested_defaults). Parameters left out take the regularizer's own defaults (its class's `params`)."""
     from .regularizers import REGISTRY, suggested_defaults
 
     if name not in REGISTRY:
         raise ConfigRequestError(f"unknown regularizer {name!r}; choose from {', '.join(sorted(REGISTRY))}")
     weight, interval = suggested_defaults(name)
-    return weight, interval or _DEFAULT_INTERVAL, {k: float(v) for k, v in dict(REGISTRY[name].params).items()}
+    return weight, interval or _DEFAULT_INTERVAL
 
 
 def default_regularizer(name: str) -> RegularizerConfig:
-    """Regularizer `name` at its suggested weight and interval with its declared parameters: what a request
-    that names it gets when the config has no entry of that name (GET /v1/regularizers lists the same)."""
-    weight, interval, params = _suggested(name)
-    if weight is None:
-        raise ConfigRequestError(f"regularizer {name!r} has no default weight; give one (\"weight\": ...)")
-    return RegularizerConfig(name, float(weight), interval, params)
+    """Regularizer `name` at its suggested weight and interval: what a request that names it gets when the
+    config has no entry of that name (GET /v1/regularizers lists the same numbers)."""
+    return merge_regularizer(RegularizerRequest(name), None)
 
 
 def merge_regularizer(spec: RegularizerRequest, base: RegularizerConfig | None) -> RegularizerConfig:
     """`spec` on top of `base` (the config's entry of that name), else on top of the regularizer's defaults."""
-    weight, interval, declared = _suggested(spec.name)
+    from .regularizers import REGISTRY
+
+    weight, interval = _suggested(spec.name)
+    declared = dict(REGISTRY[spec.name].params)
     unknown = sorted(set(spec.params) - set(declared))
     if unknown:
         allowed = ", ".join(sorted(declared)) or "none"
@@ -230,7 +230,7 @@ def merge_regularizer(spec: RegularizerRequest, base: RegularizerConfig | None) 
     if base is None:
         if spec.weight is None and weight is None:
             raise ConfigRequestError(f"regularizer {spec.name!r} has no default weight; give one (\"weight\": ...)")
-        base = RegularizerConfig(spec.name, float(weight or 0.0), interval, declared)
+        base = RegularizerConfig(spec.name, float(weight or 0.0), interval)
     params = {**base.params, **{k: float(v) for k, v in spec.params.items()}}
     return RegularizerConfig(name=spec.name,
                              weight=float(spec.weight if spec.weight is not None else base.weight),

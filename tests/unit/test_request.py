@@ -12,6 +12,7 @@ import pytest
 
 from gan_core.cli import build_parser, build_train_config, load_config_file, main
 from gan_core.config import (
+    DIGGAN_ALPHA,
     PRESETS,
     SUGGESTED_REGULARIZERS,
     config_from_dict,
@@ -19,7 +20,7 @@ from gan_core.config import (
     get_preset,
 )
 from gan_core.data import make_synthetic_dataset
-from gan_core.regularizers import suggested_defaults
+from gan_core.regularizers import DigGAN, suggested_defaults
 from gan_core.request import ConfigRequestError, TrainRequest, default_regularizer, resolve_train_config
 from service.api.job_config import JobConfigError, resolve_config
 from service.api.schemas.jobs import JobCreate
@@ -68,7 +69,7 @@ def test_cli_and_api_resolve_equivalent_inputs_identically(flags: list[str], bod
 def test_what_the_rules_decide() -> None:
     dig = {r["name"]: r for r in cli_config("--preset", "paper256", "--diggan-weight", "50")["regularizers"]}["diggan"]
     assert dig == {"name": "diggan", "weight": 50.0, "interval": SUGGESTED_REGULARIZERS["diggan"][1],
-                   "params": {"alpha": 0.5}, "scale_by_interval": True}
+                   "params": {}, "scale_by_interval": True}  # alpha: DigGAN's own default
     sngan = {r["name"]: r for r in cli_config("--arch", "biggan", "--reg", "diggan:500")["regularizers"]}["diggan"]
     assert (sngan["interval"], sngan["scale_by_interval"]) == (4, False)  # the preset's cadence is kept
     cfg = cli_config("--kimg", "1", "--snapshot-kimg", "0.1")
@@ -81,7 +82,7 @@ def test_regularizer_defaults_are_defined_once() -> None:
         assert suggested_defaults(name) == (weight, interval)
         reg = default_regularizer(name)
         assert (reg.weight, reg.interval) == (weight, interval)
-    assert default_regularizer("diggan").params == get_preset("cpu-tiny").regularizer("diggan").params
+    assert DigGAN.params == get_preset("cpu-tiny").regularizer("diggan").params == {"alpha": DIGGAN_ALPHA}
     with pytest.raises(ConfigRequestError, match="unknown regularizer 'r3'; choose from"):
         default_regularizer("r3")
 
