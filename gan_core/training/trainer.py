@@ -433,7 +433,8 @@ class Trainer:
         stopped = False
         # Without a checkpoint to roll back to, a divergence goes back to here: an in-memory copy of the
         # state (weights after any pretrained ones were applied, optimizers, RNG, ADA), dropped at the first
-        # checkpoint. One copy of the networks; the 256x256 presets' G+D+G_ema is ~200 MB.
+        # checkpoint. One copy of the networks: measured 1.3 MiB / 0.06 s for cpu-tiny, 270 MiB / ~1 s for
+        # low-shot-256 on a 2-core CPU (G+D+G_ema; Adam's moments are empty before the first step).
         self._start_state = copy.deepcopy(self.state_dict()) if self.last_checkpoint is None else None
         try:
             while self.cur_nimg < self.total_nimg and not stopped:
