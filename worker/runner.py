@@ -7,7 +7,9 @@
 - every snapshot uploads the checkpoint and grid under this attempt's keys, then registers them
   (fenced): a worker that lost its lease can neither overwrite nor register anything;
 - should_stop polls the job's status (throttled) for a cancel, and stops on a lost lease;
-- a heartbeat thread keeps the lease fresh even while one tick runs for minutes.
+- a heartbeat thread keeps the lease fresh even while one tick runs for minutes;
+- divergence is gan_core's Trainer's to handle (one rollback with halved rates, as under `gan_core train`);
+  the runner only records the rollback in the job's `resumes` (on_rollback, fenced).
 """
 
 from __future__ import annotations
