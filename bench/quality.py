@@ -112,7 +112,9 @@ PROTOCOLS = _protocols()
 
 def diggan_config(base: TrainConfig) -> RegularizerConfig:
     """The base preset's DigGAN setting if it has one, else the paper's StyleGAN2 lambda 100 (every 8, x 8)."""
-    return copy.deepcopy(base.regularizer("diggan") or RegularizerConfig("diggan", 100.0, 8, {"alpha": 0.5}))
+    from gan_core.request import default_regularizer
+
+    return copy.deepcopy(base.regularizer("diggan") or default_regularizer("diggan"))
 
 
 def lecam_config(base: TrainConfig) -> RegularizerConfig:

@@ -102,6 +102,11 @@ def cmd_jobs_get(c: DigganClient, a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_jobs_config(c: DigganClient, a: argparse.Namespace) -> int:
+    _print_json(c.get_job(a.job_id)["config"])  # the resolved TrainConfig: `gan_core train --config FILE` reruns it
+    return EXIT_OK
+
+
 def cmd_jobs_cancel(c: DigganClient, a: argparse.Namespace) -> int:
     _print_json(c.cancel_job(a.job_id))
     return EXIT_OK
@@ -472,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--all", action="store_true", help="every page")
     leaf(jobs, "get", cmd_jobs_get, "one job (config, versions, progress)").add_argument("job_id")
+    leaf(jobs, "config", cmd_jobs_config, "the job's resolved training config as JSON (save it and run "
+         "`gan_core train --config FILE --data ... --out ...` to train it locally)").add_argument("job_id")
     leaf(jobs, "watch", cmd_jobs_watch, "progress bar until the job ends (exit 0 only if it succeeds)").add_argument("job_id")
     leaf(jobs, "cancel", cmd_jobs_cancel, "stop a job at its next tick (it keeps a final checkpoint)").add_argument("job_id")
     leaf(jobs, "metrics", cmd_jobs_metrics, "tick series and snapshot metrics").add_argument("job_id")

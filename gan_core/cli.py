@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -20,6 +21,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, grids, stats.jsonl)")
     p.add_argument("--preset", choices=preset_names(),
                    help="starting config (default: --arch's preset, cpu-tiny for stylegan2)")
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="start from a stored config instead of a preset: a run's <out>/config.json, or a job's "
+                        "config (`diggan jobs config JOB_ID`, or the JSON of GET /v1/jobs/{id}); flags given "
+                        "next to it override it")
     p.add_argument("--arch", choices=list(ARCH_PRESETS),
                    help="backbone: stylegan2 (cpu-tiny), sngan (sngan-32) or biggan (biggan-32, class-conditional)")
     p.add_argument("--class-folders", action=argparse.BooleanOptionalAction, default=None,
@@ -36,11 +41,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--diggan-interval", type=int, help="apply DigGAN every k minibatches")
     p.add_argument("--r1-gamma", type=float, help="R1 weight (0 disables)")
     p.add_argument("--reg", action="append", default=[], metavar="NAME:WEIGHT[:INTERVAL][:k=v,...]",
-                   help="add or replace a regularizer, e.g. --reg lecam:0.3:1:decay=0.99 --reg r2:1 "
-                        "(names: diggan r1 r2 gp1 dragan lecam nice maskedgan)")
+                   help="add a regularizer or change the config's one of that name (what is left out keeps the "
+                        "config's value, else the regularizer's default), e.g. --reg lecam:0.3:1:decay=0.99 "
+                        "--reg r2:1 (names: diggan r1 r2 gp1 dragan lecam nice maskedgan; weight 0 removes one)")
     p.add_argument("--batch", type=int, help="batch size")
     p.add_argument("--tick-kimg", type=float)
     p.add_argument("--snapshot-ticks", type=int)
+    p.add_argument("--snapshot-kimg", type=float, help="a snapshot every this many kimg (rounded to whole ticks)")
     p.add_argument("--metrics", help="comma-separated snapshot metrics, e.g. kid,fid")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto")
@@ -49,73 +56,68 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
-def build_train_config(args: argparse.Namespace) -> Any:
-    from .config import RegularizerConfig, apply_overrides, get_preset
+def build_train_config(args: argparse.Namespace, pretrained_network: dict[str, Any] | None = None) -> Any:
+    """The run's TrainConfig: the flags as a gan_core.request.TrainRequest, resolved by the rules the API uses."""
+    from .request import resolve_train_config
 
-    cfg = get_preset(train_preset_name(args))
-    if args.kimg is not None:
-        cfg.kimg = args.kimg
-    if args.augment:
-        cfg.augment.kind = args.augment
-    if args.batch:
-        cfg.batch_size = args.batch
-    if args.tick_kimg:
-        cfg.tick_kimg = args.tick_kimg
-    if args.snapshot_ticks:
-        cfg.snapshot_ticks = args.snapshot_ticks
-    if args.seed is not None:
-        cfg.seed = args.seed
-    if args.metrics:
-        cfg.metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    dig = cfg.regularizer("diggan")
-    if any(v is not None for v in (args.diggan_weight, args.diggan_alpha, args.diggan_interval)) and dig is None:
-        dig = RegularizerConfig("diggan", 100.0, 8, {"alpha": 0.5})
-        cfg.regularizers.append(dig)
-    if dig is not None:
-        if args.diggan_weight is not None:
-            dig.weight = args.diggan_weight
-        if args.diggan_alpha is not None:
-            dig.params["alpha"] = args.diggan_alpha
-        if args.diggan_interval is not None:
-            dig.interval = args.diggan_interval
+    return resolve_train_config(train_request(args, pretrained_network))
+
+
+def train_request(args: argparse.Namespace, pretrained_network: dict[str, Any] | None = None) -> Any:
+    """The TrainRequest the `train` flags ask for (a flag left out is None: the starting config's value)."""
+    from .request import RegularizerRequest, TrainRequest
+
+    changes = []
+    if any(v is not None for v in (args.diggan_weight, args.diggan_alpha, args.diggan_interval)):
+        changes.append(RegularizerRequest("diggan", args.diggan_weight, args.diggan_interval,
+                                          {} if args.diggan_alpha is None else {"alpha": args.diggan_alpha}))
     if args.r1_gamma is not None:
-        r1 = cfg.regularizer("r1")
-        if r1 is None:
-            cfg.regularizers.append(RegularizerConfig("r1", args.r1_gamma, 16))
-        else:
-            r1.weight = args.r1_gamma
-    for spec in args.reg:
-        reg = parse_reg(spec)
-        cfg.regularizers = [r for r in cfg.regularizers if r.name != reg.name] + [reg]
-    cfg.regularizers = [r for r in cfg.regularizers if r.weight > 0 or r.name == "diggan"]
-    overrides = {}
-    for item in args.set:
+        changes.append(RegularizerRequest("r1", args.r1_gamma))
+    changes += [parse_reg(spec) for spec in args.reg]
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    return TrainRequest(
+        preset=args.preset, arch=args.arch,
+        base=load_config_file(args.config) if getattr(args, "config", None) else None,
+        kimg=args.kimg, seed=args.seed, augment=args.augment or None, batch_size=args.batch or None,
+        metrics=metrics, regularizer_changes=changes, tick_kimg=args.tick_kimg or None,
+        snapshot_ticks=args.snapshot_ticks or None, snapshot_kimg=getattr(args, "snapshot_kimg", None),
+        pretrained_network=pretrained_network, overrides=parse_set(args.set))
+
+
+def load_config_file(path: Path) -> Any:
+    """A stored TrainConfig: a run's config.json, a job's `config`, or a whole job record holding one."""
+    from .config import config_from_dict
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--config {path}: not JSON ({e})") from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict) and "network" not in data:
+        data = data["config"]  # GET /v1/jobs/{id} as saved: the job record around its config
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: expected a JSON object (a TrainConfig), got {type(data).__name__}")
+    try:
+        return config_from_dict(data)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"--config {path}: {e}") from None
+
+
+def parse_set(items: Sequence[str]) -> dict[str, Any]:
+    """['network.channel_base=4096', 'augment.kind=none'] -> {key: JSON value, or the raw string}."""
+    overrides: dict[str, Any] = {}
+    for item in items:
         key, _, raw = item.partition("=")
         try:
             overrides[key] = json.loads(raw)
         except json.JSONDecodeError:
             overrides[key] = raw
-    return apply_overrides(cfg, overrides) if overrides else cfg
-
-
-def train_preset_name(args: argparse.Namespace) -> str:
-    """--preset, else --arch's preset, else cpu-tiny; a --preset of another arch than --arch is an error."""
-    from .config import ARCH_PRESETS, get_preset
-
-    arch = getattr(args, "arch", None)
-    if getattr(args, "preset", None) is None:
-        return ARCH_PRESETS[arch or "stylegan2"]
-    preset_arch = get_preset(args.preset).network.arch
-    if arch is not None and arch != preset_arch:
-        raise ValueError(f"--preset {args.preset} is a {preset_arch} preset but --arch is {arch}; "
-                         f"drop one of them or use --preset {ARCH_PRESETS[arch]}")
-    return args.preset
+    return overrides
 
 
 def parse_reg(spec: str) -> Any:
-    """'lecam:0.3:1:decay=0.99' -> RegularizerConfig (interval defaults to the regularizer's suggestion)."""
-    from .config import RegularizerConfig
-    from .regularizers import REGISTRY, suggested_defaults
+    """'lecam:0.3:1:decay=0.99' -> RegularizerRequest (what is left out is resolved with the config)."""
+    from .regularizers import REGISTRY
+    from .request import RegularizerRequest
     from .specs import parse_regularizer_spec
 
     usage = f"--reg {spec!r}: use NAME:WEIGHT[:INTERVAL][:k=v,...] with NAME in {', '.join(sorted(REGISTRY))}"
@@ -125,18 +127,16 @@ def parse_reg(spec: str) -> Any:
         raise ValueError(usage) from None
     if name not in REGISTRY:
         raise ValueError(usage)
-    if interval is None:
-        interval = suggested_defaults(name)[1] or 16
-    return RegularizerConfig(name, weight, interval, params)
+    return RegularizerRequest(name, weight, interval, params)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import CONDITIONAL_ARCHS, config_to_dict, fit_to_dataset
     from .data import prepare_dataset
-    from .training import Trainer, TrainingCallbacks
+    from .training import Trainer, TrainingCallbacks, TrainingDiverged
 
-    cfg = build_train_config(args)
-    pretrained = _init_from(args, cfg) if args.init_from else None
+    pretrained = _load_init_from(args.init_from) if args.init_from else None
+    cfg = build_train_config(args, dataclasses.asdict(pretrained.network) if pretrained is not None else None)
     class_folders = args.class_folders
     if class_folders is None:
         class_folders = cfg.network.arch in CONDITIONAL_ARCHS and cfg.network.num_classes != 1
@@ -165,6 +165,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         def should_stop(self) -> bool:
             return interrupted.is_set()
 
+        def on_rollback(self, rollback: Any) -> None:
+            where = rollback.checkpoint or "the start of training"
+            print(f"\n{rollback.reason}; rolled back once to {where} with halved learning rates "
+                  f"(g_lr={rollback.g_lr:g}, d_lr={rollback.d_lr:g})", file=sys.stderr)
+
     def on_interrupt(signum: int, frame: Any) -> None:
         if interrupted.is_set():  # a second Ctrl-C: stop now, without the checkpoint
             raise KeyboardInterrupt
@@ -182,6 +187,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"starting from pretrained {pretrained.kind} {args.init_from}", file=sys.stderr)
     try:
         result = trainer.run()
+    except TrainingDiverged as exc:  # diverged again after its one rollback: the message says what to change
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         signal.signal(signal.SIGINT, previous)
         tensorboard.close()
@@ -198,20 +206,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _init_from(args: argparse.Namespace, cfg: Any) -> Any:
-    """Load --init-from and give `cfg` its network; explicit --set network.* values must agree with it."""
-    from .training.transfer import adopt_network, load_pretrained
+def _load_init_from(path: Path) -> Any:
+    """--init-from's weights; the run takes their network (gan_core.request checks --set network.* against it)."""
+    from .training.transfer import load_pretrained
 
-    pretrained = load_pretrained(args.init_from)
-    explicit = {}
-    for item in args.set:
-        key, _, raw = item.partition("=")
-        if key.startswith("network."):
-            try:
-                explicit[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                explicit[key] = raw
-    adopt_network(cfg, pretrained, explicit)
+    pretrained = load_pretrained(path)
     for note in pretrained.notes:
         print(f"note: {note}", file=sys.stderr)
     return pretrained

@@ -178,11 +178,21 @@ def diggan_cifar_lambda(data_fraction: float, diffaugment: bool = False) -> floa
     return table[data_fraction]
 
 
-def _diggan(weight: float, alpha: float = 0.5, interval: int = 8, scale_by_interval: bool = True) -> RegularizerConfig:
-    # alpha 0.5: the authors' smoothing weight (AilsaF/DigGAN train_fns.py: 0.5 * grad + 0.5 * grad_ema).
-    # StyleGAN2 presets: lazy every 8 minibatches with the weight x 8, like NVlabs' lazy R1 (there is no
-    # authors' StyleGAN2 code); bench/train_step.py measured +16% s/kimg at interval 4 and +5% at 16 on
-    # cpu-tiny, and 8 keeps DigGAN within the 15% budget.
+# The suggested weight / interval of DigGAN and R1, defined once: the StyleGAN2 presets below, the CLI's
+# --diggan-*/--r1-gamma flags and an API request naming them (gan_core.request), GET /v1/regularizers
+# (gan_core.regularizers.suggested_defaults) and bench/quality.py all read these.
+#   diggan: lambda 100, the DigGAN paper's StyleGAN2 setting (section 4.4); every 8 minibatches with the
+#           weight x 8, like NVlabs' lazy R1 (there is no authors' StyleGAN2 code): bench/train_step.py measured
+#           +16% s/kimg at interval 4 and +5% at 16 on cpu-tiny, and 8 keeps DigGAN within the 15% budget.
+#           The SNGAN/BigGAN presets use the authors' lambda = 1000 / data fraction, unscaled (diggan_cifar_lambda).
+#   r1:     gamma 1, NVlabs cfg 'paper256' (train.py); every 16, NVlabs D_reg_interval=16.
+SUGGESTED_REGULARIZERS: dict[str, tuple[float, int]] = {"diggan": (100.0, 8), "r1": (1.0, 16)}
+# DigGAN's smoothing weight: the authors' (AilsaF/DigGAN train_fns.py: 0.5 * grad + 0.5 * grad_ema).
+DIGGAN_ALPHA = 0.5
+
+
+def _diggan(weight: float, alpha: float = DIGGAN_ALPHA, interval: int = SUGGESTED_REGULARIZERS["diggan"][1],
+            scale_by_interval: bool = True) -> RegularizerConfig:
     return RegularizerConfig("diggan", weight, interval, {"alpha": alpha}, scale_by_interval)
 
 
@@ -192,7 +202,7 @@ def _diggan_authors(data_fraction: float, d_steps: int) -> RegularizerConfig:
     return _diggan(diggan_cifar_lambda(data_fraction), interval=d_steps, scale_by_interval=False)
 
 
-def _r1(gamma: float, interval: int = 16) -> RegularizerConfig:
+def _r1(gamma: float, interval: int = SUGGESTED_REGULARIZERS["r1"][1]) -> RegularizerConfig:
     return RegularizerConfig("r1", gamma, interval)  # interval 16: NVlabs D_reg_interval, weight x 16 (lazy R1)
 
 
@@ -351,11 +361,13 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of `config_to_dict`'s output; a field this version does not know is a ValueError naming it."""
     d = copy.deepcopy(d)
-    net = NetworkConfig(**d.pop("network", {}))
-    aug = AugmentConfig(**d.pop("augment", {}))
-    regs = [RegularizerConfig(**r) for r in d.pop("regularizers", [])]
-    d["perf"] = PerfConfig(**(d.get("perf") or {}))  # configs saved before PerfConfig existed load with defaults
+    net = _from_fields(NetworkConfig, d.pop("network", {}), "network")
+    aug = _from_fields(AugmentConfig, d.pop("augment", {}), "augment")
+    regs = [_from_fields(RegularizerConfig, r, "regularizer") for r in d.pop("regularizers", [])]
+    # configs saved before PerfConfig existed load with defaults
+    d["perf"] = _from_fields(PerfConfig, d.get("perf") or {}, "perf")
     if "adam_betas" in d:
         d["adam_betas"] = tuple(float(b) for b in d["adam_betas"])
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -363,6 +375,19 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
     if unknown:
         raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
     return TrainConfig(network=net, augment=aug, regularizers=regs, **d)
+
+
+def _from_fields(cls: Any, values: Any, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ValueError(f"{where} must be an object of fields, got {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown {where} fields: {sorted(unknown)} (known: {', '.join(sorted(known))})")
+    try:
+        return cls(**values)
+    except TypeError as e:  # a required field missing (a regularizer without name or weight)
+        raise ValueError(f"{where} {values}: {e}") from None
 
 
 def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:

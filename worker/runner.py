@@ -7,7 +7,9 @@
 - every snapshot uploads the checkpoint and grid under this attempt's keys, then registers them
   (fenced): a worker that lost its lease can neither overwrite nor register anything;
 - should_stop polls the job's status (throttled) for a cancel, and stops on a lost lease;
-- a heartbeat thread keeps the lease fresh even while one tick runs for minutes.
+- a heartbeat thread keeps the lease fresh even while one tick runs for minutes;
+- divergence is gan_core's Trainer's to handle (one rollback with halved rates, as under `gan_core train`);
+  the runner only records the rollback in the job's `resumes` (on_rollback, fenced).
 """
 
 from __future__ import annotations
@@ -100,6 +102,9 @@ class JobCallbacks:
     def should_stop(self) -> bool:
         return self.r.should_stop()
 
+    def on_rollback(self, rollback: Any) -> None:
+        self.r.on_rollback(rollback)
+
 
 class JobRunner:
     def __init__(self, core: Core, rec: JobRecord, worker_id: str, device: str,
@@ -167,6 +172,21 @@ class JobRunner:
     def on_snapshot(self, snap: Any) -> None:
         self._outlast_outage(lambda: self._on_snapshot(snap), "storing a snapshot", metrics.CHECKPOINT_UPLOAD_FAILURES)
 
+    def on_rollback(self, rollback: Any) -> None:
+        """The trainer diverged and went back once with halved rates (gan_core.training.Rollback): record
+        where from, and drop the ticks it will train again."""
+        self._outlast_outage(lambda: self._on_rollback(rollback), "recording a rollback")
+
+    def _on_rollback(self, rollback: Any) -> None:
+        ckpt = Path(rollback.checkpoint).name if rollback.checkpoint is not None else None
+        log.warning("job %s: %s; rolled back to %s with g_lr=%g d_lr=%g", self.job_id, rollback.reason,
+                    ckpt or "the start of training", rollback.g_lr, rollback.d_lr)
+        entry = {"attempt": self.lease.attempt, "kimg": float(rollback.kimg), "checkpoint": ckpt, "at": _now_iso(),
+                 "reason": f"rollback after divergence: {rollback.reason[:300]}", "g_lr": rollback.g_lr,
+                 "d_lr": rollback.d_lr}
+        truncate = float(rollback.kimg) if ckpt is not None else None  # None: back to the start, every tick goes
+        self._fenced(lambda: self.lease.note_resume(entry, truncate_after_kimg=truncate))
+
     def _on_tick(self, stats: dict[str, Any]) -> None:
         stats = {k: _clean(v) for k, v in {**stats, **resource_stats(self.device)}.items()}
         metrics.TICKS.inc()
@@ -224,7 +244,7 @@ class JobRunner:
     def run(self) -> str:
         """Train to the end, to a cancel, or to a worker shutdown. Returns the job's new status."""
         from gan_core.data import load_prepared
-        from gan_core.training import Trainer, TrainingCallbacks, TrainingDiverged
+        from gan_core.training import Trainer, TrainingCallbacks
 
         class _Callbacks(JobCallbacks, TrainingCallbacks):
             pass
@@ -252,21 +272,10 @@ class JobRunner:
                               resume_from=resume)
             if resume is None:  # a resumed job has its own weights, which win over init_from
                 self._apply_init_from(trainer, run_dir)
-            try:
-                result = trainer.run()
-            except TrainingDiverged as e:
-                if trainer.last_checkpoint is not None:
-                    raise  # the trainer rolled back to its last good checkpoint once already; its message says so
-                # Diverged before the first checkpoint: the rollback target is the start. Once, with halved rates.
-                trainer = self._restart_after_divergence(cfg, dataset, run_dir, _Callbacks, e)
-                try:
-                    result = trainer.run()
-                except TrainingDiverged as again:
-                    raise TrainingDiverged(
-                        f"{again}. This was after one rollback to the start of training with halved learning rates "
-                        f"(g_lr={cfg.g_lr:g}, d_lr={cfg.d_lr:g}), so the job was stopped: start a new job with "
-                        "lower g_lr/d_lr (the preset's are a safe choice) or a higher R1 weight"
-                    ) from None
+            # A divergence rolls back once inside the trainer (to its last checkpoint, or to the start with the
+            # pretrained weights), reported through on_rollback; a second one raises TrainingDiverged, whose
+            # message says what to change (user_message passes it on).
+            result = trainer.run()
             if self.lease_lost:
                 raise LeaseLost(f"job {self.job_id}: this worker's lease (attempt {self.lease.attempt}) was lost")
             self._upload_last(result)
@@ -280,21 +289,6 @@ class JobRunner:
         finally:
             self._stop_hb.set()
             shutil.rmtree(run_dir, ignore_errors=True)
-
-    def _restart_after_divergence(self, cfg: Any, dataset: Any, run_dir: Path, callbacks_cls: type, exc: Exception):
-        from gan_core.training import Trainer
-
-        cfg.g_lr *= 0.5
-        cfg.d_lr *= 0.5
-        log.warning("job %s diverged before its first checkpoint (%s); restarting from the start with g_lr=%g d_lr=%g",
-                    self.job_id, exc, cfg.g_lr, cfg.d_lr)
-        entry = {"attempt": self.lease.attempt, "kimg": 0.0, "checkpoint": None, "at": _now_iso(),
-                 "reason": f"rollback after divergence: {str(exc)[:300]}", "g_lr": cfg.g_lr, "d_lr": cfg.d_lr}
-        self._fenced(lambda: self.lease.note_resume(entry, truncate_after_kimg=None))
-        self.run_root = run_dir / "run-rollback"
-        trainer = Trainer(cfg, dataset, self.run_root, device=self.device, callbacks=callbacks_cls(self))
-        self._apply_init_from(trainer, run_dir)  # "the start" of a transfer job is the pretrained weights
-        return trainer
 
     def _apply_init_from(self, trainer: Any, run_dir: Path) -> None:
         """Load the pretrained G, D and G_ema the job starts from (its `init_from`), before the first step."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..config import SUGGESTED_REGULARIZERS
 from . import diggan, gradient_penalties, lecam, maskedgan, nice, r1, r2  # noqa: F401  (registers the built-ins)
 from .base import REGISTRY, DRegularizer, InputGradient, RegContext
 from .diggan import DigGAN, gradient_gap
@@ -41,12 +42,9 @@ __all__ = [
 ]
 
 # Suggested weight / interval for the regularizers that do not declare their own
-# (`default_weight` / `default_interval` class attributes): the StyleGAN2 presets' values.
-#   diggan: lambda 100, the DigGAN paper's StyleGAN2 setting (section 4.4); every 8 minibatches, weight x 8
-#           (ours: bench/train_step.py cost measurement, see gan_core/config.py _diggan). The SNGAN/BigGAN
-#           presets use the authors' lambda = 1000 / data fraction, unscaled (config.diggan_cifar_lambda).
-#   r1:     gamma 1, NVlabs cfg 'paper256' (train.py); every 16, NVlabs D_reg_interval=16.
-_SUGGESTED = {"diggan": (100.0, 8), "r1": (1.0, 16)}
+# (`default_weight` / `default_interval` class attributes): the StyleGAN2 presets' values, with their
+# sources, in gan_core/config.py (SUGGESTED_REGULARIZERS).
+_SUGGESTED: dict[str, tuple[float, int]] = SUGGESTED_REGULARIZERS
 
 
 def build_regularizers(configs: Iterable[Any]) -> list[DRegularizer]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..config import DIGGAN_ALPHA
 from .base import DRegularizer, RegContext, register
 
 
@@ -59,7 +60,7 @@ def gradient_gap(
 class DigGAN(DRegularizer):
     name = "diggan"
     description = "Discriminator gradient gap penalty: lambda * mean((g_real - g_fake)^2), smoothed by alpha."
-    params = {"alpha": 0.5}  # AilsaF/DigGAN train_fns.py: 0.5 * grad + 0.5 * grad_ema
+    params = {"alpha": DIGGAN_ALPHA}  # AilsaF/DigGAN train_fns.py: 0.5 * grad + 0.5 * grad_ema
     needs_real_grad = True
     needs_fake_grad = True
 

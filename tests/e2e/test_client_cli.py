@@ -21,6 +21,9 @@ import torch
 from PIL import Image
 
 from diggan import DigganClient, DigganError
+from gan_core.cli import build_parser as gan_core_parser
+from gan_core.cli import build_train_config
+from gan_core.config import config_to_dict
 from service.core import object_keys as keys
 from tests.dbstate import add_checkpoint, set_job
 from tests.e2e.harness import TERMINAL, LiveServer, Worker, images_zip, make_settings, png_bytes, wait_for
@@ -122,6 +125,11 @@ def test_upload_create_watch_sample_download_export(stack, image_folder, tmp_pat
     # Reproducibility fields: resolved config (seed), the request as sent, versions, the data's hash.
     got = cli.json("jobs", "get", job["id"])
     assert got["request"]["seed"] == 3 and got["request"]["dataset_id"] == ds["id"]
+    # `diggan jobs config` prints the stored config, which `gan_core train --config FILE` resolves to itself.
+    stored = cli.json("jobs", "config", job["id"])
+    (tmp_path / "job-config.json").write_text(json.dumps(stored))
+    assert stored == got["config"] and config_to_dict(build_train_config(gan_core_parser().parse_args(
+        ["train", "--data", "-", "--out", "-", "--config", str(tmp_path / "job-config.json")]))) == stored
     v = got["versions"]
     assert v["torch"] == torch.__version__ and v["gan_core"] and v["diggan_service"] and v["device"] == "cpu"
     prepared = srv.store.get_bytes(keys.dataset_prepared(TENANT, ds["id"]))
