@@ -1,0 +1,198 @@
+"""One job over several processes (gloo on CPU, as on GPUs with NCCL) and gradient accumulation.
+
+Real training steps on a 32x32 StyleGAN2 small enough for a few steps per second. The runs use
+minibatch-stddev groups of 2, which divide every shard's batch here, so splitting the minibatch
+changes no group (gan_core.training.sharded). Where a run is compared with a one-process run,
+G's per-pixel noise inputs are switched off on both: that noise is drawn per sample inside the pass,
+from each shard's own generator, so it cannot match the one-process draw (everything else does).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from gan_core.config import config_from_dict, config_to_dict
+from gan_core.data import make_synthetic_dataset, prepare_dataset
+from gan_core.data.prepared import PreparedDataset
+from gan_core.training import Trainer, TrainingCallbacks
+from gan_core.training.distributed import DistInfo, all_reduce_grads, launch
+from tests.recorder import Recorder
+from tests.unit.test_trainer import micro_config
+
+# Float tolerance of a split run against one process: the sums run in another order (per shard, then
+# across ranks), ~1e-7 relative per step; Adam's normalised steps make that ~1e-4 in weights after 4 steps.
+LOSS_RTOL = 1e-4
+WEIGHT_ATOL = 2e-3
+STAT_KEYS = ("loss_G", "loss_D", "r1", "dig", "dig_smoothed", "D_real", "D_fake", "grad_norm_real")
+
+
+def _cfg(**kw: Any) -> Any:
+    """4 steps of batch 4 (2 ticks of 2), DigGAN every 2 and R1 every 4 steps (both on step 0), a checkpoint per tick."""
+    cfg = micro_config(kimg=0.016, tick_kimg=0.008)
+    cfg.network.mbstd_group_size = 2
+    cfg.augment.kind = "none"
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def _no_noise(tr: Trainer) -> Trainer:
+    for m in [*tr.G.modules(), *tr.G_ema.modules()]:
+        if hasattr(m, "use_noise"):
+            m.use_noise = False
+    return tr
+
+
+def _weights(tr: Trainer) -> dict[str, dict[str, torch.Tensor]]:
+    return {"G": tr.G.state_dict(), "D": tr.D.state_dict(), "G_ema": tr.G_ema.state_dict()}
+
+
+class _StopAfterFirstTick(TrainingCallbacks):
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def on_tick(self, stats: dict[str, Any]) -> None:
+        self.ticks += 1
+
+    def should_stop(self) -> bool:
+        return self.ticks >= 1
+
+
+def _ranks(info: DistInfo, device: torch.device, data: PreparedDataset, root: str) -> None:
+    """Every rank: (a) a run to compare with one process; (b) an ADA run, whole and interrupted + resumed."""
+    torch.set_num_threads(1)
+    out: dict[str, Any] = {}
+
+    def run(name: str, cfg: Any, callbacks: TrainingCallbacks | None = None, resume: Path | None = None,
+            no_noise: bool = False) -> Trainer:
+        rec = Recorder()
+        cb = callbacks if callbacks is not None else rec
+        tr = Trainer(cfg, data, Path(root) / name, callbacks=cb if info.is_main else None, dist=info,
+                     resume_from=resume)
+        if no_noise:
+            _no_noise(tr)
+        tr.run()
+        out[name] = {**_weights(tr), "ticks": rec.ticks, "p": tr.augment.host_p() if tr.ada else None,
+                     "dig_prev": tr.regularizers[0].extra_state()}
+        return tr
+
+    run("a", _cfg(gpus=2), no_noise=True)
+    ada = {"kind": "ada", "ada_interval": 1, "ada_kimg": 0.05, "ada_target": -1.0}  # p rises every step
+    run("b_whole", _with_augment(_cfg(gpus=2), ada))
+    run("b_half", _with_augment(_cfg(gpus=2), ada), callbacks=_StopAfterFirstTick())
+    run("b_resumed", _with_augment(_cfg(gpus=2), ada), resume=Path(root) / "b_half" / "checkpoints" / "latest.pt")
+    torch.save(out, Path(root) / f"rank{info.rank}.pt")
+
+
+def _with_augment(cfg: Any, fields: dict[str, Any]) -> Any:
+    d = config_to_dict(cfg)
+    d["augment"].update(fields)
+    return config_from_dict(d)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> PreparedDataset:
+    folder = make_synthetic_dataset(tmp_path_factory.mktemp("synth"), n=12, resolution=32, seed=0)
+    return prepare_dataset(folder, resolution=32)
+
+
+@pytest.fixture(scope="module")
+def two_ranks(dataset: PreparedDataset, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("ranks")
+    launch(2, _ranks, dataset, str(root))
+    return [torch.load(root / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+
+
+@pytest.fixture(scope="module")
+def one_process(dataset: PreparedDataset, tmp_path_factory: pytest.TempPathFactory) -> tuple[Trainer, Recorder]:
+    """The reference: one process, the whole minibatch in one pass."""
+    rec = Recorder()
+    one = _no_noise(Trainer(_cfg(), dataset, tmp_path_factory.mktemp("one"), callbacks=rec))
+    one.run()
+    return one, rec
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(
+    one_process: tuple[Trainer, Recorder], two_ranks: list[dict[str, Any]]
+) -> None:
+    one, rec = one_process
+    split = two_ranks[0]["a"]
+    assert len(rec.ticks) == len(split["ticks"]) == 2
+    for t1, t2 in zip(rec.ticks, split["ticks"]):
+        for k in STAT_KEYS:
+            if t1[k] is None:  # r1 runs on step 0 only
+                assert t2[k] is None
+            else:
+                assert t2[k] == pytest.approx(t1[k], rel=LOSS_RTOL, abs=1e-7), (t1["tick"], k)
+    assert split["ticks"][0]["dig_smoothed"] is not None and split["ticks"][0]["r1"] is not None  # both ran
+    for net, weights in _weights(one).items():
+        assert _max_diff(weights, split[net]) < WEIGHT_ATOL, net
+    # DigGAN's moving average covers the whole minibatch, as in one process.
+    prev = two_ranks[0]["a"]["dig_prev"]["prev_real"]
+    assert prev.shape == (4,)
+    assert torch.allclose(prev, one.regularizers[0].extra_state()["prev_real"], rtol=1e-3)
+
+
+def test_every_rank_holds_the_same_networks_and_augment_p(two_ranks: list[dict[str, Any]]) -> None:
+    r0, r1 = two_ranks
+    for run in ("a", "b_whole", "b_resumed"):
+        for net in ("G", "D", "G_ema"):
+            assert all(torch.equal(r0[run][net][k], r1[run][net][k]) for k in r0[run][net]), (run, net)
+        assert r0[run]["p"] == r1[run]["p"]
+    assert r0["b_whole"]["p"] > 0  # ADA moved p from the ranks' summed E[sign(D(real))]
+
+
+def test_two_process_run_resumes_exactly(two_ranks: list[dict[str, Any]]) -> None:
+    """Bit-exact: the resumed ranks load rank 0's checkpoint (weights, optimizers, RNG, sampler, DigGAN and
+    ADA state) and run the same operations in the same order as the uninterrupted run."""
+    for rank in two_ranks:
+        whole, resumed = rank["b_whole"], rank["b_resumed"]
+        for net in ("G", "D", "G_ema"):
+            assert all(torch.equal(whole[net][k], resumed[net][k]) for k in whole[net]), net
+        assert whole["p"] == resumed["p"]
+    ticks_whole = two_ranks[0]["b_whole"]["ticks"]
+    ticks_resumed = two_ranks[0]["b_resumed"]["ticks"]
+    assert len(ticks_resumed) == 1
+    for k in STAT_KEYS:
+        assert ticks_resumed[0][k] == ticks_whole[1][k], k
+
+
+def test_gradient_accumulation_matches_one_pass(
+    dataset: PreparedDataset, one_process: tuple[Trainer, Recorder], tmp_path: Path
+) -> None:
+    whole = one_process[0]
+    accumulated = _no_noise(Trainer(_cfg(batch_gpu=2), dataset, tmp_path / "acc"))
+    assert accumulated.shard is not None and accumulated.shard.plan.rounds == 2
+    accumulated.run()
+    for net, weights in _weights(whole).items():
+        assert _max_diff(weights, _weights(accumulated)[net]) < WEIGHT_ATOL, net
+
+
+def test_split_configs_are_checked() -> None:
+    from gan_core.config import RegularizerConfig, validate_config
+
+    with pytest.raises(ValueError, match="does not split over gpus=3"):
+        validate_config(_cfg(gpus=3))
+    with pytest.raises(ValueError, match="batch_gpu must divide"):
+        validate_config(_cfg(gpus=2, batch_gpu=3))
+    cfg = _cfg(gpus=2)
+    cfg.regularizers.append(RegularizerConfig("lecam", 0.3, 1))
+    with pytest.raises(ValueError, match="lecam"):
+        validate_config(cfg)
+    assert config_from_dict({k: v for k, v in config_to_dict(_cfg()).items() if k not in ("gpus", "batch_gpu")}).gpus == 1
+
+
+def test_gradient_all_reduce_is_a_no_op_in_one_process() -> None:
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.full((3,), 2.0)
+    all_reduce_grads([p], DistInfo())
+    assert torch.equal(p.grad, torch.full((3,), 2.0))
