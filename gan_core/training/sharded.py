@@ -109,9 +109,14 @@ class ShardedTraining:
         dev = trainer.device
         self._pos = [self.plan.positions(j).to(dev) for j in range(self.plan.rounds)]
         self._rank_pos = self.plan.rank_positions().to(dev)
-        # One starting point for every rank (they are seeded alike; this makes it so whatever the seeding).
-        for m in (trainer.G, trainer.D, trainer.G_ema):
-            broadcast_module(m, info)
+        self.broadcast_weights()
+
+    def broadcast_weights(self) -> None:
+        """Every rank takes rank 0's G, D and G_ema. Called on construction (the ranks are seeded alike; this
+        makes it so whatever the seeding) and by whoever changes weights before training on rank 0 only
+        (pretrained weights): then on every rank at the same point."""
+        for m in (self.tr.G, self.tr.D, self.tr.G_ema):
+            broadcast_module(m, self.info)
 
     # ------------------------------------------------------------------ helpers
 

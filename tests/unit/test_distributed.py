@@ -19,7 +19,8 @@ from gan_core.config import config_from_dict, config_to_dict
 from gan_core.data import make_synthetic_dataset, prepare_dataset
 from gan_core.data.prepared import PreparedDataset
 from gan_core.training import Trainer, TrainingCallbacks
-from gan_core.training.distributed import DistInfo, all_reduce_grads, launch
+from gan_core.training.distributed import DistInfo, all_reduce_grads
+from gan_core.training.ranks import HelperRanks, follower_rank
 from tests.recorder import Recorder
 from tests.unit.test_trainer import micro_config
 
@@ -103,8 +104,11 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> PreparedDataset:
 
 @pytest.fixture(scope="module")
 def two_ranks(dataset: PreparedDataset, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """Rank 0 in this process and rank 1 spawned beside it, as a service worker runs a job (HelperRanks)."""
     root = tmp_path_factory.mktemp("ranks")
-    launch(2, _ranks, dataset, str(root))
+    with HelperRanks(2, _ranks, (dataset, str(root)), device="cpu") as helpers:
+        _ranks(helpers.info, helpers.device, dataset, str(root))
+    assert [p.exitcode for p in helpers.procs] == [0]
     return [torch.load(root / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
@@ -218,3 +222,25 @@ def test_cli_trains_with_two_gloo_processes(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):  # argparse: --gpus takes a number
         main(["train", "--data", str(data), "--out", str(out), "--gpus", "two"])
     assert main([*base, "--gpus", "3"]) == 2  # batch 4 over 3 processes: a message, exit code 2
+
+
+def test_worker_style_job_rank_0_here_and_a_follower_rank(dataset: PreparedDataset, tmp_path: Path) -> None:
+    """What worker/runner.py does for a job with gpus 2: this process is rank 0 with the callbacks and starts from
+    weights it loads itself (as `init_from`), the follower reads the prepared dataset file and takes them."""
+    from gan_core.data import save_prepared
+
+    ds_file = save_prepared(dataset, tmp_path / "dataset.zip")
+    cfg = _cfg(gpus=2, kimg=0.008)
+    rec = Recorder()
+    with HelperRanks(2, follower_rank, (config_to_dict(cfg), str(ds_file), str(tmp_path / "follower"), None),
+                     device="cpu") as helpers:
+        tr = Trainer(cfg, dataset, tmp_path / "run", callbacks=rec, dist=helpers.info)
+        with torch.no_grad():
+            tr.G.mapping.fc0.weight.mul_(0.5)  # "pretrained": rank 0 only
+        assert tr.shard is not None
+        tr.shard.broadcast_weights()
+        tr.run()
+    assert [p.exitcode for p in helpers.procs] == [0]
+    assert len(rec.ticks) == 1 and len(rec.snapshots) == 1
+    assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()
+    assert not list((tmp_path / "follower" / "checkpoints").iterdir())  # only rank 0 writes
