@@ -38,6 +38,7 @@ def resolve_config(body: JobCreate, settings: Settings, pretrained_network: dict
         cfg.augment.kind = body.augment
     if body.batch_size is not None:
         cfg.batch_size = body.batch_size
+    _apply_gpus(cfg, body, settings)
     if body.g_lr is not None:
         cfg.g_lr = float(body.g_lr)
     if body.d_lr is not None:
@@ -58,6 +59,17 @@ def resolve_config(body: JobCreate, settings: Settings, pretrained_network: dict
     except ValueError as e:
         raise JobConfigError(str(e)) from e
     return cfg
+
+
+def _apply_gpus(cfg: TrainConfig, body: JobCreate, settings: Settings) -> None:
+    """`gpus` against what this server's workers own; the split itself is checked by validate_config."""
+    if body.gpus is not None:
+        if body.gpus > settings.max_job_gpus:
+            raise JobConfigError(f"gpus must be <= {settings.max_job_gpus} on this server (DIGGAN_MAX_JOB_GPUS), "
+                                 f"got {body.gpus}")
+        cfg.gpus = body.gpus
+    if body.batch_gpu is not None:
+        cfg.batch_gpu = body.batch_gpu
 
 
 # An arch's starting preset (gan_core's table), except stylegan2, which gets the server's default preset.
