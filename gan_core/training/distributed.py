@@ -11,10 +11,12 @@ DigGAN take a double backward through D, which DDP's bucketed hooks handle badly
 
 from __future__ import annotations
 
+import os
 import socket
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,10 @@ class DistInfo:
 
 SINGLE = DistInfo()
 
+# How long a collective may wait: rank 0 alone writes checkpoints and grids and computes snapshot metrics
+# (FID/KID over thousands of images) while the others wait at a barrier.
+COLLECTIVE_TIMEOUT = timedelta(hours=2)
+
 
 def backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
@@ -65,7 +71,7 @@ def init_process_group(rank: int, world: int, init_method: str, device: torch.de
     backend = backend_for(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world)
+    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world, timeout=COLLECTIVE_TIMEOUT)
     return DistInfo(rank, world, backend)
 
 
@@ -84,6 +90,8 @@ def free_tcp_rendezvous() -> str:
 
 def _entry(rank: int, world: int, init_method: str, device: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     dev = rank_device(device, rank)
+    if dev.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))  # N CPU ranks share the cores
     info = init_process_group(rank, world, init_method, dev)
     try:
         fn(info, dev, *args)

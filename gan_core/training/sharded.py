@@ -99,7 +99,7 @@ class ShardedTraining:
 
     def __init__(self, trainer: Trainer, info: DistInfo) -> None:
         cfg = trainer.cfg
-        if info.world != cfg.gpus:
+        if info.world not in (1, cfg.gpus):  # one process may train any config (a time estimate, a resume)
             raise ValueError(f"the config asks for gpus={cfg.gpus} but {info.world} process(es) run it; start it "
                              f"with `gan_core train --gpus {cfg.gpus}` (gan_core.training.distributed.launch)")
         per = cfg.batch_size // info.world

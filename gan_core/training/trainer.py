@@ -138,7 +138,9 @@ class Trainer:
         dist: DistInfo | None = None,
     ) -> None:
         """`dist`: this process's rank in a multi-process job (gan_core.training.distributed.launch);
-        None for one process. Every rank builds its Trainer alike; pass callbacks/progress on rank 0."""
+        None for one process. Every rank builds its Trainer alike; pass callbacks/progress on rank 0.
+        Without `dist`, a config asking for gpus > 1 trains in this one process on the whole minibatch
+        (a time estimate, or continuing such a run on one device)."""
         validate_config(cfg)
         cfg = fit_to_dataset(cfg, dataset.num_classes)  # BigGAN's num_classes 0 -> the dataset's
         self.cfg = cfg
