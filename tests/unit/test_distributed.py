@@ -25,9 +25,11 @@ from tests.recorder import Recorder
 from tests.unit.test_trainer import micro_config
 
 # Float tolerance of a split run against one process: the sums run in another order (per shard, then
-# across ranks), ~1e-7 relative per step; Adam's normalised steps make that ~1e-4 in weights after 4 steps.
-LOSS_RTOL = 1e-4
-WEIGHT_ATOL = 2e-3
+# across ranks), ~1e-7 relative per step, and Adam's normalised steps amplify that where a gradient is
+# near zero. Measured here (2 ranks, and batch_gpu 2): weights within 8e-5 (D) and 2e-5 (G, G_ema) after
+# 4 steps, tick statistics within 4e-5 relative; the bounds leave ~5x room for other CPUs and BLAS builds.
+LOSS_RTOL = 2e-4
+WEIGHT_ATOL = 5e-4
 STAT_KEYS = ("loss_G", "loss_D", "r1", "dig", "dig_smoothed", "D_real", "D_fake", "grad_norm_real")
 
 
