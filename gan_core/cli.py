@@ -163,8 +163,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from .training.trainer import resolve_device
 
-    # Ctrl-C reaches every process of the job: rank 0 turns it into a checkpoint and stops them all at the end
-    # of a step; the others and this launcher ignore it (a child inherits the ignored signal).
+    # Ctrl-C reaches every process of the job: rank 0 turns it into a stop request that every rank honours at
+    # the same point, with a checkpoint; the others and this launcher ignore it (a child inherits that).
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         with tempfile.TemporaryDirectory(prefix="gan_core-train-") as tmp:
