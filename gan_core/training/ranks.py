@@ -4,12 +4,22 @@ The CLI starts all N ranks as children (gan_core.training.distributed.launch). A
 rank 0 in its own process instead, because rank 0 owns what only the worker has (its database
 session, lease heartbeat, uploads and stop requests), and runs the other ranks as `follower_rank`s:
 plain Trainers on the same config, dataset file and resume checkpoint, which write nothing.
+
+The helpers are plain subprocesses (`python -m gan_core.training.ranks SPEC RANK`), not
+multiprocessing children: Celery's prefork pool runs tasks in daemonic processes, which
+multiprocessing forbids to have children. A helper exits when the process that started it is gone,
+so a killed worker leaves no rank waiting on its GPU.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import os
+import pickle
+import subprocess
+import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,32 +29,55 @@ from .distributed import DistInfo, _entry, init_process_group, rank_device, shut
 
 
 class HelperRanks:
-    """Ranks 1..n-1 in spawned processes; this process joins as rank 0 (`info`). Use as a context manager."""
+    """Ranks 1..n-1 in subprocesses; this process joins as rank 0 (`info`). Use as a context manager.
+
+    `fn(info, device, *args)` runs on each helper; `fn` must be a module-level function and `args` must
+    pickle (they go through a file in a private temp folder)."""
 
     def __init__(self, n: int, fn: Any, args: tuple[Any, ...], device: str) -> None:
         if n < 2:
             raise ValueError(f"helper ranks are for jobs of 2 or more processes, got {n}")
-        self._tmp = tempfile.TemporaryDirectory(prefix="gan_core-rdzv-")
-        init_method = Path(self._tmp.name, "rendezvous").as_uri()
-        ctx = mp.get_context("spawn")  # never fork a process that holds CUDA, threads or sockets
-        self.procs = [ctx.Process(target=_entry, args=(r, n, init_method, device, fn, args), daemon=True,
-                                  name=f"rank{r}") for r in range(1, n)]
-        for p in self.procs:
-            p.start()
+        self._tmp = tempfile.TemporaryDirectory(prefix="gan_core-ranks-")
+        tmp = Path(self._tmp.name)
+        spec = tmp / "spec.pkl"
+        init_method = (tmp / "rendezvous").as_uri()
+        spec.write_bytes(pickle.dumps({"world": n, "init_method": init_method, "device": device, "fn": fn,
+                                       "args": args, "parent": os.getpid()}))
+        env = dict(os.environ)
+        # The helper imports `fn` by name, as this process would: same module search path.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        self.procs = [subprocess.Popen([sys.executable, "-m", "gan_core.training.ranks", str(spec), str(r)], env=env)
+                      for r in range(1, n)]
         self.device = rank_device(device, 0)
-        self.info: DistInfo = init_process_group(0, n, init_method, self.device)
+        try:
+            self.info: DistInfo = init_process_group(0, n, init_method, self.device)
+        except BaseException:
+            self._stop_helpers(0)
+            raise
+
+    def _stop_helpers(self, timeout_s: float) -> list[int | None]:
+        for p in self.procs:
+            try:
+                p.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self._tmp.cleanup()
+        return [p.returncode for p in self.procs]
 
     def close(self, timeout_s: float = 60.0) -> list[int | None]:
-        """Leave the group and wait for the helpers (a helper still running after `timeout_s`, e.g. stuck in a
+        """Leave the group and wait for the helpers (one still running after `timeout_s`, e.g. stuck in a
         collective after rank 0 failed, is terminated). Returns their exit codes."""
         shutdown(self.info)
-        for p in self.procs:
-            p.join(timeout_s)
-            if p.is_alive():
-                p.terminate()
-                p.join(5)
-        self._tmp.cleanup()
-        return [p.exitcode for p in self.procs]
+        return self._stop_helpers(timeout_s)
+
+    @property
+    def exit_codes(self) -> list[int | None]:
+        return [p.returncode for p in self.procs]
 
     def __enter__(self) -> HelperRanks:
         return self
@@ -65,3 +98,20 @@ def follower_rank(info: DistInfo, device: torch.device, cfg_dict: dict[str, Any]
     assert trainer.shard is not None
     trainer.shard.broadcast_weights()  # rank 0 may have loaded pretrained weights after building its Trainer
     trainer.run()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)  # rank 0 is gone: nothing will ever answer this rank's collectives
+
+
+def main(argv: list[str]) -> None:
+    spec_path, rank = Path(argv[0]), int(argv[1])
+    spec = pickle.loads(spec_path.read_bytes())  # written by HelperRanks in its private temp folder
+    threading.Thread(target=_exit_with_parent, args=(spec["parent"],), daemon=True).start()
+    _entry(rank, spec["world"], spec["init_method"], spec["device"], spec["fn"], spec["args"])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

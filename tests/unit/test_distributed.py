@@ -110,7 +110,7 @@ def two_ranks(dataset: PreparedDataset, tmp_path_factory: pytest.TempPathFactory
     root = tmp_path_factory.mktemp("ranks")
     with HelperRanks(2, _ranks, (dataset, str(root)), device="cpu") as helpers:
         _ranks(helpers.info, helpers.device, dataset, str(root))
-    assert [p.exitcode for p in helpers.procs] == [0]
+    assert helpers.exit_codes == [0]
     return [torch.load(root / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
@@ -242,7 +242,7 @@ def test_worker_style_job_rank_0_here_and_a_follower_rank(dataset: PreparedDatas
         assert tr.shard is not None
         tr.shard.broadcast_weights()
         tr.run()
-    assert [p.exitcode for p in helpers.procs] == [0]
+    assert helpers.exit_codes == [0]
     assert len(rec.ticks) == 1 and len(rec.snapshots) == 1
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()
     assert not list((tmp_path / "follower" / "checkpoints").iterdir())  # only rank 0 writes
