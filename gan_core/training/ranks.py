@@ -50,10 +50,23 @@ class HelperRanks:
                       for r in range(1, n)]
         self.device = rank_device(device, 0)
         try:
+            self._wait_started(tmp)
             self.info: DistInfo = init_process_group(0, n, init_method, self.device)
         except BaseException:
             self._stop_helpers(0)
             raise
+
+    def _wait_started(self, tmp: Path, timeout_s: float = 600.0) -> None:
+        """Until every helper has imported its code: one that dies first (a broken install, no such GPU) is an
+        error now, not a rendezvous that waits out the collective timeout."""
+        deadline = time.monotonic() + timeout_s
+        for rank, p in enumerate(self.procs, start=1):
+            while not (tmp / f"started-{rank}").exists():
+                if p.poll() is not None:
+                    raise RuntimeError(f"rank {rank} of the job exited with code {p.returncode} before it started")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"rank {rank} of the job did not start within {timeout_s:.0f} s")
+                time.sleep(0.05)
 
     def _stop_helpers(self, timeout_s: float) -> list[int | None]:
         for p in self.procs:
@@ -110,6 +123,7 @@ def main(argv: list[str]) -> None:
     spec_path, rank = Path(argv[0]), int(argv[1])
     spec = pickle.loads(spec_path.read_bytes())  # written by HelperRanks in its private temp folder
     threading.Thread(target=_exit_with_parent, args=(spec["parent"],), daemon=True).start()
+    (spec_path.parent / f"started-{rank}").touch()  # its code imported (unpickling `fn` did): HelperRanks waits for it
     _entry(rank, spec["world"], spec["init_method"], spec["device"], spec["fn"], spec["args"])
 
 
