@@ -76,7 +76,7 @@ def _ranks(info: DistInfo, device: torch.device, data: PreparedDataset, root: st
         rec = Recorder()
         cb = callbacks if callbacks is not None else rec
         tr = Trainer(cfg, data, Path(root) / name, callbacks=cb if info.is_main else None, dist=info,
-                     resume_from=resume)
+                     resume_from=resume, device=device)
         if no_noise:
             _no_noise(tr)
         tr.run()
@@ -116,7 +116,7 @@ def two_ranks(dataset: PreparedDataset, tmp_path_factory: pytest.TempPathFactory
 
 def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     assert a.keys() == b.keys()
-    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+    return max(float((a[k].double().cpu() - b[k].double().cpu()).abs().max()) for k in a)
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +246,37 @@ def test_worker_style_job_rank_0_here_and_a_follower_rank(dataset: PreparedDatas
     assert len(rec.ticks) == 1 and len(rec.snapshots) == 1
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()
     assert not list((tmp_path / "follower" / "checkpoints").iterdir())  # only rank 0 writes
+
+
+# ------------------------------------------------------------------ CUDA (bench/gpu_check.sh runs these)
+
+CUDA_WEIGHT_ATOL = 2e-3  # cuDNN's convolution backward may sum in any order (atomics): not bit-exact per run
+
+
+@pytest.mark.cuda
+def test_cuda_gradient_accumulation_matches_one_pass(dataset: PreparedDataset, tmp_path: Path) -> None:
+    whole = _no_noise(Trainer(_cfg(), dataset, tmp_path / "whole", device="cuda"))
+    whole.run()
+    accumulated = _no_noise(Trainer(_cfg(batch_gpu=2), dataset, tmp_path / "acc", device="cuda"))
+    accumulated.run()
+    for net, weights in _weights(whole).items():
+        assert _max_diff(weights, _weights(accumulated)[net]) < CUDA_WEIGHT_ATOL, net
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs (NCCL puts one rank on each)")
+def test_two_nccl_ranks_match_one_gpu_and_resume(dataset: PreparedDataset, tmp_path: Path) -> None:
+    root = tmp_path / "ranks"
+    with HelperRanks(2, _ranks, (dataset, str(root)), device="cuda") as helpers:
+        _ranks(helpers.info, helpers.device, dataset, str(root))
+    assert helpers.exit_codes == [0]
+    r0, r1 = (torch.load(root / f"rank{r}.pt", weights_only=False, map_location="cpu") for r in range(2))
+    one = _no_noise(Trainer(_cfg(), dataset, tmp_path / "one", device="cuda:0"))
+    one.run()
+    for net, weights in _weights(one).items():
+        assert _max_diff(weights, r0["a"][net]) < CUDA_WEIGHT_ATOL, net
+    for run in ("a", "b_whole", "b_resumed"):
+        for net in ("G", "D", "G_ema"):  # the all-reduced gradients are the same bits on both ranks
+            assert all(torch.equal(r0[run][net][k], r1[run][net][k]) for k in r0[run][net]), (run, net)
+    for net in ("G", "D", "G_ema"):
+        assert _max_diff(r0["b_whole"][net], r0["b_resumed"][net]) < CUDA_WEIGHT_ATOL, net
