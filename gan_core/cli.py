@@ -161,16 +161,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     import tempfile
 
+    import torch
+
     from .training.trainer import resolve_device
 
+    device = resolve_device(args.device)
+    if device.type == "cuda" and torch.cuda.device_count() < cfg.gpus:
+        raise ValueError(f"--gpus {cfg.gpus} needs {cfg.gpus} GPUs (one process each); this machine has "
+                         f"{torch.cuda.device_count()}")
+    if device.type == "cpu":
+        print(f"note: {cfg.gpus} gloo processes on the CPU (tests the multi-GPU path; no faster than one)",
+              file=sys.stderr)
     # Ctrl-C reaches every process of the job: rank 0 turns it into a stop request that every rank honours at
     # the same point, with a checkpoint; the others and this launcher ignore it (a child inherits that).
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         with tempfile.TemporaryDirectory(prefix="gan_core-train-") as tmp:
             status = Path(tmp) / "exit-code"
-            launch(cfg.gpus, _train_process, args, cfg, dataset, pretrained, str(status),
-                   device=str(resolve_device(args.device)))
+            launch(cfg.gpus, _train_process, args, cfg, dataset, pretrained, str(status), device=str(device))
             return int(status.read_text())
     finally:
         signal.signal(signal.SIGINT, previous)
