@@ -12,7 +12,6 @@ DigGAN take a double backward through D, which DDP's bucketed hooks handle badly
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -78,14 +77,6 @@ def init_process_group(rank: int, world: int, init_method: str, device: torch.de
 def shutdown(info: DistInfo) -> None:
     if info.active and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def free_tcp_rendezvous() -> str:
-    """tcp://127.0.0.1:<a free port> (the port is released here, so another process could take it first;
-    use a file:// rendezvous where that matters)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
 def _entry(rank: int, world: int, init_method: str, device: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
