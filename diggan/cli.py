@@ -76,7 +76,8 @@ def cmd_jobs_create(c: DigganClient, a: argparse.Namespace) -> int:
             raise ValueError(f"--config-json is not valid JSON ({e})") from None
         if not isinstance(fields, dict):
             raise ValueError("--config-json must be a JSON object, e.g. '{\"tick_kimg\": 0.2}'")
-    for key in ("preset", "kimg", "seed", "augment", "batch_size", "tick_kimg", "snapshot_kimg", "freeze_d_layers"):
+    for key in ("preset", "kimg", "seed", "augment", "batch_size", "tick_kimg", "snapshot_kimg", "freeze_d_layers",
+                "gpus", "batch_gpu"):
         if getattr(a, key) is not None:
             fields[key] = getattr(a, key)
     if a.init_from:
@@ -462,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--augment", choices=["ada", "diffaugment", "none"])
     p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--gpus", type=int, help="GPUs sharing each minibatch (at most the server's DIGGAN_MAX_JOB_GPUS)")
+    p.add_argument("--batch-gpu", dest="batch_gpu", type=int,
+                   help="images one GPU runs at a time; less than batch size / gpus accumulates gradients")
     p.add_argument("--tick-kimg", dest="tick_kimg", type=float)
     p.add_argument("--snapshot-kimg", dest="snapshot_kimg", type=float)
     p.add_argument("--config-json", help="any other job fields as a JSON object, e.g. '{\"g_lr\": 0.001, "

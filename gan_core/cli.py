@@ -51,6 +51,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", help="comma-separated snapshot metrics, e.g. kid,fid")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto")
+    p.add_argument("--gpus", type=int, help="processes sharing each minibatch, one per GPU (cuda:0..N-1, NCCL); on "
+                                            "the CPU N gloo processes, which is for testing the multi-GPU path")
+    p.add_argument("--batch-gpu", type=int, help="images one process runs at a time (NVlabs --batch-gpu); less than "
+                                                 "batch / gpus accumulates gradients over several passes")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override any config field, e.g. --set network.channel_base=4096")
     p.set_defaults(func=_cmd_train)
@@ -79,6 +83,7 @@ def train_request(args: argparse.Namespace, pretrained_network: dict[str, Any] |
         preset=args.preset, arch=args.arch,
         base=load_config_file(args.config) if getattr(args, "config", None) else None,
         kimg=args.kimg, seed=args.seed, augment=args.augment or None, batch_size=args.batch or None,
+        gpus=getattr(args, "gpus", None), batch_gpu=getattr(args, "batch_gpu", None),
         metrics=metrics, regularizer_changes=changes, tick_kimg=args.tick_kimg or None,
         snapshot_ticks=args.snapshot_ticks or None, snapshot_kimg=getattr(args, "snapshot_kimg", None),
         pretrained_network=pretrained_network, overrides=parse_set(args.set))
@@ -131,9 +136,8 @@ def parse_reg(spec: str) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .config import CONDITIONAL_ARCHS, config_to_dict, fit_to_dataset
+    from .config import CONDITIONAL_ARCHS, config_to_dict, fit_to_dataset, validate_config
     from .data import prepare_dataset
-    from .training import Trainer, TrainingCallbacks, TrainingDiverged
 
     pretrained = _load_init_from(args.init_from) if args.init_from else None
     cfg = build_train_config(args, dataclasses.asdict(pretrained.network) if pretrained is not None else None)
@@ -144,8 +148,53 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for w in dataset.warnings:
         print(f"warning: {w}", file=sys.stderr)
     cfg = fit_to_dataset(cfg, dataset.num_classes)  # biggan: num_classes from the class folders
+    validate_config(cfg)  # before any process starts: one message, not one per rank
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+    from .training.distributed import SINGLE, launch
+
+    if cfg.gpus == 1:
+        return _train_process(SINGLE, args.device, args, cfg, dataset, pretrained, None)
+
+    import tempfile
+
+    import torch
+
+    from .training.trainer import resolve_device
+
+    device = resolve_device(args.device)
+    if device.type == "cuda" and torch.cuda.device_count() < cfg.gpus:
+        raise ValueError(f"--gpus {cfg.gpus} needs {cfg.gpus} GPUs (one process each); this machine has "
+                         f"{torch.cuda.device_count()}")
+    if device.type == "cpu":
+        print(f"note: {cfg.gpus} gloo processes on the CPU (tests the multi-GPU path; no faster than one)",
+              file=sys.stderr)
+    # Ctrl-C reaches every process of the job: rank 0 turns it into a stop request that every rank honours at
+    # the same point, with a checkpoint; the others and this launcher ignore it (a child inherits that).
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with tempfile.TemporaryDirectory(prefix="gan_core-train-") as tmp:
+            status = Path(tmp) / "exit-code"
+            launch(cfg.gpus, _train_process, args, cfg, dataset, pretrained, str(status), device=str(device))
+            return int(status.read_text())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _train_process(info: Any, device: Any, args: argparse.Namespace, cfg: Any, dataset: Any, pretrained: Any,
+                   status_path: str | None) -> int:
+    """One process of `train`: all of it with one process; with several (info.world > 1), rank 0 has the
+    progress bar, TensorBoard, Ctrl-C and the printed result, and writes its exit code to `status_path`."""
+    from .training import Trainer, TrainingCallbacks, TrainingDiverged
+
+    if info.world > 1 and not info.is_main:
+        trainer = Trainer(cfg, dataset, args.out, device=device, resume_from=args.resume, dist=info)
+        if pretrained is not None and args.resume is None:
+            from .training.transfer import apply_pretrained
+
+            apply_pretrained(trainer, pretrained)
+        trainer.run()
+        return 0
 
     from .training.tensorboard import TensorBoardCallbacks
 
@@ -178,8 +227,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
-    trainer = Trainer(cfg, dataset, args.out, device=args.device, callbacks=CliCallbacks(),
-                      resume_from=args.resume, progress=True)
+    trainer = Trainer(cfg, dataset, args.out, device=device, callbacks=CliCallbacks(),
+                      resume_from=args.resume, progress=True, dist=info if info.world > 1 else None)
     if pretrained is not None and args.resume is None:  # a resumed run has its own weights
         from .training.transfer import apply_pretrained
 
@@ -202,8 +251,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             del resume[resume.index("--resume"):resume.index("--resume") + 2]
         print(f"stopped at {result.kimg:.3f} kimg; resume with:\n  python -m gan_core {' '.join(resume)} "
               f"--resume {result.last_checkpoint}", file=sys.stderr)
-        return 130  # the shell's code for "ended by Ctrl-C"
-    return 0
+        code = 130  # the shell's code for "ended by Ctrl-C"
+    else:
+        code = 0
+    if status_path is not None:
+        Path(status_path).write_text(str(code))
+    return code
 
 
 def _load_init_from(path: Path) -> Any:

@@ -149,6 +149,10 @@ class TrainConfig:
     # G pass, the D pass's fakes and the path-length pass.
     style_mixing_prob: float = 0.0
     perf: PerfConfig = field(default_factory=PerfConfig)  # speed/precision policy (new, last, defaulted)
+    # Data parallel (gan_core.training.sharded): processes (GPUs) sharing each minibatch, and the micro-batch
+    # one process runs at a time (NVlabs --batch-gpu; None = batch_size / gpus, no gradient accumulation).
+    gpus: int = 1
+    batch_gpu: int | None = None
 
     @property
     def snapshot_kimg(self) -> float:
@@ -421,6 +425,33 @@ def validate_config(cfg: TrainConfig) -> None:
         if r.weight < 0 or r.interval < 1:
             raise ValueError(f"regularizer {r.name}: weight must be >= 0 and interval >= 1")
     _validate_arch(cfg)
+    _validate_sharding(cfg)
+
+
+# Regularizers whose penalty is a per-sample mean (or, DigGAN, reduced across ranks by the trainer), so a
+# minibatch split over processes and micro-batches gives the same gradient (gan_core.training.sharded).
+SHARDABLE_REGULARIZERS = ("diggan", "r1", "r2", "gp1", "dragan")
+
+
+def _validate_sharding(cfg: TrainConfig) -> None:
+    """gpus / batch_gpu: the global minibatch must split evenly, and what is split must stay exact."""
+    gpus, batch_gpu = cfg.gpus, cfg.batch_gpu
+    if not isinstance(gpus, int) or gpus < 1:
+        raise ValueError(f"gpus must be an integer >= 1, got {gpus!r}")
+    if cfg.batch_size % gpus:
+        raise ValueError(f"batch_size {cfg.batch_size} does not split over gpus={gpus}: use a multiple of {gpus}")
+    per_gpu = cfg.batch_size // gpus
+    if batch_gpu is not None and (not isinstance(batch_gpu, int) or batch_gpu < 1 or per_gpu % batch_gpu):
+        raise ValueError(f"batch_gpu must divide batch_size / gpus = {per_gpu}, got {batch_gpu!r}")
+    if gpus == 1 and batch_gpu in (None, per_gpu):
+        return
+    if cfg.network.arch != "stylegan2":
+        raise ValueError(f"gpus > 1 and batch_gpu are built for arch 'stylegan2' only, got {cfg.network.arch!r}; "
+                         "set gpus=1 and batch_gpu=null")
+    bad = [r.name for r in cfg.regularizers if r.name not in SHARDABLE_REGULARIZERS]
+    if bad:
+        raise ValueError(f"regularizers {bad} keep state across the minibatch and are not split over processes or "
+                         f"micro-batches yet; use gpus=1 and batch_gpu=null, or only {', '.join(SHARDABLE_REGULARIZERS)}")
 
 
 def _validate_arch(cfg: TrainConfig) -> None:

@@ -51,6 +51,8 @@ class TrainRequest:
     seed: int | None = None
     augment: str | None = None
     batch_size: int | None = None
+    gpus: int | None = None  # processes (GPUs) one run is split over; the split is checked by validate_config
+    batch_gpu: int | None = None  # images per pass on one GPU (NVlabs --batch-gpu): gradient accumulation
     g_lr: float | None = None
     d_lr: float | None = None
     metrics: list[str] | None = None
@@ -166,7 +168,8 @@ def _apply_network(cfg: TrainConfig, request: TrainRequest) -> None:
 
 
 # Request fields copied as they are (converted), when given.
-_PLAIN_FIELDS: dict[str, Any] = {"kimg": float, "seed": int, "batch_size": int, "g_lr": float, "d_lr": float,
+_PLAIN_FIELDS: dict[str, Any] = {"kimg": float, "seed": int, "batch_size": int, "gpus": int, "batch_gpu": int,
+                                 "g_lr": float, "d_lr": float,
                                  "metrics_every": int, "metrics_num_gen": int}
 
 

@@ -12,6 +12,7 @@ CHECKPOINT_UPLOAD_FAILURES = Counter("diggan_worker_checkpoint_upload_failures_t
                                      "Failed attempts to store or register a checkpoint (each retried)")
 TICKS = Counter("diggan_worker_ticks_total", "Training ticks this worker recorded")
 GPU_MEMORY_PEAK = Gauge("diggan_worker_gpu_memory_peak_bytes", "Peak GPU memory of the running job (CUDA only)")
+GPUS = Gauge("diggan_worker_gpus", "GPUs this worker owns: the most a job it takes may ask for (DIGGAN_WORKER_GPUS)")
 RSS_BYTES = Gauge("diggan_worker_rss_bytes", "Resident memory of this worker process at its last tick")
 
 

@@ -63,6 +63,15 @@ def pick_device(setting: str) -> str:
     return "cpu"
 
 
+def worker_gpus(settings: Any) -> int:
+    """The GPUs this worker owns: DIGGAN_WORKER_GPUS, else every visible GPU (1 on a CPU-only worker)."""
+    if settings.worker_gpus:
+        return int(settings.worker_gpus)
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
 def resource_stats(device: str) -> dict[str, float | None]:
     """What NVlabs' training log shows each tick: process memory (resident now, and its peak) and peak GPU
     memory (CUDA only), in MiB."""
@@ -119,6 +128,7 @@ class JobRunner:
         self._last_poll = 0.0
         self._stop_hb = threading.Event()
         self._uploaded: set[str] = set()
+        self.helpers: Any = None  # ranks 1..N-1 of a job asking for N GPUs (gan_core.training.ranks)
 
     # --- fenced writes
     def _observe(self, status: str) -> None:
@@ -268,13 +278,17 @@ class JobRunner:
             resume = self._fetch_resume(run_dir)
             self.run_root = run_dir / "run"
             self._fetch_feature_cache()
-            trainer = Trainer(cfg, dataset, self.run_root, device=self.device, callbacks=_Callbacks(self),
-                              resume_from=resume)
+            self.helpers = self._start_helper_ranks(cfg, ds_path, resume)
+            trainer = Trainer(cfg, dataset, self.run_root, callbacks=_Callbacks(self), resume_from=resume,
+                              device=self.helpers.device if self.helpers else self.device,
+                              dist=self.helpers.info if self.helpers else None)
             if resume is None:  # a resumed job has its own weights, which win over init_from
                 self._apply_init_from(trainer, run_dir)
+            if trainer.shard is not None:
+                trainer.shard.broadcast_weights()  # the other ranks take rank 0's (pretrained) weights
             # A divergence rolls back once inside the trainer (to its last checkpoint, or to the start with the
-            # pretrained weights), reported through on_rollback; a second one raises TrainingDiverged, whose
-            # message says what to change (user_message passes it on).
+            # pretrained weights), on every rank alike, reported through on_rollback; a second one raises
+            # TrainingDiverged, whose message says what to change (user_message passes it on).
             result = trainer.run()
             if self.lease_lost:
                 raise LeaseLost(f"job {self.job_id}: this worker's lease (attempt {self.lease.attempt}) was lost")
@@ -288,7 +302,26 @@ class JobRunner:
             return JobStatus.succeeded.value
         finally:
             self._stop_hb.set()
+            if self.helpers is not None:
+                self.helpers.close()
             shutil.rmtree(run_dir, ignore_errors=True)
+
+    def _start_helper_ranks(self, cfg: Any, ds_path: Path, resume: Path | None) -> Any:
+        """A job asking for N > 1 GPUs: ranks 1..N-1 as processes beside this one, which stays rank 0 (it keeps
+        the lease, the uploads and the stop requests). None for one GPU."""
+        if cfg.gpus == 1:
+            return None
+        owned = worker_gpus(self.settings)
+        if cfg.gpus > owned:
+            raise UserError(f"this job asks for gpus={cfg.gpus} but the worker that took it owns {owned}; start it "
+                            f"again with gpus <= {owned}, or ask the operator for workers with more GPUs "
+                            "(DIGGAN_MAX_JOB_GPUS should not exceed the smallest worker's DIGGAN_WORKER_GPUS)")
+        from gan_core.training.ranks import HelperRanks, follower_rank
+
+        log.info("job %s: %d ranks on %s (this process is rank 0)", self.job_id, cfg.gpus, self.device)
+        return HelperRanks(cfg.gpus, follower_rank,
+                           (self.rec.config, str(ds_path), str(self.run_root), str(resume) if resume else None),
+                           device=self.device)
 
     def _apply_init_from(self, trainer: Any, run_dir: Path) -> None:
         """Load the pretrained G, D and G_ema the job starts from (its `init_from`), before the first step."""

@@ -106,13 +106,17 @@ def train(job_id: str, tenant: str = "default", request_id: str | None = None) -
 
 
 def _train(job_id: str, tenant: str) -> str:
-    from worker.runner import JobRunner, configure_torch, pick_device, user_message
+    from worker.metrics import GPUS
+    from worker.runner import JobRunner, configure_torch, pick_device, user_message, worker_gpus
 
     if SHUTDOWN.is_set():  # a message taken during a warm shutdown goes back to the queue, for another worker
         raise Reject("this worker is shutting down", requeue=True)
     c, s = core(), settings()
     configure_torch(s)
     device = pick_device(s.device)
+    # Advertised on the worker's metrics (CUDA is first touched here, in the process that trains, never in the
+    # parent that forks the pool).
+    GPUS.set(worker_gpus(s))
     rec = claim(c.db, tenant, job_id, WORKER_ID, device, s.stale_after_s, s.max_attempts)
     if rec is None:
         log.info("train: job %s is not queued (finished, missing, or held by a live worker); duplicate delivery "

@@ -414,6 +414,13 @@ class AdaptiveP:
         self._sum = None
         self._count = 0
 
+    def pending(self) -> tuple[Tensor | None, int]:
+        """(sum of signs, count) observed since the last update: what ranks add up (training.sharded)."""
+        return self._sum, self._count
+
+    def set_pending(self, total: Tensor | None, count: int) -> None:
+        self._sum, self._count = (total, int(count)) if count else (None, 0)
+
     def state_dict(self) -> dict[str, float | int | None]:
         """The pending accumulator, so p moves identically after a resume (plain numbers only)."""
         return {"sum": float(self._sum) if self._sum is not None else 0.0, "count": self._count,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -12,8 +12,8 @@ class TickAccumulator:
     """Collects scalars (tensors or floats) and averages them at the end of a tick.
 
     Tensors stay where they were computed (no `.item()` per step); the first `mean`/`means`
-    call copies all of them to the host in one transfer. (Across DDP ranks, that one stacked
-    vector is what an all-reduce would sum.)
+    call copies all of them to the host in one transfer. Across ranks, `all_reduce_means` sums one
+    stacked vector of per-key sums and counts (gan_core.training.sharded).
     """
 
     def __init__(self) -> None:
@@ -55,3 +55,18 @@ class TickAccumulator:
 
     def means(self, keys: Iterable[str]) -> dict[str, float | None]:
         return {k: self.mean(k) for k in keys}
+
+    def all_reduce_means(self, reduce_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Make every key's mean the mean over all processes (one collective: `reduce_sum` sums a
+        [keys, 2] float64 tensor of per-key sums and counts over the ranks). Every rank must hold the
+        same keys (they run the same code on equal shares); a mismatch raises."""
+        host = self._host_values()
+        keys = sorted(host)
+        local = torch.tensor([[float(sum(host[k])), float(len(host[k]))] for k in keys] + [[float(len(keys)), 1.0]],
+                             dtype=torch.float64)
+        total = reduce_sum(local)
+        ranks = int(total[-1, 1])
+        if int(total[-1, 0]) != len(keys) * ranks or any(int(n) != len(host[k]) * ranks
+                                                         for k, n in zip(keys, total[:-1, 1].tolist())):
+            raise RuntimeError("tick statistics differ between ranks (keys or counts); cannot average them")
+        self._host = {k: [s / n] for k, (s, n) in zip(keys, total[:-1].tolist())}

@@ -31,11 +31,10 @@ the host: stats stay tensors until the tick ends (one transfer), ADA's p has a h
 the training images live on the device. The one read left is ADA's E[sign(D(real))] every
 `ada_interval` minibatches (NVlabs reads it there too).
 
-Multi-GPU (not built yet) fits these seams: the passes call `self.D` and `self._generate`
-(wrap G.mapping/G.synthesis and D in DistributedDataParallel there, keep `self.G`/`self.D`
-as the raw modules for EMA and checkpoints), the sampler would take a rank-strided slice,
-seeds become seed * world + rank, and a tick's stacked stats vector (TickAccumulator)
-is one all-reduce.
+Several processes (GPUs) or gradient accumulation (`cfg.gpus`, `cfg.batch_gpu`): `self.shard`
+(gan_core.training.sharded) runs each minibatch split over ranks and micro-batches; the hooks here
+only route the step to it, reduce a tick's statistics, agree on stopping, and let rank 0 alone
+write stats, grids and checkpoints. One process with its whole minibatch takes none of them.
 """
 
 from __future__ import annotations
@@ -62,6 +61,7 @@ from ..regularizers import RegContext, build_regularizers
 from ..regularizers.base import call_d
 from ..versions import runtime_versions
 from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import SINGLE, DistInfo
 from .freeze import apply_freeze_d
 from .losses import LOSSES, PathLengthRegularizer
 from .perf import (
@@ -73,6 +73,7 @@ from .perf import (
     reuse_host_memory,
     to_memory_format,
 )
+from .sharded import ShardedTraining, needs_sharding
 from .stats import TickAccumulator
 
 # Training images stay on the accelerator when they fit in this much memory (100-shot sets: ~20 MB
@@ -149,7 +150,12 @@ class Trainer:
         callbacks: TrainingCallbacks | None = None,
         resume_from: Path | None = None,
         progress: bool = False,
+        dist: DistInfo | None = None,
     ) -> None:
+        """`dist`: this process's rank in a multi-process job (gan_core.training.distributed.launch);
+        None for one process. Every rank builds its Trainer alike; pass callbacks/progress on rank 0.
+        Without `dist`, a config asking for gpus > 1 trains in this one process on the whole minibatch
+        (a time estimate, or continuing such a run on one device)."""
         validate_config(cfg)
         cfg = fit_to_dataset(cfg, dataset.num_classes)  # BigGAN's num_classes 0 -> the dataset's
         self.cfg = cfg
@@ -220,6 +226,8 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.best_checkpoint: Path | None = None
         self._real_features: np.ndarray | None = None
+        self.dist = dist or SINGLE
+        self.shard = ShardedTraining(self, self.dist) if needs_sharding(cfg, self.dist) else None
         if resume_from is not None:
             self.load(resume_from)
 
@@ -408,6 +416,9 @@ class Trainer:
 
     def train_step(self, acc: TickAccumulator) -> None:
         """One minibatch: a D step, preceded by a G step on every `d_steps`-th minibatch."""
+        if self.shard is not None:
+            self.shard.train_step(acc)
+            return
         real, real_c = self.next_real_batch_and_labels()
         if self.batch_idx % self.cfg.d_steps == 0:
             self._generator_step(acc)
@@ -444,13 +455,18 @@ class Trainer:
                     continue
                 self.callbacks.on_tick(stats)
                 done = self.cur_nimg >= self.total_nimg
-                stopped = not done and self.callbacks.should_stop()
+                stopped = not done and self._should_stop()
                 if done or stopped or self.tick % cfg.snapshot_ticks == 0:
                     self.snapshot(final=done or stopped)
         finally:
             if pbar is not None:
                 pbar.close()
         return TrainResult(self.cur_nimg / 1000, stopped, self.last_checkpoint, self.best_checkpoint)
+
+    def _should_stop(self) -> bool:
+        """The callbacks' stop request; with several ranks, rank 0's (its callbacks are the real ones)."""
+        flag = self.callbacks.should_stop()
+        return self.shard.agree_stop(flag) if self.shard is not None else flag
 
     def _run_tick(self, pbar: Any) -> dict[str, Any]:
         acc = TickAccumulator()
@@ -461,6 +477,8 @@ class Trainer:
             self.train_step(acc)
             if pbar is not None:
                 pbar.update(self.cfg.batch_size / 1000)
+        if self.shard is not None:
+            self.shard.reduce_tick(acc)  # one collective per tick: every rank reports the global means
         dt = time.perf_counter() - t0
         self.elapsed += dt
         self.tick += 1
@@ -480,8 +498,9 @@ class Trainer:
             "eta_seconds": max(0.0, (self.total_nimg - self.cur_nimg) / 1000 * sec_per_kimg),
             "time": self.elapsed,
         }
-        with open(self.run_dir / "stats.jsonl", "a") as f:
-            f.write(json.dumps(stats) + "\n")
+        if self.dist.is_main:
+            with open(self.run_dir / "stats.jsonl", "a") as f:
+                f.write(json.dumps(stats) + "\n")
         if pbar is not None:
             fmt = lambda v: f"{v:.3f}" if v is not None else "-"  # noqa: E731  (no G step in a short tick with d_steps > 1)
             pbar.set_postfix(lossG=fmt(stats["loss_G"]), lossD=fmt(stats["loss_D"]),
@@ -582,12 +601,18 @@ class Trainer:
         torch.set_rng_state(ckpt["rng"]["torch"])
         if torch.cuda.is_available() and ckpt["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        if self.shard is not None:  # also for the in-memory start state: every rank restores the same one
+            self.shard.after_load(ckpt)
 
     def snapshot(self, final: bool = False) -> Snapshot:
         """Write a checkpoint and a sample grid; compute metrics if configured."""
         from ..sampling import generate_images, make_grid
 
         kimg = self.cur_nimg / 1000
+        if self.shard is not None and not self.dist.is_main:
+            return self._follow_snapshot(kimg, final)
+        if self.shard is not None:
+            self.shard.before_snapshot()
         rng_state = torch.get_rng_state()
         grid_path = self.run_dir / "grids" / f"grid-{kimg:09.3f}.png"
         seeds = list(range(self.cfg.num_grid))
@@ -612,9 +637,20 @@ class Trainer:
         if is_best:
             _link_or_copy(ckpt_path, ckpt_dir / "best.pt")
             self.best_checkpoint = ckpt_dir / "best.pt"
+        if self.shard is not None:
+            self.shard.after_snapshot()
         snap = Snapshot(kimg, ckpt_path, grid_path, sha, metrics, is_best, final)
         self.callbacks.on_snapshot(snap)
         return snap
+
+    def _follow_snapshot(self, kimg: float, final: bool) -> Snapshot:
+        """A rank other than 0 at a snapshot: hand its ADA observations to rank 0, wait for the checkpoint."""
+        assert self.shard is not None
+        self.shard.before_snapshot()
+        self.shard.after_snapshot()
+        ckpt_path = self.run_dir / "checkpoints" / f"ckpt-{kimg:09.3f}.pt"
+        self.last_checkpoint = ckpt_path
+        return Snapshot(kimg, ckpt_path, self.run_dir / "grids" / f"grid-{kimg:09.3f}.png", "", {}, False, final)
 
     def _snapshot_metrics(self, kimg: float) -> tuple[dict[str, float], bool]:
         cfg = self.cfg

@@ -30,7 +30,8 @@ def train_request(body: JobCreate, pretrained_network: dict[str, Any] | None = N
         RegularizerRequest(spec.name, spec.weight, spec.interval, dict(spec.params)) for spec in body.regularizers]
     return TrainRequest(
         preset=body.preset, arch=body.arch, resolution=body.resolution, kimg=body.kimg, seed=body.seed,
-        augment=body.augment, batch_size=body.batch_size, g_lr=body.g_lr, d_lr=body.d_lr,
+        augment=body.augment, batch_size=body.batch_size, gpus=body.gpus, batch_gpu=body.batch_gpu,
+        g_lr=body.g_lr, d_lr=body.d_lr,
         metrics=None if body.metrics is None else list(body.metrics), metrics_every=body.metrics_every,
         metrics_num_gen=body.metrics_num_gen, regularizers=regs, tick_kimg=body.tick_kimg,
         snapshot_kimg=body.snapshot_kimg, freeze_d_layers=body.freeze_d_layers or None,
@@ -46,6 +47,9 @@ def resolve_config(body: JobCreate, settings: Settings, pretrained_network: dict
         raise JobConfigError(f"freeze_d_layers={body.freeze_d_layers} needs init_from (pretrained weights to "
                              "fine-tune): without them the frozen discriminator layers would keep their random "
                              "initialisation; drop freeze_d_layers or start from a model or another job's checkpoint")
+    if body.gpus is not None and body.gpus > settings.max_job_gpus:  # what this server's workers own
+        raise JobConfigError(f"gpus must be <= {settings.max_job_gpus} on this server (DIGGAN_MAX_JOB_GPUS), "
+                             f"got {body.gpus}")
     try:
         cfg = resolve_train_config(train_request(body, pretrained_network), default_preset=settings.default_preset)
     except ConfigRequestError as e:

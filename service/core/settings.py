@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     # Intra-op CPU threads per training process. 0 = cores - 1 (at least 1): leaves a core for the
     # API, and OpenMP threads spinning on an oversubscribed CPU slow training down 10-30x.
     torch_threads: int = Field(default=0, ge=0, le=256)
+    # GPUs this worker owns (it runs a job asking `gpus: N` as N processes, one per GPU). 0 = every GPU it
+    # sees (torch.cuda.device_count(); give each worker its own with CUDA_VISIBLE_DEVICES or compose's
+    # device_ids). On a CPU-only worker: the gloo processes a job may use (1 unless set; for testing).
+    worker_gpus: int = Field(default=0, ge=0, le=64)
+    # The most GPUs one job may ask for (POST /v1/jobs `gpus`): at most what the largest worker owns.
+    max_job_gpus: int = Field(default=1, ge=1, le=64)
 
     # --- webhooks (service/core/webhooks.py)
     webhooks_allow_private: bool = False  # also deliver to private/loopback addresses (tests, one-host setups)

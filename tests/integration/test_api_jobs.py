@@ -56,6 +56,11 @@ def test_create_with_overrides(server, dataset_id):
     assert cfg["tick_kimg"] == 0.25 and cfg["snapshot_ticks"] == 2
 
 
+def test_batch_gpu_is_stored_in_the_config(server, dataset_id):
+    cfg = _create(server, {"dataset_id": dataset_id, "gpus": 1, "batch_gpu": 4}).json()["config"]
+    assert cfg["gpus"] == 1 and cfg["batch_gpu"] == 4 and cfg["batch_size"] == 8
+
+
 @pytest.mark.parametrize("patch,needle", [
     ({"preset": "huge"}, "cpu-tiny, cpu-faces, low-shot-256, paper256"),
     ({"augment": "mixup"}, "'ada', 'diffaugment' or 'none'"),
@@ -69,6 +74,9 @@ def test_create_with_overrides(server, dataset_id):
     ({"seed": -3}, "greater than or equal"),
     ({"bogus": 1}, "Extra inputs"),
     ({"snapshot_kimg": 0}, "greater than 0"),
+    ({"gpus": 2}, "gpus must be <= 1 on this server (DIGGAN_MAX_JOB_GPUS)"),
+    ({"gpus": 0}, "greater than or equal to 1"),
+    ({"batch_gpu": 3}, "batch_gpu must divide batch_size / gpus = 8"),
 ])
 def test_invalid_job_bodies_are_422_naming_valid_values(server, dataset_id, patch, needle):
     r = _create(server, {"dataset_id": dataset_id, **patch})

@@ -114,3 +114,25 @@ def test_sigterm_checkpoints_requeues_and_another_worker_resumes(tmp_path):
     finally:
         first.kill()
         second.stop()
+
+
+def test_a_job_asking_two_gpus_trains_as_two_gloo_processes(tmp_path):
+    """gpus 2 on a CPU worker that owns 2 (DIGGAN_WORKER_GPUS): the worker is rank 0 and records ticks and
+    checkpoints; a follower process is rank 1. A job asking more than the worker owns fails with a message."""
+    with server_with_worker(tmp_path, worker_gpus=2, max_job_gpus=3) as (srv, worker):
+        c = srv.client
+        ds = upload_zip(c, images_zip(8)).json()
+        body = {"dataset_id": ds["id"], "kimg": 0.016, "tick_kimg": 0.008, "gpus": 2}
+        job = c.post("/v1/jobs", json=body).json()
+        done = wait_job(c, job["id"], lambda j: j["status"] in ("succeeded", "failed"), 240, worker)
+        assert done["status"] == "succeeded", done
+        assert done["config"]["gpus"] == 2
+        assert len(c.get(f"/v1/jobs/{job['id']}/metrics").json()["ticks"]) == 2
+        assert c.get(f"/v1/jobs/{job['id']}/checkpoints").json()["data"][-1]["final"] is True
+        assert b"2 ranks on cpu" in worker.log_path.read_bytes()
+
+        r = c.post("/v1/jobs", json={**body, "gpus": 3, "batch_size": 6})
+        assert r.status_code == 202, r.text
+        job = r.json()
+        failed = wait_job(c, job["id"], lambda j: j["status"] in ("succeeded", "failed"), 120, worker)
+        assert failed["status"] == "failed" and "owns 2" in failed["error"], failed

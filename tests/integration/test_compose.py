@@ -308,3 +308,19 @@ def test_dockerfiles():
     ignore = (REPO / ".dockerignore").read_text().split()
     for must in (".git", ".venv", ".env"):
         assert must in ignore
+
+
+def test_per_worker_gpu_ids_example_is_valid(fake_env, tmp_path):
+    """The commented multi-GPU example (device_ids instead of count) is accepted by compose as written."""
+    text = COMPOSE_FILE.read_text()
+    example = next(line for line in text.splitlines() if "#   device_ids:" in line)
+    ids = example.split("device_ids:")[1].split("#")[0].strip()
+    variant = tmp_path / "docker-compose.yml"
+    variant.write_text(text.replace("              count: 1\n", f"              device_ids: {ids}\n", 1)
+                       .replace("DIGGAN_WORKER_GPUS: ${DIGGAN_WORKER_GPUS:-0}", 'DIGGAN_WORKER_GPUS: "4"', 1))
+    (tmp_path / "deploy").symlink_to(REPO / "deploy")  # the build contexts the file names
+    res = run_compose(["config", "--format", "json"], fake_env, compose_file=variant)
+    assert res.returncode == 0, res.stderr
+    worker = json.loads(res.stdout)["services"]["worker"]
+    assert worker["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["0", "1", "2", "3"]
+    assert worker["environment"]["DIGGAN_WORKER_GPUS"] == "4"

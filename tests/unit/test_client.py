@@ -77,3 +77,18 @@ def test_cli_argument_parsers() -> None:
     with pytest.raises(ValueError, match="NAME:WEIGHT"):
         parse_regularizer("diggan")
     assert json.loads(json.dumps(parse_regularizer("r1:1:16"))) == {"name": "r1", "weight": 1.0, "interval": 16}
+
+
+def test_jobs_create_sends_gpus_and_batch_gpu() -> None:
+    from diggan.cli import build_parser, cmd_jobs_create
+
+    sent: dict = {}
+
+    class Recording:  # stands in for the HTTP client: this test is about the flags -> request fields
+        def create_job(self, dataset: str, idempotency_key: str | None = None, **fields: object) -> dict:
+            sent.update(fields, dataset=dataset)
+            return {"id": "job_x"}
+
+    args = build_parser().parse_args(["jobs", "create", "--dataset", "ds_1", "--gpus", "2", "--batch-gpu", "4"])
+    assert cmd_jobs_create(Recording(), args) == 0  # type: ignore[arg-type]
+    assert sent["gpus"] == 2 and sent["batch_gpu"] == 4 and sent["dataset"] == "ds_1"

@@ -33,7 +33,7 @@ def cli_config(*flags: str) -> dict[str, Any]:
 
 
 def api_config(**body: Any) -> dict[str, Any]:
-    return config_to_dict(resolve_config(JobCreate(dataset_id="ds", **body), Settings()))
+    return config_to_dict(resolve_config(JobCreate(dataset_id="ds", **body), Settings(max_job_gpus=4)))
 
 
 EQUIVALENT = [
@@ -56,6 +56,7 @@ EQUIVALENT = [
     (["--kimg", "0.1"], {"kimg": 0.1}),
     (["--augment", "none", "--batch", "16", "--seed", "3", "--metrics", "kid"],
      {"augment": "none", "batch_size": 16, "seed": 3, "metrics": ["kid"]}),
+    (["--batch", "8", "--gpus", "2", "--batch-gpu", "2"], {"batch_size": 8, "gpus": 2, "batch_gpu": 2}),  # split
     (["--set", "g_lr=0.001", "--set", "d_lr=0.003", "--set", "metrics_num_gen=64"],
      {"g_lr": 0.001, "d_lr": 0.003, "metrics_num_gen": 64}),
 ]

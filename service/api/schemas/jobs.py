@@ -107,6 +107,11 @@ class JobCreate(BaseModel):
     snapshot_kimg: float | None = Field(default=None, gt=0, le=1e5)
     tick_kimg: float | None = Field(default=None, gt=0, le=1e5)
     batch_size: int | None = Field(default=None, ge=1, le=256)
+    gpus: int | None = Field(default=None, ge=1, le=64, description="GPUs (processes) that share each minibatch: "
+                             "batch_size must be a multiple; at most the server's DIGGAN_MAX_JOB_GPUS. Default 1")
+    batch_gpu: int | None = Field(default=None, ge=1, le=256, description="images one GPU runs at a time; less than "
+                                  "batch_size / gpus accumulates gradients over several passes (GPUs with little "
+                                  "memory; NVlabs --batch-gpu). Default: batch_size / gpus")
     # Learning rates (the preset's by default). Bounded only loosely (finite, positive, <= 1e9): a run
     # that diverges is caught at the tick (one rollback with halved rates, then a clear failure).
     g_lr: float | None = Field(default=None, gt=0, le=1e9, description="generator learning rate")
