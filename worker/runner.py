@@ -37,6 +37,7 @@ from service.core.db.models import Job
 from service.core.init_from import describe, fetch_init_weights
 from service.core.jobs import LEASED, CheckpointInfo, JobRecord, JobStatus
 from service.core.lease import JobLease, LeaseLost
+from service.core.queue import train_queue
 from service.core.services import Core
 from service.core.storage import ObjectNotFound, StorageError
 from worker import metrics
@@ -313,9 +314,12 @@ class JobRunner:
             return None
         owned = worker_gpus(self.settings)
         if cfg.gpus > owned:
+            # A last guard: routing sends a job only to workers owning enough GPUs (service/core/queue.py), so this
+            # is a message on the wrong queue (a worker started with -Q train-gpus-N by hand, or an old message).
             raise UserError(f"this job asks for gpus={cfg.gpus} but the worker that took it owns {owned}; start it "
-                            f"again with gpus <= {owned}, or ask the operator for workers with more GPUs "
-                            "(DIGGAN_MAX_JOB_GPUS should not exceed the smallest worker's DIGGAN_WORKER_GPUS)")
+                            f"again with gpus <= {owned}, or ask the operator to check that workers are not given "
+                            f"the queue {train_queue(cfg.gpus)!r} by hand (a worker picks its queues from "
+                            "DIGGAN_WORKER_GPUS)")
         from gan_core.training.ranks import HelperRanks, follower_rank
 
         log.info("job %s: %d ranks on %s (this process is rank 0)", self.job_id, cfg.gpus, self.device)

@@ -19,7 +19,7 @@ from celery.signals import setup_logging, worker_init, worker_process_init, work
 from service.core.jobs import JobStatus
 from service.core.lease import LeaseLost, claim, new_worker_id
 from service.core.logs import configure_logging, log_context, set_log_context
-from service.core.queue import CALIBRATE_TASK, PROJECT_TASK, enqueue_projection, enqueue_train, prepare_broker
+from service.core.queue import CALIBRATE_TASK, PROJECT_TASK, enqueue_projection, enqueue_train, job_gpus, prepare_broker
 from service.core.services import Core, open_core
 from service.core.settings import Settings
 from service.core.sweep import sweep as _sweep
@@ -86,7 +86,7 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 def _run_sweep() -> list:
     c = core()
-    return _sweep(c.db, c.settings, lambda t, j: enqueue_train(app, t, j), c.store,
+    return _sweep(c.db, c.settings, lambda t, j, g: enqueue_train(app, t, j, g), c.store,
                   enqueue_projection=lambda t, p: enqueue_projection(app, t, p))
 
 
@@ -128,7 +128,7 @@ def _train(job_id: str, tenant: str) -> str:
     try:
         status = runner.run()
         if status == JobStatus.queued.value:  # handed back on shutdown: send it again now (else the sweep does)
-            _resend(c, tenant, job_id)
+            _resend(c, tenant, job_id, job_gpus(rec.config))
         return status
     except LeaseLost as e:
         log.warning("train: %s; stopping without writing", e)
@@ -139,9 +139,9 @@ def _train(job_id: str, tenant: str) -> str:
         return JobStatus.failed.value
 
 
-def _resend(c: Core, tenant: str, job_id: str) -> None:
+def _resend(c: Core, tenant: str, job_id: str, gpus: int) -> None:
     try:
-        enqueue_train(app, tenant, job_id)
+        enqueue_train(app, tenant, job_id, gpus)
         c.jobs.mark_enqueued(job_id)
     except Exception as e:
         log.warning("could not re-send job %s (%s); the sweep will", job_id, e)

@@ -118,7 +118,7 @@ class _Sweeper:
         st = self.app.state
         while not self.stop.wait(st.settings.sweep_interval_s):
             try:
-                sweep(st.core.db, st.settings, lambda t, j: enqueue_train(st.celery, t, j), st.core.store,
+                sweep(st.core.db, st.settings, lambda t, j, g: enqueue_train(st.celery, t, j, g), st.core.store,
                       enqueue_projection=lambda t, p: enqueue_projection(st.celery, t, p))
             except Exception:
                 log.exception("sweep failed; will retry")

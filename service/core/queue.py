@@ -8,6 +8,10 @@ Reliability (see ../shared/docs/environment.md): acks_late + reject_on_worker_lo
 long Redis visibility_timeout, and tasks that are safe to run twice (the claim is a conditional
 UPDATE; a duplicate delivery of a job that is running or finished is dropped). Messages can still be
 lost (Redis' fsync window, a flushed queue): the sweep re-sends queued jobs (service/core/sweep.py).
+
+Routing by GPU count (docs/multi-gpu.md): a job asking `gpus: N` goes to `train_queue(N)` (`train` for one
+GPU, `train-gpus-N` above), and a worker owning G GPUs consumes `train_queues(G)` (worker/celery_app.py
+adds them at start-up), so a job only ever reaches a worker that can run it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,28 @@ TRAIN_TASK = "worker.tasks.train"
 SWEEP_TASK = "worker.tasks.sweep"
 CALIBRATE_TASK = "worker.tasks.calibrate"
 PROJECT_TASK = "worker.tasks.project"  # a projection (GAN inversion): CPU-bound, on the light queue
+
+
+def train_queue(gpus: int) -> str:
+    """The queue of a job asking for `gpus` GPUs (one GPU keeps the `train` name deployed workers consume)."""
+    if gpus < 1:
+        raise ValueError(f"gpus must be >= 1, got {gpus}")
+    return TRAIN_QUEUE if gpus == 1 else f"{TRAIN_QUEUE}-gpus-{gpus}"
+
+
+def train_queues(owned: int) -> list[str]:
+    """The training queues of a worker owning `owned` GPUs: every job size it can run, smallest first."""
+    return [train_queue(n) for n in range(1, max(1, owned) + 1)]
+
+
+def job_gpus(config: dict[str, Any] | None) -> int:
+    """The GPUs a stored job config asks for (configs from before multi-GPU have no `gpus`: one)."""
+    return max(1, int((config or {}).get("gpus") or 1))
+
+
+def direct_queue(name: str) -> Queue:
+    # Explicit exchange + key, as every declared queue (see make_celery): a message for one queue lands only there.
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
 def _filesystem_options(settings: Settings) -> dict[str, Any]:
@@ -66,8 +92,8 @@ def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
         # Explicit exchanges + keys: a bare Queue(name) would bind to the default exchange with the
         # default key, and a train message could then land on the light queue too.
         task_queues=(
-            Queue(TRAIN_QUEUE, Exchange(TRAIN_QUEUE, type="direct"), routing_key=TRAIN_QUEUE),
-            Queue(LIGHT_QUEUE, Exchange(LIGHT_QUEUE, type="direct"), routing_key=LIGHT_QUEUE),
+            direct_queue(TRAIN_QUEUE),
+            direct_queue(LIGHT_QUEUE),
         ),
         task_default_queue=LIGHT_QUEUE,
         task_default_exchange=LIGHT_QUEUE,
@@ -84,19 +110,24 @@ def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
     return app
 
 
-def enqueue_train(celery: Celery, tenant: str, job_id: str) -> str:
-    """Send a job to the training queue, with the request id of the request that caused it (for the logs)."""
+def enqueue_train(celery: Celery, tenant: str, job_id: str, gpus: int = 1) -> str:
+    """Send a job to the training queue for its GPU count (`job_gpus(config)`), with the request id of the
+    request that caused it (for the logs)."""
     from service.core.logs import current
 
+    queue = train_queue(gpus)
+    if queue not in celery.amqp.queues:  # declared on first use, the same way as the fixed ones
+        celery.amqp.queues.add(direct_queue(queue))
     result = celery.send_task(
-        TRAIN_TASK, args=[job_id, tenant], kwargs={"request_id": current("request_id")}, queue=TRAIN_QUEUE,
+        TRAIN_TASK, args=[job_id, tenant], kwargs={"request_id": current("request_id")}, queue=queue,
         retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
     )
     return result.id
 
 
 def enqueue_calibration(celery: Celery, signature: str, config: dict[str, Any]) -> str:
-    """Ask a training worker (its device is the one that matters) to time this setup."""
+    """Ask a training worker (its device is the one that matters) to time this setup; on `train`, which every
+    training worker consumes (a calibration times one process)."""
     return celery.send_task(CALIBRATE_TASK, args=[signature, config], queue=TRAIN_QUEUE).id
 
 

@@ -5,7 +5,8 @@ every decision is a conditional UPDATE on the database's clock):
 - a `running` job whose heartbeat is stale is re-queued (the next worker resumes from its latest
   checkpoint), or failed with a reason after `max_attempts`; a stale `cancelling` job ends `canceled`;
 - a `queued` job whose message never reached the broker, or may have been lost since, is sent (again),
-  with a backoff so a job waiting behind others does not pile up copies (duplicates are harmless);
+  with a backoff so a job waiting behind others does not pile up copies (duplicates are harmless); every
+  send says how many GPUs the job asks for, so it goes to the queue of workers owning that many;
 - uploads that never finished are removed with their objects; deleted resources' objects are purged;
 - expired idempotency keys and old rate-limit windows are forgotten;
 - projections (service/core/projections.py) get the same two steps as jobs, when the caller passes how to
@@ -30,6 +31,7 @@ from service.core.db.models import Dataset, IdempotencyKey, Job, Model, Projecti
 from service.core.db.sql import conditional_update, rows_affected
 from service.core.db.types import db_now, seconds_before_now
 from service.core.jobs import JobStatus
+from service.core.queue import job_gpus
 from service.core.settings import Settings
 from service.core.storage import ObjectStore
 from service.core.webhooks import emit_status
@@ -39,15 +41,17 @@ log = logging.getLogger(__name__)
 UNSENT_GRACE_S = 5.0  # the API sends right after its commit; give it this long before the sweep does
 RESEND_CAP_S = 3600.0
 
-Enqueue = Callable[[str, str], object]  # (tenant, job_id)
+Enqueue = Callable[[str, str], object]  # (tenant, projection_id)
+EnqueueJob = Callable[[str, str, int], object]  # (tenant, job_id, gpus): gpus picks the queue (queue.train_queue)
 
 
-def sweep(db: Database, settings: Settings, enqueue: Enqueue, store: ObjectStore | None = None,
+def sweep(db: Database, settings: Settings, enqueue: EnqueueJob, store: ObjectStore | None = None,
           enqueue_projection: Enqueue | None = None) -> list[tuple[str, str]]:
-    """One pass; returns (id, action) for everything it changed. `enqueue_projection(tenant, projection_id)`
-    sends a projection to the light queue (without it, projections are left alone)."""
+    """One pass; returns (id, action) for everything it changed. `enqueue(tenant, job_id, gpus)` sends a job
+    to the training queue for its GPU count; `enqueue_projection(tenant, projection_id)` sends a projection
+    to the light queue (without it, projections are left alone)."""
     actions: list[tuple[str, str]] = []
-    steps: list[tuple[Callable[..., list[tuple[str, str]]], Enqueue]] = [(_stale_leases, enqueue), (_unsent_jobs, enqueue)]
+    steps: list[tuple[Callable[..., list[tuple[str, str]]], Any]] = [(_stale_leases, enqueue), (_unsent_jobs, enqueue)]
     if enqueue_projection is not None:
         steps += [(_stale_projections, enqueue_projection), (_unsent_projections, enqueue_projection)]
     for step, send in steps:
@@ -67,12 +71,13 @@ def sweep(db: Database, settings: Settings, enqueue: Enqueue, store: ObjectStore
     return actions
 
 
-def _stale_leases(db: Database, settings: Settings, enqueue: Enqueue) -> list[tuple[str, str]]:
+def _stale_leases(db: Database, settings: Settings, enqueue: EnqueueJob) -> list[tuple[str, str]]:
     stale = and_(Job.status.in_((JobStatus.running.value, JobStatus.cancelling.value)),
                  Job.heartbeat_at < seconds_before_now(settings.stale_after_s))
     with db.read() as s:
         now = s.scalar(select(db_now()))
-        rows = s.execute(select(Job.id, Job.tenant, Job.status, Job.attempt, Job.heartbeat_at).where(stale)).all()
+        rows = s.execute(select(Job.id, Job.tenant, Job.status, Job.attempt, Job.heartbeat_at, Job.config)
+                         .where(stale)).all()
     actions = []
     for row in rows:
         age = (now - row.heartbeat_at).total_seconds() if row.heartbeat_at else 0.0
@@ -97,7 +102,7 @@ def _stale_leases(db: Database, settings: Settings, enqueue: Enqueue) -> list[tu
         if won:
             actions.append((row.id, action))
             if values["status"] == JobStatus.queued.value:
-                _send(db, enqueue, row.tenant, row.id)
+                _send(db, enqueue, row.tenant, row.id, job_gpus(row.config))
     return actions
 
 
@@ -110,24 +115,24 @@ def resend_due(enqueued_at: datetime | None, updated_at: datetime, count: int, n
     return (now - enqueued_at).total_seconds() > wait
 
 
-def _unsent_jobs(db: Database, settings: Settings, enqueue: Enqueue) -> list[tuple[str, str]]:
+def _unsent_jobs(db: Database, settings: Settings, enqueue: EnqueueJob) -> list[tuple[str, str]]:
     with db.read() as s:
         now = s.scalar(select(db_now()))
-        rows = s.execute(select(Job.id, Job.tenant, Job.enqueued_at, Job.updated_at, Job.enqueue_count)
+        rows = s.execute(select(Job.id, Job.tenant, Job.enqueued_at, Job.updated_at, Job.enqueue_count, Job.config)
                          .where(Job.status == JobStatus.queued.value)
                          .order_by(Job.id).limit(1000)).all()
     actions = []
     for r in rows:
         if resend_due(r.enqueued_at, r.updated_at, r.enqueue_count, now, settings.resend_queued_after_s):
-            if _send(db, enqueue, r.tenant, r.id):
+            if _send(db, enqueue, r.tenant, r.id, job_gpus(r.config)):
                 actions.append((r.id, "sent to the queue" if r.enqueued_at is None else
                                 f"sent again (queued since {r.enqueued_at:%H:%M:%S}, message may be lost)"))
     return actions
 
 
-def _send(db: Database, enqueue: Enqueue, tenant: str, job_id: str) -> bool:
+def _send(db: Database, enqueue: EnqueueJob, tenant: str, job_id: str, gpus: int) -> bool:
     try:
-        enqueue(tenant, job_id)
+        enqueue(tenant, job_id, gpus)
     except Exception as e:  # broker down: the job stays unsent, and a later pass retries
         log.warning("sweep: could not enqueue job %s: %s", job_id, e)
         return False

@@ -191,17 +191,17 @@ def test_stale_sweep_requeues_then_fails(server, dataset_id):
                 heartbeat_age_s=settings.stale_after_s + 5)
 
     orphan(1)
-    actions = dict(sweep(core.db, settings, lambda t, j: sent.append(j)))
+    actions = dict(sweep(core.db, settings, lambda t, j, g: sent.append(j)))
     assert actions[job_id].startswith("re-queued") and sent == [job_id]
     job = server.client.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "queued" and job["attempt"] == 1
 
     # A live worker (fresh heartbeat) is left alone.
     set_job(core, job_id, status="running", heartbeat_age_s=0)
-    assert job_id not in dict(sweep(core.db, settings, lambda t, j: sent.append(j)))
+    assert job_id not in dict(sweep(core.db, settings, lambda t, j, g: sent.append(j)))
 
     orphan(2)
-    actions = dict(sweep(core.db, settings, lambda t, j: sent.append(j)))
+    actions = dict(sweep(core.db, settings, lambda t, j, g: sent.append(j)))
     assert actions[job_id].startswith("failed")
     job = server.client.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "failed" and "stopped responding" in job["error"] and "batch_size" in job["error"]

@@ -146,7 +146,7 @@ def test_a_killed_worker_is_swept_and_the_projection_finishes_as_attempt_2(world
     time.sleep(settings.stale_after_s + 1)
     assert c.get(f"/v1/jobs/{job}/projections/{p['id']}").json()["status"] == "running"  # nobody said otherwise
     celery = srv.app.state.celery
-    actions = sweep(srv.core.db, settings, lambda t, j: enqueue_train(celery, t, j),
+    actions = sweep(srv.core.db, settings, lambda t, j, g: enqueue_train(celery, t, j, g),
                     enqueue_projection=lambda t, pid: enqueue_projection(celery, t, pid))
     assert (p["id"], "projection re-queued (attempt 1)") in actions
     fresh = Worker(settings, world["root"] / "worker2.log", queues="light", name="light2").start()

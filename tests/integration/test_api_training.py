@@ -116,23 +116,45 @@ def test_sigterm_checkpoints_requeues_and_another_worker_resumes(tmp_path):
         second.stop()
 
 
-def test_a_job_asking_two_gpus_trains_as_two_gloo_processes(tmp_path):
-    """gpus 2 on a CPU worker that owns 2 (DIGGAN_WORKER_GPUS): the worker is rank 0 and records ticks and
-    checkpoints; a follower process is rank 1. A job asking more than the worker owns fails with a message."""
-    with server_with_worker(tmp_path, worker_gpus=2, max_job_gpus=3) as (srv, worker):
-        c = srv.client
-        ds = upload_zip(c, images_zip(8)).json()
-        body = {"dataset_id": ds["id"], "kimg": 0.016, "tick_kimg": 0.008, "gpus": 2}
-        job = c.post("/v1/jobs", json=body).json()
-        done = wait_job(c, job["id"], lambda j: j["status"] in ("succeeded", "failed"), 240, worker)
-        assert done["status"] == "succeeded", done
-        assert done["config"]["gpus"] == 2
-        assert len(c.get(f"/v1/jobs/{job['id']}/metrics").json()["ticks"]) == 2
-        assert c.get(f"/v1/jobs/{job['id']}/checkpoints").json()["data"][-1]["final"] is True
-        assert b"2 ranks on cpu" in worker.log_path.read_bytes()
+def test_jobs_are_routed_to_a_worker_owning_enough_gpus(tmp_path):
+    """Two CPU workers on one broker, owning 1 and 2 GPUs (DIGGAN_WORKER_GPUS). Jobs asking gpus 2 are run only
+    by the 2-GPU worker, as two gloo processes (it is rank 0 and records ticks and checkpoints; a follower is rank
+    1), even while it is busy and the other is idle; a job asking 3 waits queued for a worker owning 3. A message
+    on the wrong queue (sent by hand) still fails with a message: the worker's own last guard."""
+    one = make_settings(tmp_path, worker_heartbeat_s=1.0, worker_gpus=1, max_job_gpus=3)
+    two = make_settings(tmp_path, worker_heartbeat_s=1.0, worker_gpus=2, max_job_gpus=3)
+    small, big = Worker(one, tmp_path / "one.log", name="one"), Worker(two, tmp_path / "two.log", name="two")
+    try:
+        # One after the other: two workers declaring `train` at once on the SQLite broker can race on its table.
+        small.start().wait_ready()
+        big.start().wait_ready()
+        with LiveServer(one) as srv:
+            assert b"owns 2 GPU(s); training queues: train, train-gpus-2" in big.log_path.read_bytes()
+            assert b"owns 1 GPU(s); training queues: train" in small.log_path.read_bytes()
+            assert b"train-gpus" not in small.log_path.read_bytes()
+            c = srv.client
+            ds = upload_zip(c, images_zip(8)).json()
+            body = {"dataset_id": ds["id"], "kimg": 0.016, "tick_kimg": 0.008, "gpus": 2}
+            r = c.post("/v1/jobs", json={**body, "gpus": 3, "batch_size": 6})
+            assert r.status_code == 202, r.text
+            waiting = r.json()
+            first = c.post("/v1/jobs", json=body).json()
+            second = c.post("/v1/jobs", json={**body, "kimg": 0.008}).json()  # sent while the big worker is busy
+            for job in (first, second):
+                done = wait_job(c, job["id"], lambda j: j["status"] in ("succeeded", "failed"), 240, big)
+                assert done["status"] == "succeeded", done
+                assert done["config"]["gpus"] == 2 and done["attempt"] == 1
+                assert f"-{big.proc.pid}-" in srv.core.jobs.find("default", job["id"]).worker_id  # the 2-GPU worker
+            assert len(c.get(f"/v1/jobs/{first['id']}/metrics").json()["ticks"]) == 2
+            assert c.get(f"/v1/jobs/{first['id']}/checkpoints").json()["data"][-1]["final"] is True
+            assert big.log_path.read_bytes().count(b"2 ranks on cpu") == 2
+            assert b"2 ranks on cpu" not in small.log_path.read_bytes()
+            assert c.get(f"/v1/jobs/{waiting['id']}").json()["status"] == "queued"  # no worker owns 3
 
-        r = c.post("/v1/jobs", json={**body, "gpus": 3, "batch_size": 6})
-        assert r.status_code == 202, r.text
-        job = r.json()
-        failed = wait_job(c, job["id"], lambda j: j["status"] in ("succeeded", "failed"), 120, worker)
-        assert failed["status"] == "failed" and "owns 2" in failed["error"], failed
+            enqueue_train(srv.app.state.celery, "default", waiting["id"])  # by hand on `train`: the wrong queue
+            failed = wait_job(c, waiting["id"], lambda j: j["status"] in ("succeeded", "failed"), 120, big)
+            assert failed["status"] == "failed" and "asks for gpus=3" in failed["error"], failed
+            assert "'train-gpus-3'" in failed["error"]
+    finally:
+        small.stop()
+        big.stop()

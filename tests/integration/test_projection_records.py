@@ -112,7 +112,7 @@ def test_the_sweep_requeues_a_dead_workers_projection_and_fences_the_old_attempt
     p = _projection(core, job)
     old = ProjectionLease(core.db, claim(core.db, "t", p.id, "w1", 30, 2))
     sent = []
-    noop = lambda t, j: None  # noqa: E731
+    noop = lambda *_: None  # noqa: E731  (a job sender takes 3 arguments, a projection sender 2)
     assert sweep(core.db, core.settings, noop, enqueue_projection=lambda t, i: sent.append(i)) == []  # fresh beat
     _stale(core, p.id)
     actions = sweep(core.db, core.settings, noop, enqueue_projection=lambda t, i: sent.append(i))
@@ -141,7 +141,7 @@ def test_a_stale_projection_with_a_cancel_ends_canceled_and_unsent_ones_are_sent
     claim(core.db, "t", p.id, "w1", 30, 2)
     ProjectionRepo(core.db).cancel("t", job, p.id)
     _stale(core, p.id)
-    noop = lambda t, j: None  # noqa: E731
+    noop = lambda *_: None  # noqa: E731  (a job sender takes 3 arguments, a projection sender 2)
     assert (p.id, "projection canceled (worker lost)") in sweep(core.db, core.settings, noop, enqueue_projection=noop)
     # A queued projection whose message never left (the broker was down at creation) is sent by the sweep.
     q = _projection(core, job)

@@ -175,9 +175,9 @@ def test_heartbeats_are_stamped_by_the_database_clock(core):
     assert beat.tzinfo is not None and timedelta(0) <= now - beat < timedelta(seconds=5)
     # Staleness is decided in SQL against that clock (the sweep never reads this process' clock).
     set_job(core, job.id, heartbeat_age_s=29)
-    assert sweep(core.db, core.settings, lambda t, j: None) == []
+    assert sweep(core.db, core.settings, lambda t, j, g: None) == []
     set_job(core, job.id, heartbeat_age_s=31)
-    assert dict(sweep(core.db, core.settings, lambda t, j: None))[job.id].startswith("re-queued")
+    assert dict(sweep(core.db, core.settings, lambda t, j, g: None))[job.id].startswith("re-queued")
 
 
 # --------------------------------------------------------------------------- idempotency and quotas
@@ -242,7 +242,7 @@ def test_storage_is_charged_at_reservation_and_credited_on_delete(core):
         assert s.scalar(select(func.coalesce(func.sum(Blob.size), 0)).where(Blob.tenant == "t")) == 0
         assert s.scalar(select(func.count()).select_from(ObjectDeletion)) == 1
     assert core.store.list(f"tenants/t/datasets/{ds}/")
-    sweep(core.db, core.settings, lambda t, j: None, core.store)  # the sweep removes the objects
+    sweep(core.db, core.settings, lambda t, j, g: None, core.store)  # the sweep removes the objects
     assert not core.store.list(f"tenants/t/datasets/{ds}/")
 
 
@@ -252,7 +252,7 @@ def test_the_sweep_removes_uploads_that_never_finished(core):
     core.store.put_bytes("tenants/t/datasets/ds_22222222222222222222222222/prepared.zip", b"x" * 10)
     assert core.datasets.find("t", rec.id) is None  # never visible while uploading
     settings = core.settings.model_copy(update={"upload_orphan_after_s": 0.001})
-    actions = dict(sweep(core.db, settings, lambda t, j: None, core.store))
+    actions = dict(sweep(core.db, settings, lambda t, j, g: None, core.store))
     assert "never finished" in actions[rec.id]
     assert core.store.list("tenants/t/datasets/") == []
 
@@ -265,12 +265,12 @@ def test_queued_jobs_are_sent_and_resent_with_backoff(core):
     job, _ = _job(core, ds)
     sent: list[str] = []
     set_job(core, job.id, updated_at=datetime.now(timezone.utc) - timedelta(seconds=10))
-    sweep(core.db, core.settings, lambda t, j: sent.append(j))
+    sweep(core.db, core.settings, lambda t, j, g: sent.append(j))
     assert sent == [job.id] and core.jobs.find("t", job.id).enqueue_count == 1
-    sweep(core.db, core.settings, lambda t, j: sent.append(j))
+    sweep(core.db, core.settings, lambda t, j, g: sent.append(j))
     assert sent == [job.id]  # sent a moment ago: not again
     settings = core.settings.model_copy(update={"resend_queued_after_s": 0.001})
-    sweep(core.db, settings, lambda t, j: sent.append(j))
+    sweep(core.db, settings, lambda t, j, g: sent.append(j))
     assert sent == [job.id, job.id]  # the message may have been lost: sent again
 
     now = datetime.now(timezone.utc)
@@ -282,12 +282,30 @@ def test_queued_jobs_are_sent_and_resent_with_backoff(core):
     assert resend_due(now - timedelta(seconds=3601), now, 20, now, 300)
 
 
+def test_the_sweep_sends_each_job_with_its_gpu_count(core):
+    """The sender routes by GPU count (service/core/queue.py): unsent and re-queued jobs carry their config's gpus."""
+    ds = _dataset(core)
+    multi = core.jobs.create(tenant="t", dataset_id=ds, config={"kimg": 1.0, "gpus": 2}, request={}, init_from=None,
+                             charged_kimg=1.0, quotas=None, idempotency=None, idempotency_ttl_s=3600)[0]
+    old, _ = _job(core, ds)  # a config from before multi-GPU: no `gpus`
+    lost, _ = _job(core, ds)
+    for job in (multi, old):
+        set_job(core, job.id, updated_at=datetime.now(timezone.utc) - timedelta(seconds=10))
+    sent: dict[str, int] = {}
+    claim(core.db, "t", lost.id, "w", "cpu", 30, 3)
+    with core.db.write() as s:  # the lost job asked 4 GPUs (written after the claim, which needs none)
+        s.execute(Job.__table__.update().where(Job.id == lost.id).values(config={"kimg": 1.0, "gpus": 4}))
+    set_job(core, lost.id, heartbeat_age_s=31)
+    sweep(core.db, core.settings, lambda t, j, g: sent.update({j: g}))
+    assert sent == {multi.id: 2, old.id: 1, lost.id: 4}
+
+
 def test_a_broker_failure_leaves_the_job_unsent_for_the_next_pass(core):
     ds = _dataset(core)
     job, _ = _job(core, ds)
     set_job(core, job.id, updated_at=datetime.now(timezone.utc) - timedelta(seconds=10))
 
-    def down(t, j):
+    def down(t, j, g):
         raise ConnectionError("broker down")
 
     sweep(core.db, core.settings, down)

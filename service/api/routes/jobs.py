@@ -24,7 +24,7 @@ from service.core import calibration, webhooks
 from service.core.blobs import purge_deleted
 from service.core.ids import is_valid_id
 from service.core.jobs import DatasetMissing, IdempotencyConflict, JobBusy, JobRecord, JobRepo, JobStatus
-from service.core.queue import enqueue_calibration, enqueue_train
+from service.core.queue import enqueue_calibration, enqueue_train, job_gpus
 from service.core.quotas import check_new_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -125,7 +125,7 @@ def _send(celery: object, jobs: JobRepo, rec: JobRecord) -> None:
     """After the commit: hand the job to the broker. If the broker is down the job stays queued and unsent,
     and the sweep sends it once the broker is back (the client already has its job id)."""
     try:
-        enqueue_train(celery, rec.tenant, rec.id)  # type: ignore[arg-type]
+        enqueue_train(celery, rec.tenant, rec.id, job_gpus(rec.config))  # type: ignore[arg-type]
     except Exception as e:
         log.warning("job %s recorded but not yet sent to the queue (%s: %s); the sweep will send it",
                     rec.id, type(e).__name__, e)
