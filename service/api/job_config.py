@@ -49,7 +49,7 @@ def resolve_config(body: JobCreate, settings: Settings, pretrained_network: dict
                              "initialisation; drop freeze_d_layers or start from a model or another job's checkpoint")
     if body.gpus is not None and body.gpus > settings.max_job_gpus:  # what this server's workers own
         raise JobConfigError(f"gpus must be <= {settings.max_job_gpus} on this server (DIGGAN_MAX_JOB_GPUS), "
-                             f"got {body.gpus}")
+                             f"got {body.gpus}: ask for at most {settings.max_job_gpus}")
     try:
         cfg = resolve_train_config(train_request(body, pretrained_network), default_preset=settings.default_preset)
     except ConfigRequestError as e:
