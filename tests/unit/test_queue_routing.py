@@ -28,8 +28,28 @@ def _waiting(app, queue: str) -> int:
         return conn.default_channel.queue_declare(queue, passive=True).message_count
 
 
-def test_a_job_is_sent_to_the_queue_of_its_gpu_count(tmp_path):
-    settings = Settings(data_dir=tmp_path, broker_url="", result_backend="")
+@pytest.fixture(params=["sqlite", "redis"])
+def broker_url(request, tmp_path):
+    """The embedded SQLite broker and a real Redis server (the production broker), when one is installed."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    import shutil
+
+    from tests.servers import free_port, start_redis_server, stop_redis_server
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = start_redis_server(port, data_dir=tmp_path / "redis")
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop_redis_server(proc)
+
+
+def test_a_job_is_sent_to_the_queue_of_its_gpu_count(tmp_path, broker_url):
+    settings = Settings(data_dir=tmp_path, broker_url=broker_url, result_backend="")
     queue.prepare_broker(settings)
     app = queue.make_celery(settings)
     enqueue_train(app, "t", "job-1")
