@@ -101,13 +101,14 @@ def up(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api.main import create_app
-    from service.core.queue import check_broker, prepare_broker
+    from service.core.queue import check_broker, declare_service_queues, prepare_broker
 
     prepare_broker(settings)
     app = create_app(settings)  # migrates the database before any worker starts
-    # Touch the broker once here: with the SQLite broker this creates its tables before
-    # several worker processes race to create them.
-    check_broker(app.state.celery)
+    check_broker(app.state.celery)  # a broker that does not answer is an error now, not in every worker
+    # The SQLite broker creates its tables and each queue's row on first use, guarded only within one process:
+    # workers (and this API) starting together raced on them and one died. Create them here, first.
+    declare_service_queues(settings, app.state.celery)
     if not settings.auth_enabled and app.state.core.keys.has_active_keys():
         log.warning("API keys exist but auth is off (DIGGAN_AUTH_REQUIRED is not set): every loopback client "
                     "is the 'default' tenant and keys are not checked")

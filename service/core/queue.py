@@ -146,6 +146,23 @@ def enqueue_sweep(celery: Celery) -> str:
     return celery.send_task(SWEEP_TASK, queue=LIGHT_QUEUE).id
 
 
+def declare_queues(celery: Celery, names: list[str]) -> None:
+    """Create the broker's queues from one process, one after another. The SQLite broker (the embedded default)
+    creates a queue's row on first use with a per-process lock only, so two workers starting at once can both
+    INSERT it and one dies on the unique name (seen in tests/e2e/test_end_to_end.py); declared here first, every
+    worker finds its queues. On Redis a declare is a no-op."""
+    with celery.connection_for_write() as conn:
+        channel = conn.default_channel
+        for name in names:
+            direct_queue(name)(channel).declare()
+
+
+def declare_service_queues(settings: Settings, celery: Celery) -> None:
+    """Every queue the workers consume or the API sends to (light, train, train-gpus-N up to the larger of the
+    job limit and this machine's workers), from this one process: call before starting workers."""
+    declare_queues(celery, [LIGHT_QUEUE, *train_queues(max(settings.max_job_gpus, settings.worker_gpus or 1))])
+
+
 def check_broker(celery: Celery, timeout: float = 3.0) -> None:
     """Raise if the broker cannot be reached (a real connection, not a config check)."""
     with celery.connection_for_write() as conn:

@@ -116,10 +116,15 @@ class Worker:
                     "-P", "solo", "-c", "1", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h", "-l", "INFO",
                     "--without-gossip", "--without-mingle", "--without-heartbeat"]
         self.env = settings_env(settings)
+        self.settings = settings
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Worker:
+        if self.settings.embedded_broker:  # as `service up` does before its workers: no race to create queues
+            from service.core.queue import declare_service_queues, make_celery
+
+            declare_service_queues(self.settings, make_celery(self.settings))
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)

@@ -59,3 +59,20 @@ def test_a_job_is_sent_to_the_queue_of_its_gpu_count(tmp_path, broker_url):
     with app.connection_for_read() as conn:  # the message itself: the job it names
         msg = conn.default_channel.basic_get("train-gpus-2")
         assert msg is not None and msg.headers["task"] == "worker.tasks.train" and "job-2" in msg.headers["argsrepr"]
+
+
+def test_declared_queues_exist_before_any_worker_starts(tmp_path):
+    """`service up` declares every queue from one process (declare_queues): the SQLite broker creates a
+    queue's row on first use under a per-process lock only, so workers starting together used to race on
+    the INSERT and one died (UNIQUE constraint failed: kombu_queue.name)."""
+    import sqlite3
+
+    settings = Settings(data_dir=tmp_path, broker_url="", result_backend="")
+    queue.prepare_broker(settings)
+    app = queue.make_celery(settings)
+    queue.declare_service_queues(Settings(data_dir=tmp_path, broker_url="", result_backend="", max_job_gpus=2), app)
+    queue.declare_queues(app, ["light", "train"])  # again (a restart): nothing to create, no error
+    db = settings.broker_url.removeprefix("sqla+sqlite:///")
+    with sqlite3.connect(db) as conn:
+        names = sorted(name for (name,) in conn.execute("SELECT name FROM kombu_queue"))
+    assert names == ["light", "train", "train-gpus-2"]
