@@ -258,23 +258,13 @@ class ShardedTraining:
         dig_coefs: tuple[Tensor, Tensor] | None = None
         tr.D_opt.zero_grad(set_to_none=True)
         for j, (real_aug, fake_aug, real_c, fake_c) in enumerate(shards):
-            joint = None if (due or measure_dig) else tr._d_logits_joint(real_aug, fake_aug, real_c, fake_c)
-            if joint is not None:
-                real_logits, fake_logits = joint
-                loss = tr.d_loss(real_logits, fake_logits)
-                acc.add("loss_D", loss)
-                loss = loss / plan.rounds
-            else:
-                plain = not due and not need_real and not need_fake
-                ctx = RegContext(tr.D, real_aug, fake_aug, create_graph=bool(due), real_c=real_c, fake_c=fake_c,
-                                 d_loss=tr.d_loss)
-                with autocast(tr.perf, enabled=plain):
-                    real_out = ctx.real(with_grad=need_real)
-                    fake_out = ctx.fake(with_grad=need_fake)
-                real_logits, fake_logits = real_out.logits.float(), fake_out.logits.float()
-                loss = tr.d_loss(real_logits, fake_logits)
-                acc.add("loss_D", loss)
-                loss = loss / plan.rounds
+            real_logits, fake_logits, ctx = tr.d_forward(real_aug, fake_aug, real_c, fake_c, due, need_real, need_fake,
+                                                         joinable=not (due or measure_dig))
+            loss = tr.d_loss(real_logits, fake_logits)
+            acc.add("loss_D", loss)
+            loss = loss / plan.rounds
+            if ctx is not None:
+                real_out, fake_out = ctx.real(with_grad=need_real), ctx.fake(with_grad=need_fake)
                 if both and norms is None:  # one round: this pass's norms are the rank's
                     assert real_out.norms is not None and fake_out.norms is not None
                     norms = (self._to_global([real_out.norms.detach()]), self._to_global([fake_out.norms.detach()]))

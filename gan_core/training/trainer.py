@@ -315,6 +315,22 @@ class Trainer:
                                           else tuple(t.to(self.device) for t in order))  # type: ignore[assignment]
         return self._joint_order_cache[n]
 
+    def d_forward(self, real_aug: torch.Tensor, fake_aug: torch.Tensor, real_c: Any, fake_c: Any, due: list[Any],
+                  need_real: bool, need_fake: bool, joinable: bool) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """D's logits on reals and fakes for a D step (float32), and the RegContext the due regularizers read
+        (None when one joint call served: nothing needs input gradients). Regularizer steps run in float32
+        (double backward); plain steps may autocast."""
+        joint = self._d_logits_joint(real_aug, fake_aug, real_c, fake_c) if joinable else None
+        if joint is not None:
+            return joint[0], joint[1], None
+        plain = not due and not need_real and not need_fake
+        ctx = RegContext(self.D, real_aug, fake_aug, create_graph=bool(due), real_c=real_c, fake_c=fake_c,
+                         d_loss=self.d_loss)
+        with autocast(self.perf, enabled=plain):
+            real_out = ctx.real(with_grad=need_real)
+            fake_out = ctx.fake(with_grad=need_fake)
+        return real_out.logits.float(), fake_out.logits.float(), ctx
+
     def _d_logits_joint(self, real_aug: Tensor, fake_aug: Tensor, real_c: Tensor | None,
                         fake_c: Tensor | None) -> tuple[Tensor, Tensor] | None:
         """D's logits for both batches from one call (no input gradients), or None if not possible."""
@@ -349,24 +365,13 @@ class Trainer:
         measure_dig = acc.count("dig") == 0
         need_real = measure_dig or any(r.needs_real_grad for r in due)
         need_fake = measure_dig or any(r.needs_fake_grad for r in due)
-        joint = None if (due or measure_dig) else self._d_logits_joint(real_aug, fake_aug, real_c, fake_c)
+        real_logits, fake_logits, ctx = self.d_forward(real_aug, fake_aug, real_c, fake_c, due, need_real, need_fake,
+                                                       joinable=not (due or measure_dig))
         real_norms = fake_norms = None
-        if joint is not None:
-            real_logits, fake_logits = joint
-            loss = self.d_loss(real_logits, fake_logits)
-            acc.add("loss_D", loss)
-        else:
-            # Regularizer steps run in float32 (double backward); plain steps may autocast.
-            plain = not due and not need_real and not need_fake
-            ctx = RegContext(self.D, real_aug, fake_aug, create_graph=bool(due), real_c=real_c, fake_c=fake_c,
-                             d_loss=self.d_loss)
-            with autocast(self.perf, enabled=plain):
-                real_out = ctx.real(with_grad=need_real)
-                fake_out = ctx.fake(with_grad=need_fake)
-            real_logits, fake_logits = real_out.logits.float(), fake_out.logits.float()
-            real_norms, fake_norms = real_out.norms, fake_out.norms
-            loss = self.d_loss(real_logits, fake_logits)
-            acc.add("loss_D", loss)
+        loss = self.d_loss(real_logits, fake_logits)
+        acc.add("loss_D", loss)
+        if ctx is not None:
+            real_norms, fake_norms = ctx.real(with_grad=need_real).norms, ctx.fake(with_grad=need_fake).norms
             for reg in due:
                 penalty, reg_stats = reg.penalty(ctx)
                 # lazy_multiplier: interval, or 1 for regularizers weighted per application.
