@@ -122,8 +122,9 @@ class Worker:
 
     def start(self) -> Worker:
         if self.settings.embedded_broker:  # as `service up` does before its workers: no race to create queues
-            from service.core.queue import declare_service_queues, make_celery
+            from service.core.queue import declare_service_queues, make_celery, prepare_broker
 
+            prepare_broker(self.settings)  # the data folder the broker file lives in may not exist yet
             declare_service_queues(self.settings, make_celery(self.settings))
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT,
