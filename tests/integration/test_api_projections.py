@@ -38,12 +38,15 @@ def world(tmp_path_factory):
     ckpt = trained_checkpoint(root)
     settings = make_settings(root / "srv", worker_heartbeat_s=0.5, stale_after_s=3)
     worker = Worker(settings, root / "worker.log", queues="light", name="light").start()
+    state = {"worker": worker, "settings": settings, "root": root}
     try:
         with LiveServer(settings) as srv:
             worker.wait_ready()
             job = job_with_checkpoint(srv.client, srv.core, "default", ckpt)
-            yield {"srv": srv, "c": srv.client, "job": job, "worker": worker, "settings": settings, "root": root}
+            state.update(srv=srv, c=srv.client, job=job)
+            yield state
     finally:
+        state["worker"].stop()  # tests replace it with a fresh worker: stop the one running now
         worker.stop()
 
 
