@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from ..data import to_float
 from ..regularizers import RegContext
 from ..regularizers.base import call_d
 from ..regularizers.diggan import DigGAN, gradient_gap
@@ -55,7 +54,7 @@ from .distributed import (
 )
 from .freeze import apply_freeze_d
 from .perf import autocast
-from .stats import TickAccumulator
+from .stats import TickAccumulator, record_dig
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -73,10 +72,6 @@ class ShardPlan:
     @property
     def shards(self) -> int:
         return self.world * self.rounds
-
-    @property
-    def micro(self) -> int:
-        return self.batch // self.shards
 
     def shard(self, j: int) -> int:
         return self.rank + self.world * j
@@ -135,19 +130,6 @@ class ShardedTraining:
         """Per-sample values of this rank's rounds -> the whole minibatch's vector, in global order."""
         gathered = all_gather_stack(torch.stack(per_round), self.info)  # [W, rounds, micro]
         return gathered.permute(2, 1, 0).reshape(-1)  # position t*S + j*W + r
-
-    def _reals(self, idx: Tensor, flips: Tensor, j: int) -> tuple[Tensor, Tensor | None]:
-        tr = self.tr
-        pos = self.plan.positions(j)
-        src = tr._batch_source
-        i = idx[pos].to(src.device, non_blocking=True)
-        x = src.index_select(0, i)
-        x = torch.where(flips[pos].to(src.device, non_blocking=True).view(-1, 1, 1, 1), x.flip(3), x)
-        x = to_float(x.to(tr.device, non_blocking=True))
-        if tr.perf.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        c = None if tr._labels_dev is None else tr._labels_dev.index_select(0, i.to(tr.device))
-        return x, c
 
     @staticmethod
     def _take(t: Tensor | None, pos: Tensor) -> Tensor | None:
@@ -231,7 +213,8 @@ class ShardedTraining:
             z = tr._z(cfg.batch_size)
             fake_c_all = tr._fake_c(cfg.batch_size)
             for j, pos in enumerate(self._pos):
-                real, real_c = self._reals(idx, flips, j)
+                shard = self.plan.positions(j)
+                real, real_c = tr.real_batch(idx[shard], flips[shard])
                 fake_c = self._take(fake_c_all, pos)
                 if fake_c is not None and real_c is None:
                     raise RuntimeError("a conditional D needs the real batch's labels")
@@ -293,11 +276,7 @@ class ShardedTraining:
         all_reduce_grads(tr.D.parameters(), self.info)
         tr.D_opt.step()
         if norms is not None:  # the one-process statistics, on the whole minibatch's norms
-            r, f = norms
-            perm = torch.randperm(f.shape[0], device="cpu").to(f.device, non_blocking=True)
-            acc.add("dig", (r - f[perm]).square().mean())
-            acc.add("grad_norm_real", r.mean())
-            acc.add("grad_norm_fake", f.mean())
+            record_dig(acc, *norms)
 
     @staticmethod
     def _diggan_coefficients(dig: DigGAN, real: Tensor, fake: Tensor, acc: TickAccumulator) -> tuple[Tensor, Tensor]:

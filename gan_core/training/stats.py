@@ -70,3 +70,13 @@ class TickAccumulator:
                                                          for k, n in zip(keys, total[:-1, 1].tolist())):
             raise RuntimeError("tick statistics differ between ranks (keys or counts); cannot average them")
         self._host = {k: [s / n] for k, (s, n) in zip(keys, total[:-1].tolist())}
+
+
+def record_dig(acc: TickAccumulator, real_norms: torch.Tensor, fake_norms: torch.Tensor) -> None:
+    """The tick's DIG measurement: the gap between D's per-sample gradient norms on reals and on fakes paired at
+    random (the pairing drawn on the CPU, so no host sync), and the mean norm on each side."""
+    r, f = real_norms.detach(), fake_norms.detach()
+    perm = torch.randperm(f.shape[0], device="cpu").to(f.device, non_blocking=True)
+    acc.add("dig", (r - f[perm]).square().mean())
+    acc.add("grad_norm_real", r.mean())
+    acc.add("grad_norm_fake", f.mean())

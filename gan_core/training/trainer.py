@@ -74,7 +74,7 @@ from .perf import (
     to_memory_format,
 )
 from .sharded import ShardedTraining, needs_sharding
-from .stats import TickAccumulator
+from .stats import TickAccumulator, record_dig
 
 # Training images stay on the accelerator when they fit in this much memory (100-shot sets: ~20 MB
 # at 256x256); larger sets are indexed on the host and copied per batch.
@@ -385,11 +385,7 @@ class Trainer:
         acc.add("D_real", real_logits.mean())
         acc.add("D_fake", fake_logits.mean())
         if real_norms is not None and fake_norms is not None:
-            r, f = real_norms.detach(), fake_norms.detach()
-            perm = torch.randperm(f.shape[0], device="cpu").to(f.device, non_blocking=True)
-            acc.add("dig", (r - f[perm]).square().mean())
-            acc.add("grad_norm_real", r.mean())
-            acc.add("grad_norm_fake", f.mean())
+            record_dig(acc, real_norms, fake_norms)
         if self.ada is not None:
             self.ada.observe(real_logits.detach())
 
@@ -406,7 +402,10 @@ class Trainer:
 
     def next_real_batch_and_labels(self) -> tuple[Tensor, Tensor | None]:
         """The next real minibatch (float, x-flipped per the sampler) and its labels (None: unconditional)."""
-        idx, flips = next(self.sampler)
+        return self.real_batch(*next(self.sampler))
+
+    def real_batch(self, idx: Tensor, flips: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The training images at `idx` (x-flipped where `flips`), as float on the device, and their labels."""
         src = self._batch_source
         idx = idx.to(src.device, non_blocking=True)
         x = src.index_select(0, idx)
@@ -637,8 +636,7 @@ class Trainer:
         ckpt_path = ckpt_dir / f"ckpt-{kimg:09.3f}.pt"
         sha = save_checkpoint(ckpt_path, self.state_dict())
         _link_or_copy(ckpt_path, ckpt_dir / "latest.pt")
-        self.last_checkpoint = ckpt_path
-        self._start_state = None  # rollbacks now go to a checkpoint
+        self._checkpoint_written(ckpt_path)
         if is_best:
             _link_or_copy(ckpt_path, ckpt_dir / "best.pt")
             self.best_checkpoint = ckpt_dir / "best.pt"
@@ -654,8 +652,13 @@ class Trainer:
         self.shard.before_snapshot()
         self.shard.after_snapshot()
         ckpt_path = self.run_dir / "checkpoints" / f"ckpt-{kimg:09.3f}.pt"
-        self.last_checkpoint = ckpt_path
+        self._checkpoint_written(ckpt_path)
         return Snapshot(kimg, ckpt_path, self.run_dir / "grids" / f"grid-{kimg:09.3f}.png", "", {}, False, final)
+
+    def _checkpoint_written(self, path: Path) -> None:
+        """Rollbacks go to this checkpoint from now on: the in-memory start state is no longer needed."""
+        self.last_checkpoint = path
+        self._start_state = None
 
     def _snapshot_metrics(self, kimg: float) -> tuple[dict[str, float], bool]:
         cfg = self.cfg
