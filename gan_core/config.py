@@ -394,6 +394,18 @@ def _from_fields(cls: Any, values: Any, where: str) -> Any:
         raise ValueError(f"{where} {values}: {e}") from None
 
 
+def network_conflicts(net: NetworkConfig, settings: dict[str, Any]) -> list[str]:
+    """'network.KEY=VALUE (the pretrained model has X)' for each network field in `settings` (keys bare or
+    'network.'-prefixed) whose value differs from `net`'s; keys that are not network fields are skipped.
+    Shared by a request resolved against pretrained weights (gan_core.request) and transfer.adopt_network."""
+    out = []
+    for key, value in settings.items():
+        name = key.removeprefix("network.")
+        if hasattr(net, name) and getattr(net, name) != value:
+            out.append(f"network.{name}={value!r} (the pretrained model has {getattr(net, name)!r})")
+    return out
+
+
 def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     """Return a copy with dotted-key overrides applied, e.g. {"network.channel_base": 4096}."""
     d = config_to_dict(cfg)

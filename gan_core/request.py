@@ -22,6 +22,7 @@ from .config import (
     TrainConfig,
     apply_overrides,
     get_preset,
+    network_conflicts,
     validate_config,
 )
 
@@ -156,10 +157,7 @@ def _apply_network(cfg: TrainConfig, request: TrainRequest) -> None:
     if request.arch is not None and request.arch != net.arch:
         raise ConfigRequestError(f"arch {request.arch!r} conflicts with the pretrained weights in init_from, which are "
                                  f"a {net.arch}; drop `arch` (a job started from weights keeps their network)")
-    conflicts = [f"{key}={value!r} (the pretrained model has {getattr(net, key.removeprefix('network.'))!r})"
-                 for key, value in request.overrides.items()
-                 if key.startswith("network.") and hasattr(net, key.removeprefix("network."))
-                 and getattr(net, key.removeprefix("network.")) != value]
+    conflicts = network_conflicts(net, {k: v for k, v in request.overrides.items() if k.startswith("network.")})
     if conflicts:
         raise ConfigRequestError(f"these settings conflict with the pretrained model: {'; '.join(conflicts)}. A run "
                                  "started from pretrained weights keeps their network shape (your images are resized "

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..config import NetworkConfig, TrainConfig, config_to_dict
+from ..config import NetworkConfig, TrainConfig, config_to_dict, network_conflicts
 from ..interop.bounds import MAX_TENSORS, BoundsError, check_tree, check_view, network_config_from_plain
 from ..interop.errors import PretrainedError, not_a_model_message
 from ..interop.nvlabs import (
@@ -239,13 +239,10 @@ def network_differences(a: NetworkConfig, b: NetworkConfig) -> list[str]:
 def adopt_network(cfg: TrainConfig, p: Pretrained, explicit: dict[str, Any] | None = None) -> TrainConfig:
     """Give `cfg` the pretrained network shape. `explicit`: network settings the user asked for
     (e.g. {"resolution": 64}); any that differ from the pretrained network raise PretrainedError."""
-    conflicts = []
-    for key, value in (explicit or {}).items():
-        key = key.removeprefix("network.")
-        if not hasattr(p.network, key):
-            raise PretrainedError(f"unknown network setting {key!r}")
-        if getattr(p.network, key) != value:
-            conflicts.append(f"network.{key}={value!r} (the pretrained model has {getattr(p.network, key)!r})")
+    unknown = [k for k in (explicit or {}) if not hasattr(p.network, k.removeprefix("network."))]
+    if unknown:
+        raise PretrainedError(f"unknown network setting {unknown[0].removeprefix('network.')!r}")
+    conflicts = network_conflicts(p.network, explicit or {})
     if conflicts:
         raise PretrainedError(f"these settings conflict with the pretrained model {p.source}: {'; '.join(conflicts)}. "
                               "A run started from pretrained weights keeps their network shape (your images are "
