@@ -30,6 +30,7 @@ class Arm:
     diggan_interval: int = 0  # ours: 0 = no DigGAN; k = DigGAN every k minibatches
     antialias: bool | None = None  # ours: AdaAugment resampling (None = its CPU default, bilinear)
     extra: dict[str, Any] = field(default_factory=dict)
+    perf: dict[str, Any] = field(default_factory=dict)  # ours: TrainConfig.perf fields to set, e.g. precision
 
 
 def _import_root(root: str) -> str:
@@ -74,6 +75,8 @@ def _build_ours(arm: Arm, tmp: str, device: str) -> Any:
     if arm.diggan_interval:
         regs.insert(0, RegularizerConfig("diggan", s["diggan_weight"], arm.diggan_interval, {"alpha": 0.5}))
     cfg.regularizers = regs
+    for key, value in arm.perf.items():
+        setattr(cfg.perf, key, value)
     cfg.seed = s["seed"]
     cfg.kimg = 1e6
     g = torch.Generator().manual_seed(s["seed"])

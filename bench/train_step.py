@@ -171,6 +171,8 @@ def side_by_side_main(args: argparse.Namespace) -> None:
         if spec["augment"] == "ada" and args.antialias_arm:
             arms.append(Arm(f"{prefix}ours_antialias", "ours", root, spec, antialias=True))
         arms += [Arm(f"{prefix}ours_diggan{k}", "ours", root, spec, diggan_interval=k) for k in intervals]
+        if args.bf16_arm and not prefix:
+            arms.append(Arm("ours_bf16", "ours", root, spec, perf={"precision": "bf16"}))
     print("arms:", [a.name for a in arms], "spec:", json.dumps(spec), flush=True)
     res = run_side_by_side(arms, steps=args.steps, rounds=args.rounds, warmup_steps=args.warmup_steps,
                            threads=args.threads or 1, device=args.device)
@@ -181,6 +183,9 @@ def side_by_side_main(args: argparse.Namespace) -> None:
             ratios[f"{prefix}ours_antialias/nvlabs"] = paired_ratio(res, f"{prefix}ours_antialias", "nvlabs")
         for k in intervals:
             ratios[f"{prefix}diggan_overhead_interval{k}"] = paired_ratio(res, f"{prefix}ours_diggan{k}", f"{prefix}ours")
+    if args.bf16_arm:
+        ratios["ours_bf16/nvlabs"] = paired_ratio(res, "ours_bf16", "nvlabs")
+        ratios["ours_bf16/ours"] = paired_ratio(res, "ours_bf16", "ours")
     if args.before_root:
         ratios["ours/before_ours"] = paired_ratio(res, "ours", "before_ours")
     result = {
@@ -226,6 +231,8 @@ def main() -> None:
     sbs.add_argument("--diggan-intervals", default="1,4,8", help="ours with DigGAN at these intervals ('' = none)")
     sbs.add_argument("--no-antialias-arm", dest="antialias_arm", action="store_false",
                      help="with ADA, skip the arm of ours with NVlabs' anti-aliased resampling")
+    sbs.add_argument("--bf16-arm", action="store_true",
+                     help="also time ours with precision bf16 (autocast in the passes without double backward)")
     sbs.add_argument("--steps", type=int, default=32, help="minibatches per arm per round")
     sbs.add_argument("--rounds", type=int, default=5)
     sbs.add_argument("--warmup-steps", type=int, default=4)

@@ -1,0 +1,60 @@
+"""bench/roofline.py counts the FLOPs of real passes (forward, backward, double backward) by torch's formulas,
+and a side-by-side arm of ours can carry a precision setting."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import roofline  # noqa: E402
+from side_by_side import Arm, _build_ours  # noqa: E402
+from train_step import spec_for  # noqa: E402
+
+
+def test_flop_count_of_a_conv_forward_backward_and_double_backward() -> None:
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    w = torch.randn(5, 4, 3, 3, requires_grad=True)
+    forward = 2 * 2 * 5 * 4 * 9 * 8 * 8  # 2 FLOPs per multiply-add, one per weight tap per output pixel
+    with roofline.FlopCount() as c:
+        F.conv2d(x, w, padding=1)
+    assert c.total == forward
+    with roofline.FlopCount() as c:
+        F.conv2d(x, w, padding=1).sum().backward()
+    assert c.total == 3 * forward  # the backward takes the input and the weight gradient
+    with roofline.FlopCount() as c:
+        (g,) = torch.autograd.grad(F.conv2d(x, w, padding=1).sum(), x, create_graph=True)
+        g.square().sum().backward()  # R1's shape: a penalty on the input gradient
+    assert c.total > 3 * forward
+
+
+def test_flops_per_kimg_of_a_small_spec_counts_every_minibatch(tmp_path: Path) -> None:
+    class Args:
+        preset = ["cpu-tiny"]
+        res, cbase, cmax, map, batch, zdim = 32, 256, 32, 1, 4, 32
+        r1_gamma, r1_interval, augment, augment_p = 1.0, 2, "none", 0.0
+
+    _, spec = spec_for(Args())  # type: ignore[arg-type]
+    one = roofline.flops_per_kimg(spec, 1)["flops_per_kimg"]
+    two = roofline.flops_per_kimg(spec, 2)["flops_per_kimg"]
+    assert one > 0
+    # R1 every 2: the count of one covers minibatch 1 (no R1), the count of two adds minibatch 2 (R1's).
+    assert two > one
+
+
+def test_an_arm_of_ours_takes_its_precision(tmp_path: Path) -> None:
+    class Args:
+        preset = ["cpu-tiny"]
+        res, cbase, cmax, map, batch, zdim = 32, 256, 32, 1, 4, 32
+        r1_gamma, r1_interval, augment, augment_p = 1.0, 16, "none", 0.0
+
+    _, spec = spec_for(Args())  # type: ignore[arg-type]
+    root = str(Path(__file__).resolve().parents[2])
+    runner = _build_ours(Arm("ours_bf16", "ours", root, spec, perf={"precision": "bf16"}), str(tmp_path), "cpu")
+    runner.step()
+    stats = runner.tick()
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
