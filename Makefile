@@ -24,9 +24,12 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 # Start the API on $(HOST):$(PORT) with a worker, local storage under $(DATA),
-# and a server-less broker: no Redis, no MinIO needed.
+# and a server-less broker: no Redis, no MinIO needed. A job that names no preset
+# gets cpu-faces here (recognisable faces from 100 images in ~18 minutes on 2 CPU cores,
+# docs/results.md); set DIGGAN_DEFAULT_PRESET to change it.
 run: venv
-	$(BIN)/python -m service up --host $(HOST) --port $(PORT) --data-dir $(DATA)
+	DIGGAN_DEFAULT_PRESET=$${DIGGAN_DEFAULT_PRESET:-cpu-faces} \
+	  $(BIN)/python -m service up --host $(HOST) --port $(PORT) --data-dir $(DATA)
 
 # Static checks, as configured in pyproject.toml: ruff on the whole repository, mypy on service/, worker/, diggan/.
 lint: venv
