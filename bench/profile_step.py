@@ -22,17 +22,12 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from side_by_side import Arm, _build_ours  # noqa: E402
-from train_step import spec_for  # noqa: E402
+from train_step import add_spec_arguments, spec_for  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name in ("res", "cbase", "cmax", "map", "batch", "zdim", "r1-interval"):
-        ap.add_argument(f"--{name}", type=int)
-    ap.add_argument("--r1-gamma", type=float)
-    ap.add_argument("--preset", action="append")
-    ap.add_argument("--augment", choices=["ada", "none"])
-    ap.add_argument("--augment-p", type=float, default=0.2)
+    add_spec_arguments(ap)
     ap.add_argument("--precision", choices=["float32", "bf16"], default="float32")
     ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--top", type=int, default=25)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from side_by_side import Arm, _build_ours  # noqa: E402
-from train_step import spec_for  # noqa: E402
+from train_step import add_spec_arguments, spec_for  # noqa: E402
 
 
 def _best_seconds(fn, repeats: int) -> float:
@@ -104,12 +104,7 @@ def flops_per_kimg(spec: dict, minibatches: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name in ("res", "cbase", "cmax", "map", "batch", "zdim", "r1-interval"):
-        ap.add_argument(f"--{name}", type=int)
-    ap.add_argument("--r1-gamma", type=float)
-    ap.add_argument("--preset", action="append")
-    ap.add_argument("--augment", choices=["ada", "none"])
-    ap.add_argument("--augment-p", type=float, default=0.2)
+    add_spec_arguments(ap)
     ap.add_argument("--side-by-side", type=Path, help="a bench/train_step.py --nvlabs JSON to read CPU s/kimg from")
     ap.add_argument("--target-ratio", type=float, default=0.6, help="ours / NVlabs the issue asks for")
     ap.add_argument("--out", type=Path, default=Path("bench/results/roofline.json"))

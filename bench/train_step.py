@@ -132,6 +132,23 @@ def diggan_overhead(cfg: TrainConfig, device: str, kimg: float, rounds: int) -> 
             "ratio": round(with_s / without_s, 4), "rounds": rounds, "kimg_per_round": kimg}
 
 
+def add_spec_arguments(ap: argparse.ArgumentParser, preset_help: str = "the preset the settings start from "
+                       "(default cpu-tiny)") -> None:
+    """The flags `spec_for` reads: an architecture and training settings on top of a preset."""
+    g = ap.add_argument_group("architecture and settings (default: the preset's)")
+    g.add_argument("--preset", action="append", help=preset_help)
+    g.add_argument("--res", type=int, help="custom architecture: resolution")
+    g.add_argument("--cbase", type=int, help="channel base")
+    g.add_argument("--cmax", type=int, help="channel max")
+    g.add_argument("--map", type=int, help="mapping layers")
+    g.add_argument("--batch", type=int)
+    g.add_argument("--zdim", type=int, help="z_dim = w_dim")
+    g.add_argument("--augment", choices=["ada", "none"], help="default: the preset's")
+    g.add_argument("--augment-p", type=float, default=0.2, help="ADA's starting p (default 0.2)")
+    g.add_argument("--r1-gamma", type=float, help="default: the preset's R1 weight")
+    g.add_argument("--r1-interval", type=int, help="default: the preset's R1 interval")
+
+
 def spec_for(args: argparse.Namespace) -> tuple[str, dict]:
     """The settings both sides of a side-by-side run share: a preset, changed by the flags."""
     name = (args.preset or ["cpu-tiny"])[0]
@@ -212,22 +229,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer iterations; finishes in under a minute on 2 cores")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=Path("bench/results/train_step.json"))
-    ap.add_argument("--res", type=int, help="custom architecture: resolution")
-    ap.add_argument("--cbase", type=int)
-    ap.add_argument("--cmax", type=int)
-    ap.add_argument("--map", type=int, help="mapping layers")
-    ap.add_argument("--batch", type=int)
-    ap.add_argument("--preset", action="append", help="presets to time (default: cpu-tiny and low-shot-256)")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default; "
                     "side by side: 1)")
+    add_spec_arguments(ap, preset_help="presets to time (default: cpu-tiny and low-shot-256)")
     sbs = ap.add_argument_group("side by side with NVlabs")
     sbs.add_argument("--nvlabs", type=Path, help="your stylegan2-ada-pytorch checkout: time it next to ours")
     sbs.add_argument("--before-root", help="another checkout of this repo to time in the same run (arms before_*)")
-    sbs.add_argument("--zdim", type=int, help="z_dim = w_dim")
-    sbs.add_argument("--augment", choices=["ada", "none"], help="default: the preset's")
-    sbs.add_argument("--augment-p", type=float, default=0.2, help="ADA's starting p on both sides (default 0.2)")
-    sbs.add_argument("--r1-gamma", type=float, help="default: the preset's R1 weight")
-    sbs.add_argument("--r1-interval", type=int, help="default: the preset's R1 interval")
     sbs.add_argument("--diggan-intervals", default="1,4,8", help="ours with DigGAN at these intervals ('' = none)")
     sbs.add_argument("--no-antialias-arm", dest="antialias_arm", action="store_false",
                      help="with ADA, skip the arm of ours with NVlabs' anti-aliased resampling")

@@ -3,6 +3,7 @@ and a side-by-side arm of ours can carry a precision setting."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import roofline  # noqa: E402
 from side_by_side import Arm, _build_ours  # noqa: E402
-from train_step import spec_for  # noqa: E402
+from train_step import add_spec_arguments, spec_for  # noqa: E402
 
 
 def test_flop_count_of_a_conv_forward_backward_and_double_backward() -> None:
@@ -32,13 +33,18 @@ def test_flop_count_of_a_conv_forward_backward_and_double_backward() -> None:
     assert c.total > 3 * forward
 
 
-def test_flops_per_kimg_of_a_small_spec_counts_every_minibatch(tmp_path: Path) -> None:
-    class Args:
-        preset = ["cpu-tiny"]
-        res, cbase, cmax, map, batch, zdim = 32, 256, 32, 1, 4, 32
-        r1_gamma, r1_interval, augment, augment_p = 1.0, 2, "none", 0.0
+def small_spec(r1_interval: int) -> dict:
+    """A 32x32 network small enough for a test, through the flags the bench scripts share."""
+    ap = argparse.ArgumentParser()
+    add_spec_arguments(ap)
+    args = ap.parse_args(["--preset", "cpu-tiny", "--res", "32", "--cbase", "256", "--cmax", "32", "--map", "1",
+                          "--batch", "4", "--zdim", "32", "--r1-gamma", "1", "--r1-interval", str(r1_interval),
+                          "--augment", "none"])
+    return spec_for(args)[1]
 
-    _, spec = spec_for(Args())  # type: ignore[arg-type]
+
+def test_flops_per_kimg_of_a_small_spec_counts_every_minibatch() -> None:
+    spec = small_spec(r1_interval=2)
     one = roofline.flops_per_kimg(spec, 1)["flops_per_kimg"]
     two = roofline.flops_per_kimg(spec, 2)["flops_per_kimg"]
     assert one > 0
@@ -47,12 +53,7 @@ def test_flops_per_kimg_of_a_small_spec_counts_every_minibatch(tmp_path: Path) -
 
 
 def test_an_arm_of_ours_takes_its_precision(tmp_path: Path) -> None:
-    class Args:
-        preset = ["cpu-tiny"]
-        res, cbase, cmax, map, batch, zdim = 32, 256, 32, 1, 4, 32
-        r1_gamma, r1_interval, augment, augment_p = 1.0, 16, "none", 0.0
-
-    _, spec = spec_for(Args())  # type: ignore[arg-type]
+    spec = small_spec(r1_interval=16)
     root = str(Path(__file__).resolve().parents[2])
     runner = _build_ours(Arm("ours_bf16", "ours", root, spec, perf={"precision": "bf16"}), str(tmp_path), "cpu")
     runner.step()
