@@ -35,7 +35,12 @@ class Arm:
 
 def _import_root(root: str) -> str:
     """Make `gan_core` come from `root`. A spawned child has already run the parent's main script
-    (as __mp_main__), which imported gan_core from this checkout: drop it, then import afresh."""
+    (as __mp_main__), which imported gan_core from this checkout: when `root` is another checkout, drop
+    it, then import afresh. When it is already `root`'s, keep it: dropping it would give every class a
+    second identity in this process (pickling and isinstance would break for code that imported the first)."""
+    loaded = sys.modules.get("gan_core")
+    if loaded is not None and Path(loaded.__file__ or "").resolve().parent.parent == Path(root).resolve():
+        return str(Path(root).resolve())
     for name in [m for m in sys.modules if m == "gan_core" or m.startswith("gan_core.")]:
         del sys.modules[name]
     sys.path.insert(0, root)

@@ -55,7 +55,11 @@ def test_flops_per_kimg_of_a_small_spec_counts_every_minibatch() -> None:
 def test_an_arm_of_ours_takes_its_precision(tmp_path: Path) -> None:
     spec = small_spec(r1_interval=16)
     root = str(Path(__file__).resolve().parents[2])
+    dataset_class = sys.modules["gan_core.data.prepared"].PreparedDataset
     runner = _build_ours(Arm("ours_bf16", "ours", root, spec, perf={"precision": "bf16"}), str(tmp_path), "cpu")
+    # An arm of this checkout keeps the gan_core already imported: a fresh import would give its classes a
+    # second identity in this process, and the tests after this one would fail to pickle them.
+    assert sys.modules["gan_core.data.prepared"].PreparedDataset is dataset_class
     runner.step()
     stats = runner.tick()
     assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
