@@ -6,7 +6,7 @@
 Counts the floating-point operations of our training minibatches (torch.utils.flop_counter:
 convolutions, matmuls and their backward and double backward) over one lazy-regularization cycle
 (`--r1-interval` minibatches, so R1 is counted at its real rate), and measures this core's peak with
-one thread: a large float32 (and bf16) matmul, and float32 convolutions shaped like the network's.
+one thread: a large matmul and 3x3 convolutions shaped like the network's, in float32 and bf16.
 With a side-by-side JSON (bench/train_step.py --nvlabs) it turns each arm's CPU seconds per kimg
 into achieved GFLOP/s and a fraction of the best float32 rate measured here, and says what a target ratio to NVlabs would require.
 
@@ -29,8 +29,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # train_step adds the repository root
 
 from side_by_side import Arm, _build_ours  # noqa: E402
 from train_step import add_spec_arguments, spec_for  # noqa: E402

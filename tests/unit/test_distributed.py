@@ -29,7 +29,7 @@ from tests.unit.test_trainer import micro_config
 # near zero (a near-zero gradient's step is ~lr = 2e-3 whatever its size). Measured (2 ranks, and batch_gpu 2):
 # weights within 8e-5 (D) and 2e-5 (G, G_ema) after 4 steps, tick statistics within 4e-5 relative; but in a
 # full suite on 2026-12-04's machine one D weight differed by 5.02e-4 in both split runs, depending on which
-# tests ran before in the process (oneDNN's kernel choice is process state). The weight bound is half of
+# tests ran before in the process (which process state does it was not found). The weight bound is half of
 # Adam's largest step; a rank whose gradient were lost or not averaged moves the losses (LOSS_RTOL) too.
 LOSS_RTOL = 2e-4
 WEIGHT_ATOL = 1e-3
