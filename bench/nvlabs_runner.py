@@ -12,8 +12,9 @@ their `training_stats.Collector`. Their per-tick status line, snapshots and metr
 indexed from an in-memory uint8 tensor, as our trainer does.
 
 What their code needs to run here (torch 2.x, no CUDA build of their plugins):
-- `num_fp16_res=0`. Their fp16 layers are meant for CUDA; on a CPU they run ~40x slower (measured:
-  a G step 55 s instead of 1.3 s at 64x64), so the comparison uses their float32 path, and
+- `num_fp16_res=0` unless the spec sets `num_fp16_res` (train_step.py's CUDA arm `nvlabs_fp16` sets 4, as
+  their 'auto'). Their fp16 layers are meant for CUDA; on a CPU they run ~40x slower (measured:
+  a G step 55 s instead of 1.3 s at 64x64), so the CPU comparison uses their float32 path, and
   `conv_clamp` is set to the same value as ours (NVlabs 'auto' uses 256 with fp16, none with --fp32).
 - Nothing is patched. `training_loop.py` sets `conv2d_gradfix.enabled` and
   `grid_sample_gradfix.enabled` to True, and so do we. Both then check the torch version (and
@@ -86,6 +87,10 @@ class NVlabsRunner:
         m["torch_utils.ops.grid_sample_gradfix"].enabled = True
         warnings.filterwarnings("ignore", message=r"grid_sample_gradfix not supported")
         warnings.filterwarnings("ignore", message=r"conv2d_gradfix not supported")
+        if dev.type == "cuda":  # training_loop.py defaults: cudnn_benchmark=True, allow_tf32=False
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         if not use_plugins:
             for op in ("torch_utils.ops.bias_act", "torch_utils.ops.upfirdn2d"):
                 m[op]._init = lambda: False  # their reference path, as on CPU
@@ -95,11 +100,12 @@ class NVlabsRunner:
         torch.manual_seed(s["seed"])
         net = m["training.networks"]
         common = dict(c_dim=0, img_resolution=s["resolution"], img_channels=3)
+        fp16_res = s.get("num_fp16_res", 0)
         G = net.Generator(z_dim=s["z_dim"], w_dim=s["w_dim"], **common,
                           mapping_kwargs=dict(num_layers=s["mapping_layers"]),
                           synthesis_kwargs=dict(channel_base=s["channel_base"], channel_max=s["channel_max"],
-                                                num_fp16_res=0, conv_clamp=s["conv_clamp"]))
-        D = net.Discriminator(**common, channel_base=s["channel_base"], channel_max=s["channel_max"], num_fp16_res=0,
+                                                num_fp16_res=fp16_res, conv_clamp=s["conv_clamp"]))
+        D = net.Discriminator(**common, channel_base=s["channel_base"], channel_max=s["channel_max"], num_fp16_res=fp16_res,
                               conv_clamp=s["conv_clamp"], epilogue_kwargs=dict(mbstd_group_size=s["mbstd_group_size"]))
         self.G = G.train().requires_grad_(False).to(dev)
         self.D = D.train().requires_grad_(False).to(dev)

@@ -183,6 +183,8 @@ def side_by_side_main(args: argparse.Namespace) -> None:
     roots = [("", here)] + ([("before_", str(Path(args.before_root).resolve()))] if args.before_root else [])
     arms = [Arm("nvlabs", "nvlabs", str(Path(args.nvlabs).resolve()), spec,
                 extra={"use_plugins": args.device == "cuda"})]
+    if args.device == "cuda":  # NVlabs' own fast path: fp16 in the 4 highest resolutions (train.py --cfg auto)
+        arms.append(Arm("nvlabs_fp16", "nvlabs", arms[0].root, {**spec, "num_fp16_res": 4}, extra=arms[0].extra))
     for prefix, root in roots:
         arms.append(Arm(f"{prefix}ours", "ours", root, spec))
         if spec["augment"] == "ada" and args.antialias_arm:
@@ -203,6 +205,8 @@ def side_by_side_main(args: argparse.Namespace) -> None:
     if args.bf16_arm:
         ratios["ours_bf16/nvlabs"] = paired_ratio(res, "ours_bf16", "nvlabs")
         ratios["ours_bf16/ours"] = paired_ratio(res, "ours_bf16", "ours")
+        if "nvlabs_fp16" in res:
+            ratios["ours_bf16/nvlabs_fp16"] = paired_ratio(res, "ours_bf16", "nvlabs_fp16")
     if args.before_root:
         ratios["ours/before_ours"] = paired_ratio(res, "ours", "before_ours")
     result = {
