@@ -151,15 +151,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     validate_config(cfg)  # before any process starts: one message, not one per rank
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
-    from .training.distributed import SINGLE, launch
+    from .training.distributed import SINGLE
 
     if cfg.gpus == 1:
-        return _train_process(SINGLE, args.device, args, cfg, dataset, pretrained, None)
+        return _train_process(SINGLE, args.device, args, cfg, dataset, pretrained)
 
     import tempfile
 
     import torch
 
+    from .data import save_prepared
+    from .training.ranks import HelperRanks, follower_rank
     from .training.trainer import resolve_device
 
     device = resolve_device(args.device)
@@ -169,33 +171,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if device.type == "cpu":
         print(f"note: {cfg.gpus} gloo processes on the CPU (tests the multi-GPU path; no faster than one)",
               file=sys.stderr)
-    # Ctrl-C reaches every process of the job: rank 0 turns it into a stop request that every rank honours at
-    # the same point, with a checkpoint; the others and this launcher ignore it (a child inherits that).
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        with tempfile.TemporaryDirectory(prefix="gan_core-train-") as tmp:
-            status = Path(tmp) / "exit-code"
-            launch(cfg.gpus, _train_process, args, cfg, dataset, pretrained, str(status), device=str(device))
-            return int(status.read_text())
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    # As a service worker runs a job: this process is rank 0 (progress bar, TensorBoard, Ctrl-C, the printed
+    # result) and ranks 1..N-1 follow beside it. They start with Ctrl-C ignored (a child inherits that): rank 0
+    # turns Ctrl-C into a stop request that every rank honours at the same point, with a checkpoint.
+    with tempfile.TemporaryDirectory(prefix="gan_core-train-") as tmp:
+        ds_file = save_prepared(dataset, Path(tmp) / "dataset.zip")  # the followers read it, as a worker's do
+        follower_args = (config_to_dict(cfg), str(ds_file), str(Path(tmp) / "follower"),
+                         str(args.resume) if args.resume else None)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            helpers = HelperRanks(cfg.gpus, follower_rank, follower_args, device=str(device))
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        with helpers:
+            return _train_process(helpers.info, helpers.device, args, cfg, dataset, pretrained)
 
 
-def _train_process(info: Any, device: Any, args: argparse.Namespace, cfg: Any, dataset: Any, pretrained: Any,
-                   status_path: str | None) -> int:
-    """One process of `train`: all of it with one process; with several (info.world > 1), rank 0 has the
-    progress bar, TensorBoard, Ctrl-C and the printed result, and writes its exit code to `status_path`."""
+def _train_process(info: Any, device: Any, args: argparse.Namespace, cfg: Any, dataset: Any, pretrained: Any) -> int:
+    """`train` in this process, which is rank 0 when the job has several (`info.world > 1`): the progress bar,
+    TensorBoard, Ctrl-C and the printed result are its; the follower ranks take its weights."""
     from .training import Trainer, TrainingCallbacks, TrainingDiverged
-
-    if info.world > 1 and not info.is_main:
-        trainer = Trainer(cfg, dataset, args.out, device=device, resume_from=args.resume, dist=info)
-        if pretrained is not None and args.resume is None:
-            from .training.transfer import apply_pretrained
-
-            apply_pretrained(trainer, pretrained)
-        trainer.run()
-        return 0
-
     from .training.tensorboard import TensorBoardCallbacks
 
     interrupted = threading.Event()
@@ -234,6 +229,8 @@ def _train_process(info: Any, device: Any, args: argparse.Namespace, cfg: Any, d
 
         apply_pretrained(trainer, pretrained)
         print(f"starting from pretrained {pretrained.kind} {args.init_from}", file=sys.stderr)
+    if trainer.shard is not None:
+        trainer.shard.broadcast_weights()  # the follower ranks take rank 0's (pretrained) weights, as they expect
     try:
         result = trainer.run()
     except TrainingDiverged as exc:  # diverged again after its one rollback: the message says what to change
@@ -254,8 +251,6 @@ def _train_process(info: Any, device: Any, args: argparse.Namespace, cfg: Any, d
         code = 130  # the shell's code for "ended by Ctrl-C"
     else:
         code = 0
-    if status_path is not None:
-        Path(status_path).write_text(str(code))
     return code
 
 

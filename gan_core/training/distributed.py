@@ -12,11 +12,9 @@ DigGAN take a double backward through D, which DDP's bucketed hooks handle badly
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -79,33 +77,25 @@ def shutdown(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
+def cpu_threads_per_rank(device: torch.device, world: int) -> int | None:
+    """Intra-op threads for one of `world` CPU ranks on this machine (they share its cores), or None to leave
+    torch's count alone (a CUDA rank, or OMP_NUM_THREADS set by the user)."""
+    if device.type != "cpu" or world < 2 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    return max(1, (os.cpu_count() or 1) // world)
+
+
 def _entry(rank: int, world: int, init_method: str, device: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """A helper rank's body (gan_core.training.ranks): join the group, run `fn(info, device, *args)`, leave."""
     dev = rank_device(device, rank)
-    if dev.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))  # N CPU ranks share the cores
+    threads = cpu_threads_per_rank(dev, world)
+    if threads is not None:
+        torch.set_num_threads(threads)
     info = init_process_group(rank, world, init_method, dev)
     try:
         fn(info, dev, *args)
     finally:
         shutdown(info)
-
-
-def launch(n: int, fn: Callable[..., Any], *args: Any, device: str = "cpu") -> None:
-    """Run `fn(info: DistInfo, device: torch.device, *args)` in `n` processes that form one group.
-
-    `fn` and `args` must pickle (a module-level function; spawned processes import it afresh).
-    n == 1 runs `fn` here, without a process group. Raises if any rank fails.
-    """
-    if n < 1:
-        raise ValueError(f"need at least one process, got {n}")
-    if n == 1:
-        fn(SINGLE, rank_device(device, 0), *args)
-        return
-    import torch.multiprocessing as mp
-
-    with tempfile.TemporaryDirectory(prefix="gan_core-rdzv-") as tmp:
-        init_method = Path(tmp, "rendezvous").as_uri()  # file://: no port to race for
-        mp.spawn(_entry, args=(n, init_method, device, fn, args), nprocs=n, join=True)
 
 
 # ------------------------------------------------------------------ collectives

@@ -1,9 +1,10 @@
 """A job whose rank 0 is this process: start ranks 1..N-1 beside it.
 
-The CLI starts all N ranks as children (gan_core.training.distributed.launch). A service worker keeps
-rank 0 in its own process instead, because rank 0 owns what only the worker has (its database
-session, lease heartbeat, uploads and stop requests), and runs the other ranks as `follower_rank`s:
-plain Trainers on the same config, dataset file and resume checkpoint, which write nothing.
+The one way a job runs on several devices, for the CLI (`gan_core train --gpus N`) and a service
+worker alike: the process that drives the job stays rank 0, because rank 0 owns what only it has
+(the CLI's progress bar and Ctrl-C; the worker's database session, lease heartbeat, uploads and stop
+requests), and the other ranks run as `follower_rank`s: plain Trainers on the same config, dataset
+file and resume checkpoint, which write nothing and take rank 0's weights.
 
 The helpers are plain subprocesses (`python -m gan_core.training.ranks SPEC RANK`), not
 multiprocessing children: Celery's prefork pool runs tasks in daemonic processes, which
@@ -25,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .distributed import DistInfo, _entry, init_process_group, rank_device, shutdown
+from .distributed import DistInfo, _entry, cpu_threads_per_rank, init_process_group, rank_device, shutdown
 
 
 class HelperRanks:
@@ -49,6 +50,11 @@ class HelperRanks:
         self.procs = [subprocess.Popen([sys.executable, "-m", "gan_core.training.ranks", str(spec), str(r)], env=env)
                       for r in range(1, n)]
         self.device = rank_device(device, 0)
+        # N CPU ranks share the cores, this one too (restored on close: this process lives on after the job)
+        self._threads_before = torch.get_num_threads()
+        threads = cpu_threads_per_rank(self.device, n)
+        if threads is not None:
+            torch.set_num_threads(threads)
         try:
             self._wait_started(tmp)
             self.info: DistInfo = init_process_group(0, n, init_method, self.device)
@@ -80,6 +86,7 @@ class HelperRanks:
                     p.kill()
                     p.wait()
         self._tmp.cleanup()
+        torch.set_num_threads(self._threads_before)
         return [p.returncode for p in self.procs]
 
     def close(self, timeout_s: float = 60.0) -> list[int | None]:

@@ -96,7 +96,7 @@ class ShardedTraining:
         cfg = trainer.cfg
         if info.world not in (1, cfg.gpus):  # one process may train any config (a time estimate, a resume)
             raise ValueError(f"the config asks for gpus={cfg.gpus} but {info.world} process(es) run it; start it "
-                             f"with `gan_core train --gpus {cfg.gpus}` (gan_core.training.distributed.launch)")
+                             f"with `gan_core train --gpus {cfg.gpus}` (gan_core.training.ranks.HelperRanks)")
         per = cfg.batch_size // info.world
         self.tr = trainer
         self.info = info

@@ -152,7 +152,7 @@ class Trainer:
         progress: bool = False,
         dist: DistInfo | None = None,
     ) -> None:
-        """`dist`: this process's rank in a multi-process job (gan_core.training.distributed.launch);
+        """`dist`: this process's rank in a multi-process job (gan_core.training.ranks.HelperRanks);
         None for one process. Every rank builds its Trainer alike; pass callbacks/progress on rank 0.
         Without `dist`, a config asking for gpus > 1 trains in this one process on the whole minibatch
         (a time estimate, or continuing such a run on one device)."""

@@ -224,6 +224,10 @@ def test_cli_trains_with_two_gloo_processes(tmp_path: Path) -> None:
     ckpt = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
     assert ckpt["config"]["gpus"] == 2 and ckpt["config"]["batch_gpu"] == 1
     assert ckpt["progress"]["cur_nimg"] == 4
+    # From pretrained weights: rank 0 loads them and the follower takes them (one broadcast each side, as a job).
+    warm = [*base[:4], str(tmp_path / "warm"), *base[5:], "--init-from", str(out / "checkpoints" / "latest.pt")]
+    assert main([*warm, "--gpus", "2", *[a for s in tiny for a in ("--set", s)]]) == 0
+    assert (tmp_path / "warm" / "checkpoints" / "latest.pt").is_file()
     with pytest.raises(SystemExit):  # argparse: --gpus takes a number
         main(["train", "--data", str(data), "--out", str(out), "--gpus", "two"])
     assert main([*base, "--gpus", "3"]) == 2  # batch 4 over 3 processes: a message, exit code 2
