@@ -88,12 +88,11 @@ API
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +101,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..threads import one_thread
 from .penalty import dig_penalty, input_grad_norms
 
 __all__ = [
@@ -319,18 +319,6 @@ N_TRACES = 40  # G outputs on this many fixed latent quantiles are drawn as the 
 PCTS = (5.0, 25.0, 50.0, 75.0, 95.0)
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """torch on one intra-op thread, restored after: the nets are tiny, and on a busy 2-core box a second
-    thread makes every op wait for the thread pool (measured: ~10x slower)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _train(
     state: _State,
     st: ToySettings,
@@ -352,7 +340,7 @@ def _train(
     and every log_every iterations the mode fractions on the fixed eval latents, percentiles of G's output
     and G's outputs on N_TRACES fixed latent quantiles.
     """
-    with _one_thread():
+    with one_thread():
         return _train_impl(state, st, lam=lam, iterations=iterations, noise_keys=noise_keys, train_g=train_g,
                            on_step=on_step)
 
@@ -909,7 +897,7 @@ def run_toy(
     from tqdm.auto import tqdm
 
     fmt = "{l_bar}{bar}| {n:.1f}/{total_fmt} seeds [{elapsed}<{remaining}]"
-    with _one_thread():
+    with one_thread():
         # ---- experiments 1 and 3: vanilla and DigGAN from the same init and the same noise, one batch
         init = _init_state(seed_list, st)
         batch = _State.cat([init, init.select(range(S))])

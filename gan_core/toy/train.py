@@ -8,8 +8,7 @@ D update. Models with lambda 0 are vanilla GANs; their penalty gradient is exact
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..threads import one_thread
 from .nets import BatchedMLP, make_adam
 from .penalty import dig_penalty, input_grad_norms, pairwise_dig
 from .settings import PaperSettings
@@ -48,17 +48,6 @@ def pairing_coins(seeds: Sequence[int], stream: int, iterations: int) -> Tensor:
 def latent_inputs(st: PaperSettings, n_models: int) -> Tensor:
     """[S, 2, 1]: the two fixed latent inputs, the same for every model and iteration."""
     return torch.tensor(st.latents, dtype=torch.float32).view(1, -1, 1).expand(n_models, -1, -1).contiguous()
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """torch on one intra-op thread, restored after: the nets are tiny (and results repeat bit for bit)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def train(

@@ -9,8 +9,6 @@ from each shard's own generator, so it cannot match the one-process draw (everyt
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import torch
 from gan_core.config import config_from_dict, config_to_dict
 from gan_core.data import make_synthetic_dataset, prepare_dataset
 from gan_core.data.prepared import PreparedDataset
+from gan_core.threads import one_thread
 from gan_core.training import Trainer, TrainingCallbacks
 from gan_core.training.distributed import DistInfo, all_reduce_grads
 from gan_core.training.ranks import HelperRanks, follower_rank
@@ -29,7 +28,7 @@ from tests.unit.test_trainer import micro_config
 # Float tolerance of a split run against one process: the sums run in another order (per shard, then
 # across ranks), ~1e-7 relative per step, and Adam's normalised steps amplify that where a gradient is
 # near zero (a near-zero gradient's step is ~lr = 2e-3 whatever its size). Every run here uses one thread
-# (_one_thread), so the result does not depend on the tests run before; measured (2 ranks, and batch_gpu 2,
+# (gan_core.threads.one_thread), so the result does not depend on the tests run before; measured (2 ranks, and batch_gpu 2,
 # 2026-12-04): weights within 1.75e-5 (D) and 1.5e-5 (G, G_ema) after 4 steps, alone and after
 # test_bench_quality.py. The bound leaves ~10x; a rank whose gradient were lost or not averaged moves the
 # losses (LOSS_RTOL) and the weights by ~lr.
@@ -119,18 +118,6 @@ def two_ranks(dataset: PreparedDataset, tmp_path_factory: pytest.TempPathFactory
     return [torch.load(root / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread, as each rank runs (_ranks): a run's float sums then run in one order, whatever
-    thread count earlier tests left in this process (the reference once drifted to 5e-4 with it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     assert a.keys() == b.keys()
     return max(float((a[k].double().cpu() - b[k].double().cpu()).abs().max()) for k in a)
@@ -140,7 +127,7 @@ def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 def one_process(dataset: PreparedDataset, tmp_path_factory: pytest.TempPathFactory) -> tuple[Trainer, Recorder]:
     """The reference: one process, the whole minibatch in one pass."""
     rec = Recorder()
-    with _one_thread():
+    with one_thread():
         one = _no_noise(Trainer(_cfg(), dataset, tmp_path_factory.mktemp("one"), callbacks=rec))
         one.run()
     return one, rec
@@ -197,7 +184,7 @@ def test_gradient_accumulation_matches_one_pass(
     whole = one_process[0]
     accumulated = _no_noise(Trainer(_cfg(batch_gpu=2), dataset, tmp_path / "acc"))
     assert accumulated.shard is not None and accumulated.shard.plan.rounds == 2
-    with _one_thread():
+    with one_thread():
         accumulated.run()
     for net, weights in _weights(whole).items():
         assert _max_diff(weights, _weights(accumulated)[net]) < WEIGHT_ATOL, net

@@ -31,17 +31,16 @@ from gan_core.latents import (
     w_from_seeds,
 )
 from gan_core.sampling import generate_images, load_generator
+from gan_core.threads import one_thread
 from tests.unit.test_projection import train_tiny
 
 SEEDS = [0, 1, 2, 5]
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def single_thread():
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

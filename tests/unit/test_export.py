@@ -20,6 +20,7 @@ from gan_core.cli import main as gan_core_main
 from gan_core.data import make_synthetic_dataset, prepare_dataset
 from gan_core.export import ExportError, export_bytes, export_config, load_safetensors, trace_generator
 from gan_core.sampling import generate_images, load_generator
+from gan_core.threads import one_thread
 from gan_core.training import Trainer, load_checkpoint
 from tests.unit.test_trainer import micro_config
 
@@ -29,12 +30,10 @@ PROJECT = ("gan_core", "service", "worker", "diggan", "tests")
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
+def single_thread():
     """Tiny nets: extra intra-op threads only spin, badly so on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

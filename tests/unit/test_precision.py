@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gan_core.config import PerfConfig, validate_config
+from gan_core.threads import one_thread
 from gan_core.training import Trainer
 from gan_core.training.perf import autocast, resolve_perf
 from gan_core.training.stats import TickAccumulator
@@ -16,11 +17,9 @@ from tests.unit.test_speed_trainer import dataset, micro
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def single_thread():
+    with one_thread():
+        yield
 
 
 def test_default_policy_is_float32_everywhere() -> None:

@@ -25,6 +25,7 @@ from gan_core.latents import (
 )
 from gan_core.networks import build_generator
 from gan_core.sampling import generate_images, load_generator
+from gan_core.threads import one_thread
 from gan_core.training import Trainer
 from gan_core.training.checkpoint import load_checkpoint
 from tests.unit.test_trainer import micro_config
@@ -34,11 +35,9 @@ RANDOM_SEEDS = list(range(100, 108))
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def single_thread():
+    with one_thread():
+        yield
 
 
 def train_tiny(root: Path) -> Path:

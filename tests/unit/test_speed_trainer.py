@@ -13,6 +13,7 @@ import torch
 from gan_core.augment import AdaAugment
 from gan_core.config import PerfConfig, RegularizerConfig, config_from_dict, config_to_dict, get_preset
 from gan_core.data import PreparedDataset
+from gan_core.threads import one_thread
 from gan_core.training import Trainer
 from gan_core.training.perf import foreach_lerp_copy, resolve_perf
 from gan_core.training.stats import TickAccumulator
@@ -20,12 +21,10 @@ from tests.recorder import Recorder
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
+def single_thread():
     # One intra-op thread: two OpenMP threads on a busy 2-core machine spin against each other.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_thread():
+        yield
 
 
 def micro(batch: int = 8, **perf) -> object:
