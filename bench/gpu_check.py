@@ -10,7 +10,10 @@ Steps, each written to one JSON:
    regularizer passes, TF32 on), with ADA at p = 0.2 so the augment pipe runs;
 3. a 2-minute `low-shot-256` run on synthetic images whose ticks must be sane: finite losses, DIG
    logged every tick, ADA's p moving (ada_kimg 20 here so it moves within 2 minutes);
-4. NVlabs' published 256x256 one-GPU figures beside ours (their README; a V100, not this GPU).
+4. NVlabs' published 256x256 one-GPU figures beside ours (their README; a V100, not this GPU);
+5. with `--nvlabs PATH` (your stylegan2-ada-pytorch checkout), NVlabs' own code timed side by side with
+   ours on this machine (bench/train_step.py --nvlabs, `low-shot-256`): float32 against their --fp32, and
+   our bf16 against their fp16 in the 4 highest resolutions (their 'auto'), plus DigGAN's overhead.
 Needs only torch, numpy and this repository (the GPU image has no registry access).
 """
 
@@ -183,13 +186,41 @@ def training_run(device: str, smoke: bool, seconds: float) -> dict[str, Any]:
             "ticks": [{k: t.get(k) for k in keep} for t in ticks]}
 
 
+def side_by_side(nvlabs: Path, device: str, smoke: bool, timeout: float) -> dict[str, Any]:
+    """bench/train_step.py's side-by-side run against NVlabs' code, in a subprocess (its own arms' processes)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "side_by_side.json"
+        cmd = [sys.executable, str(ROOT / "bench" / "train_step.py"), "--device", device, "--nvlabs", str(nvlabs),
+               "--preset", "low-shot-256", "--bf16-arm", "--no-antialias-arm", "--out", str(out)]
+        if smoke:  # the shrunk stand-in, one round: checks the plumbing, times nothing worth reading
+            cmd += ["--res", "32", "--cbase", "512", "--cmax", "32", "--zdim", "32", "--batch", "4", "--steps", "1",
+                    "--rounds", "1", "--warmup-steps", "1", "--diggan-intervals", ""]
+        else:
+            cmd += ["--steps", "16", "--rounds", "4", "--warmup-steps", "4", "--diggan-intervals", "1,8"]
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "error": f"timed out after {timeout:.0f} s", "command": cmd}
+        if proc.returncode != 0 or not out.is_file():
+            return {"ok": False, "returncode": proc.returncode, "output_tail": (proc.stdout + proc.stderr)[-3000:]}
+        res = json.loads(out.read_text())
+    return {"ok": True, "seconds": round(time.perf_counter() - t0, 1), "spec": res["spec"],
+            "ratios": {k: v["wall"] for k, v in res["ratios"].items()},
+            "median_s_per_kimg_wall": {name: a["median_s_per_kimg_wall"] for name, a in res["arms"].items()},
+            "note": "ratios: median over interleaved rounds of (arm / reference) wall s per kimg; <1 means ours is faster"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gpu_check.json")
     ap.add_argument("--cpu-smoke", action="store_true", help="CI-sized, on CPU: 32x32 stand-ins, seconds not minutes")
     ap.add_argument("--train-seconds", type=float, help="length of the training run (default 120; smoke 8)")
     ap.add_argument("--skip-tests", action="store_true")
-    ap.add_argument("--budget", type=float, default=460.0, help="seconds for the whole check; later steps are cut")
+    ap.add_argument("--budget", type=float, default=460.0, help="seconds for steps 1-4; later steps are cut")
+    ap.add_argument("--nvlabs", type=Path, help="your stylegan2-ada-pytorch checkout: also time it side by side "
+                    "with ours on this machine (step 5, up to --nvlabs-seconds more)")
+    ap.add_argument("--nvlabs-seconds", type=float, default=200.0)
     args = ap.parse_args()
     t_start = time.perf_counter()
     smoke = args.cpu_smoke
@@ -201,8 +232,10 @@ def main() -> None:
     result: dict[str, Any] = {"mode": "cpu-smoke" if smoke else "gpu", "env": env_info(device),
                               "nvlabs_published": NVLABS_PUBLISHED}
 
+    reserve = args.nvlabs_seconds if args.nvlabs else 0.0  # kept for step 5 by the earlier steps
+
     def left() -> float:
-        return args.budget - (time.perf_counter() - t_start)
+        return args.budget + reserve - (time.perf_counter() - t_start)
 
     def save() -> None:
         result["elapsed_s"] = round(time.perf_counter() - t_start, 1)
@@ -212,7 +245,7 @@ def main() -> None:
     if smoke or args.skip_tests:
         result["tests"] = {"skipped": "cpu smoke (no GPU)" if smoke else "--skip-tests"}
     else:
-        result["tests"] = run_cuda_tests(timeout=min(150.0, left() - 300))
+        result["tests"] = run_cuda_tests(timeout=min(150.0, left() - reserve - 300))
         print("tests:", result["tests"].get("counts"), flush=True)
     save()
 
@@ -221,7 +254,7 @@ def main() -> None:
     precisions = ["float32", "bf16"] if smoke else list(PRECISIONS)  # TF32 is a CUDA switch
     for preset in ("low-shot-256", "paper256"):
         for precision in precisions:
-            if left() < train_seconds + 30:
+            if left() - reserve < train_seconds + 30:
                 speed.append({"preset": preset, "precision": precision, "skipped": "time budget"})
                 continue
             kw = dict(min_seconds=0.0, min_steps=2, warmup=1) if smoke else dict(min_seconds=8.0, min_steps=17,
@@ -243,11 +276,16 @@ def main() -> None:
                       "differ, so the speed-up mixes hardware and code")
     save()
 
-    result["training_run"] = training_run(device, smoke, max(5.0, min(train_seconds, left() - 10)))
+    result["training_run"] = training_run(device, smoke, max(5.0, min(train_seconds, left() - reserve - 10)))
     print("training run:", json.dumps(result["training_run"]["checks"]), flush=True)
+    save()
+    if args.nvlabs:
+        result["side_by_side"] = side_by_side(args.nvlabs, device, smoke, timeout=max(30.0, left()))
+        print("side by side:", json.dumps(result["side_by_side"].get("ratios", result["side_by_side"])), flush=True)
     tests_ok = result["tests"].get("ok", True)
     result["ok"] = bool(tests_ok and result["training_run"]["ok"]
-                        and all(r.get("finite", True) for r in speed))
+                        and all(r.get("finite", True) for r in speed)
+                        and result.get("side_by_side", {}).get("ok", True))
     save()
     print(f"wrote {args.out} (ok={result['ok']}, {result['elapsed_s']} s)")
 
