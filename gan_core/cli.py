@@ -229,8 +229,6 @@ def _train_process(info: Any, device: Any, args: argparse.Namespace, cfg: Any, d
 
         apply_pretrained(trainer, pretrained)
         print(f"starting from pretrained {pretrained.kind} {args.init_from}", file=sys.stderr)
-    if trainer.shard is not None:
-        trainer.shard.broadcast_weights()  # the follower ranks take rank 0's (pretrained) weights, as they expect
     try:
         result = trainer.run()
     except TrainingDiverged as exc:  # diverged again after its one rollback: the message says what to change

@@ -285,8 +285,6 @@ class JobRunner:
                               dist=self.helpers.info if self.helpers else None)
             if resume is None:  # a resumed job has its own weights, which win over init_from
                 self._apply_init_from(trainer, run_dir)
-            if trainer.shard is not None:
-                trainer.shard.broadcast_weights()  # the other ranks take rank 0's (pretrained) weights
             # A divergence rolls back once inside the trainer (to its last checkpoint, or to the start with the
             # pretrained weights), on every rank alike, reported through on_rollback; a second one raises
             # TrainingDiverged, whose message says what to change (user_message passes it on).

@@ -115,9 +115,7 @@ def follower_rank(info: DistInfo, device: torch.device, cfg_dict: dict[str, Any]
 
     trainer = Trainer(config_from_dict(cfg_dict), load_prepared(Path(dataset_path)), Path(run_dir), device=device,
                       resume_from=Path(resume_from) if resume_from else None, dist=info)
-    assert trainer.shard is not None
-    trainer.shard.broadcast_weights()  # rank 0 may have loaded pretrained weights after building its Trainer
-    trainer.run()
+    trainer.run()  # takes rank 0's weights first (pretrained ones it loaded included)
 
 
 def _exit_with_parent(parent: int) -> None:

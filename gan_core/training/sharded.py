@@ -108,8 +108,8 @@ class ShardedTraining:
 
     def broadcast_weights(self) -> None:
         """Every rank takes rank 0's G, D and G_ema. Called on construction (the ranks are seeded alike; this
-        makes it so whatever the seeding) and by whoever changes weights before training on rank 0 only
-        (pretrained weights): then on every rank at the same point."""
+        makes it so whatever the seeding) and at the start of Trainer.run() on every rank, which is how
+        weights rank 0 alone changed before training (pretrained ones) reach the others."""
         for m in (self.tr.G, self.tr.D, self.tr.G_ema):
             broadcast_module(m, self.info)
 

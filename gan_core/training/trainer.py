@@ -450,6 +450,10 @@ class Trainer:
         # state (weights after any pretrained ones were applied, optimizers, RNG, ADA), dropped at the first
         # checkpoint. One copy of the networks: measured 1.3 MiB / 0.06 s for cpu-tiny, 270 MiB / ~1 s for
         # low-shot-256 on a 2-core CPU (G+D+G_ema; Adam's moments are empty before the first step).
+        if self.shard is not None:
+            # Every rank starts from rank 0's weights: pretrained ones that rank 0 alone loaded after building its
+            # Trainer included (a worker's init_from, the CLI's --init-from). Every rank calls run() once.
+            self.shard.broadcast_weights()
         self._start_state = copy.deepcopy(self.state_dict()) if self.last_checkpoint is None else None
         try:
             while self.cur_nimg < self.total_nimg and not stopped:

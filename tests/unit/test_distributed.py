@@ -227,7 +227,7 @@ def test_cli_trains_with_two_gloo_processes(tmp_path: Path) -> None:
     ckpt = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
     assert ckpt["config"]["gpus"] == 2 and ckpt["config"]["batch_gpu"] == 1
     assert ckpt["progress"]["cur_nimg"] == 4
-    # From pretrained weights: rank 0 loads them and the follower takes them (one broadcast each side, as a job).
+    # From pretrained weights: rank 0 loads them and the follower takes them at the start of run(), as in a job.
     warm = [*base[:4], str(tmp_path / "warm"), *base[5:], "--init-from", str(out / "checkpoints" / "latest.pt")]
     assert main([*warm, "--gpus", "2", *[a for s in tiny for a in ("--set", s)]]) == 0
     assert (tmp_path / "warm" / "checkpoints" / "latest.pt").is_file()
@@ -250,8 +250,7 @@ def test_worker_style_job_rank_0_here_and_a_follower_rank(dataset: PreparedDatas
         with torch.no_grad():
             tr.G.mapping.fc0.weight.mul_(0.5)  # "pretrained": rank 0 only
         assert tr.shard is not None
-        tr.shard.broadcast_weights()
-        tr.run()
+        tr.run()  # the follower takes rank 0's changed weights at the start of run()
     assert helpers.exit_codes == [0]
     assert len(rec.ticks) == 1 and len(rec.snapshots) == 1
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()
