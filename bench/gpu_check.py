@@ -192,9 +192,12 @@ def side_by_side(nvlabs: Path, device: str, smoke: bool, timeout: float) -> dict
         out = Path(tmp) / "side_by_side.json"
         cmd = [sys.executable, str(ROOT / "bench" / "train_step.py"), "--device", device, "--nvlabs", str(nvlabs),
                "--preset", "low-shot-256", "--bf16-arm", "--no-antialias-arm", "--out", str(out)]
-        if smoke:  # the shrunk stand-in, one round: checks the plumbing, times nothing worth reading
-            cmd += ["--res", "32", "--cbase", "512", "--cmax", "32", "--zdim", "32", "--batch", "4", "--steps", "1",
-                    "--rounds", "1", "--warmup-steps", "1", "--diggan-intervals", ""]
+        if smoke:  # shrink()'s stand-in, one round: checks the plumbing, times nothing worth reading
+            small = shrink(get_preset("low-shot-256"))
+            net = small.network
+            cmd += ["--res", str(net.resolution), "--cbase", str(net.channel_base), "--cmax", str(net.channel_max),
+                    "--zdim", str(net.z_dim), "--batch", str(small.batch_size), "--steps", "1", "--rounds", "1",
+                    "--warmup-steps", "1", "--diggan-intervals", ""]
         else:
             cmd += ["--steps", "16", "--rounds", "4", "--warmup-steps", "4", "--diggan-intervals", "1,8"]
         t0 = time.perf_counter()
@@ -232,10 +235,9 @@ def main() -> None:
     result: dict[str, Any] = {"mode": "cpu-smoke" if smoke else "gpu", "env": env_info(device),
                               "nvlabs_published": NVLABS_PUBLISHED}
 
-    reserve = args.nvlabs_seconds if args.nvlabs else 0.0  # kept for step 5 by the earlier steps
-
     def left() -> float:
-        return args.budget + reserve - (time.perf_counter() - t_start)
+        """Seconds left for steps 1-4 (step 5 has its own --nvlabs-seconds after them)."""
+        return args.budget - (time.perf_counter() - t_start)
 
     def save() -> None:
         result["elapsed_s"] = round(time.perf_counter() - t_start, 1)
@@ -245,7 +247,7 @@ def main() -> None:
     if smoke or args.skip_tests:
         result["tests"] = {"skipped": "cpu smoke (no GPU)" if smoke else "--skip-tests"}
     else:
-        result["tests"] = run_cuda_tests(timeout=min(150.0, left() - reserve - 300))
+        result["tests"] = run_cuda_tests(timeout=min(150.0, left() - 300))
         print("tests:", result["tests"].get("counts"), flush=True)
     save()
 
@@ -254,7 +256,7 @@ def main() -> None:
     precisions = ["float32", "bf16"] if smoke else list(PRECISIONS)  # TF32 is a CUDA switch
     for preset in ("low-shot-256", "paper256"):
         for precision in precisions:
-            if left() - reserve < train_seconds + 30:
+            if left() < train_seconds + 30:
                 speed.append({"preset": preset, "precision": precision, "skipped": "time budget"})
                 continue
             kw = dict(min_seconds=0.0, min_steps=2, warmup=1) if smoke else dict(min_seconds=8.0, min_steps=17,
@@ -276,11 +278,11 @@ def main() -> None:
                       "differ, so the speed-up mixes hardware and code")
     save()
 
-    result["training_run"] = training_run(device, smoke, max(5.0, min(train_seconds, left() - reserve - 10)))
+    result["training_run"] = training_run(device, smoke, max(5.0, min(train_seconds, left() - 10)))
     print("training run:", json.dumps(result["training_run"]["checks"]), flush=True)
     save()
     if args.nvlabs:
-        result["side_by_side"] = side_by_side(args.nvlabs, device, smoke, timeout=max(30.0, left()))
+        result["side_by_side"] = side_by_side(args.nvlabs, device, smoke, timeout=max(30.0, left() + args.nvlabs_seconds))
         print("side by side:", json.dumps(result["side_by_side"].get("ratios", result["side_by_side"])), flush=True)
     tests_ok = result["tests"].get("ok", True)
     result["ok"] = bool(tests_ok and result["training_run"]["ok"]
