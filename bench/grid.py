@@ -19,6 +19,11 @@ each block in two phases, and can be killed at any moment and started again with
 Each run lives in `<out>/<group>/<arm>-seed<k>/` with the trainer's own files (stats.jsonl,
 metrics.jsonl, checkpoints/, grids/) plus `config.json` (refused if a re-run asks for a
 different config: use another --out), `trained.json` and `final.json`.
+
+Run folders live on one machine (checkpoints are tens of MB). With `Grid.records_dir` set, each
+scored run's record (scores, curves, its complete config, the commit) is also kept in
+`<records_dir>/<group>/<arm>-seed<k>.json`, a few KB meant for git: a sitting on a new machine
+skips a run kept there with the same config and reports it beside the runs trained here.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -284,6 +290,59 @@ def _read(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+# ------------------------------------------------------------------ records kept in git
+
+
+_NOTED: set[Path] = set()
+
+
+def record_path(records_dir: Path, spec: RunSpec) -> Path:
+    return records_dir / slug(spec.group) / f"{spec.name}.json"
+
+
+def keep_record(records_dir: Path, spec: RunSpec, record: dict[str, Any]) -> Path:
+    """Write a scored run's record where git can keep it: everything the reports read, the run's
+    complete config (what `kept_record` matches on) and the commit that trained it."""
+    path = record_path(records_dir, spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept = {k: v for k, v in record.items() if k != "run_dir"}
+    write_json(path, {**kept, "config": _config_json(spec.cfg), "commit": _git_commit(),
+                      "kept_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    return path
+
+
+def kept_record(records_dir: Path, spec: RunSpec) -> dict[str, Any] | None:
+    """The kept record of this run, if there is one for exactly this config (else None, with a note:
+    a changed protocol trains its runs again)."""
+    path = record_path(records_dir, spec)
+    if not path.is_file():
+        return None
+    rec = json.loads(path.read_text())
+    want = _config_json(spec.cfg)
+    if rec.get("config") != want:
+        have = rec.get("config") or {}
+        diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+        if path not in _NOTED:  # once per process: reports call this after every step
+            _NOTED.add(path)
+            print(f"  {path}: kept for another config (differs in {diff}); not used", flush=True)
+        return None
+    rec.pop("config")
+    return {**rec, "run_dir": None, "kept_record": str(path)}
+
+
+def _config_json(cfg: TrainConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(config_to_dict(cfg)))
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 # ------------------------------------------------------------------ the grid
 
 
@@ -298,6 +357,13 @@ class Grid:
     # Which runs this process trains and scores (all when None); reports always cover every run, so
     # several processes can share one grid, e.g. one per seed.
     work: Callable[[RunSpec], bool] | None = None
+    records_dir: Path | None = None  # where scored runs' records are kept for git (see the module doc)
+
+    def kept(self, spec: RunSpec) -> dict[str, Any] | None:
+        """The kept record standing in for a run that has no folder here."""
+        if self.records_dir is None or status(spec.run_dir(self.out)) != "new":
+            return None
+        return kept_record(self.records_dir, spec)
 
 
 def run_grid(grid: Grid, report: Callable[[list[dict[str, Any]]], None] | None = None,
@@ -319,7 +385,7 @@ def run_grid(grid: Grid, report: Callable[[list[dict[str, Any]]], None] | None =
         return grid.out / slug(spec.group) / "_features"
 
     def records() -> list[dict[str, Any]]:
-        return [collect(s, s.run_dir(grid.out)) for s in grid.runs]
+        return [grid.kept(s) or collect(s, s.run_dir(grid.out)) for s in grid.runs]
 
     total = len(grid.runs)
     phases = tuple(phases)
@@ -332,7 +398,7 @@ def run_grid(grid: Grid, report: Callable[[list[dict[str, Any]]], None] | None =
                 if (run_dir / "config.json").exists():
                     check_config(run_dir, spec.cfg)  # refuses another config; reopens a run asked to go longer
                 before = status(run_dir)
-                if before in ("trained", "scored"):
+                if before in ("trained", "scored") or grid.kept(spec):
                     continue
                 print(f"[train {index[id(spec)]}/{total}] {spec.group} {spec.arm} seed {spec.seed} ({before})",
                       flush=True)
@@ -346,11 +412,14 @@ def run_grid(grid: Grid, report: Callable[[list[dict[str, Any]]], None] | None =
                     continue
                 real = dataset_features(dataset_of(spec).images, cache_dir=features_dir(spec), device=grid.device)
                 t0 = time.perf_counter()
-                if score_run(run_dir, real, grid.final_num_gen, grid.device, grid.final_metrics):
+                scored_now = score_run(run_dir, real, grid.final_num_gen, grid.device, grid.final_metrics)
+                if scored_now:
                     print(f"[score {index[id(spec)]}/{total}] {spec.group} {spec.arm} seed {spec.seed}: "
                           f"{time.perf_counter() - t0:.0f} s", flush=True)
-                    if report:
-                        report(records())
+                if grid.records_dir is not None and (scored_now or not record_path(grid.records_dir, spec).exists()):
+                    print(f"  kept {keep_record(grid.records_dir, spec, collect(spec, run_dir))}", flush=True)
+                if scored_now and report:
+                    report(records())
     result = records()
     if report:
         report(result)

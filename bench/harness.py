@@ -83,8 +83,10 @@ def run_arm_grid(specs: list[RunSpec], out: Path, device: str, final_num_gen: in
                  pairs: list[tuple[str, str]] | None = None, phases: tuple[str, ...] = ("train", "score"),
                  prune_checkpoints: bool = False, meta: dict[str, Any] | None = None,
                  group_titles: dict[str, str] | None = None,
-                 work: Callable[[RunSpec], bool] | None = None) -> list[dict[str, Any]]:
-    grid = Grid(specs, out, device=device, final_num_gen=final_num_gen, prune_checkpoints=prune_checkpoints, work=work)
+                 work: Callable[[RunSpec], bool] | None = None,
+                 records_dir: Path | None = None) -> list[dict[str, Any]]:
+    grid = Grid(specs, out, device=device, final_num_gen=final_num_gen, prune_checkpoints=prune_checkpoints, work=work,
+                records_dir=records_dir)
     reporter = Reporter(out, title, pairs or [], {"device": device, "final_num_gen": final_num_gen, **(meta or {})},
                         group_titles)
     return run_grid(grid, reporter, phases)

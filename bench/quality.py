@@ -7,6 +7,8 @@
 
 Every run lives in its own folder under --out (default bench/results/quality-<protocol>); the same
 command again skips finished runs and continues interrupted ones from their newest checkpoint (bench/grid.py).
+Each scored run's record is also kept under --records (default bench/records/<name of --out>, in git): a
+sitting on a new machine skips the runs kept there and reports them with its own.
 Training of every run comes first (with a cheap KID at each snapshot), then each final checkpoint is
 scored on --num-gen generated images. Writes results.json, results.md and curves-<dataset>.png.
 
@@ -195,6 +197,9 @@ def main(argv: list[str] | None = None) -> None:
                          "share one --out, one per seed); the reports cover every run")
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--records", default=None,
+                    help="folder for scored runs' records, kept in git (default bench/records/<name of --out>; "
+                         "'none': keep nothing; never kept for --dry-run or --max-kimg)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the CPU protocol is sized for 1)")
     ap.add_argument("--status", action="store_true", help="print each run's state and exit")
     args = ap.parse_args(argv)
@@ -225,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
         base.snapshot_ticks = 2  # a checkpoint (and a resume point) every half of the cut run
         out = args.out or out.with_name(out.name + f"-first-{max_kimg:g}kimg")
     device = args.device or proto.device
+    records_dir = None if args.records == "none" or max_kimg is not None else (
+        Path(args.records) if args.records else Path("bench/records") / out.name)
 
     runs_by_dataset = []
     for ds in datasets:
@@ -236,10 +243,13 @@ def main(argv: list[str] | None = None) -> None:
     specs = prioritise(runs_by_dataset)
 
     if args.status:
-        from grid import status
+        from grid import kept_record, status
 
         for s in specs:
-            print(f"{s.group:12s} {s.arm:26s} seed {s.seed}: {status(s.run_dir(out))}")
+            state = status(s.run_dir(out))
+            if state == "new" and records_dir is not None and kept_record(records_dir, s):
+                state = "kept (scored in an earlier sitting)"
+            print(f"{s.group:12s} {s.arm:26s} seed {s.seed}: {state}")
         return
     res = base.network.resolution
     title = (f"{proto.name}: {base.preset} {res}x{res}, {base.kimg:g} kimg, {seeds} seeds, "
@@ -248,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     only = {int(x) for x in args.only_seeds.split(",")} if args.only_seeds else None
     run_arm_grid(specs, out, device, num_gen, title, pairs_for(arms), phases, proto.prune_checkpoints,
                  meta={"protocol": proto.name, "kimg": base.kimg, "seeds": seeds, "arms": arms, "datasets": datasets},
-                 work=(lambda s: s.seed in only) if only else None)
+                 work=(lambda s: s.seed in only) if only else None, records_dir=records_dir)
     print((out / "results.md").read_text())
 
 

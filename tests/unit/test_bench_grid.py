@@ -156,3 +156,31 @@ def test_a_process_works_only_on_its_share_and_reports_all(data: Path, trained: 
     assert [(r["arm"], r["seed"], r["status"]) for r in records] == [
         ("a", 0, "trained"), ("b+x", 0, "trained"), ("a", 1, "trained"), ("b+x", 1, "new")]
     assert len(seen[-1]) == 4  # the report covers the runs other processes own
+
+
+def test_a_scored_run_is_kept_for_git_and_stands_in_on_a_new_machine(data: Path, trained: Path,
+                                                                     tmp_path: Path) -> None:
+    spec = specs(data)[0]
+    out, records = copy_of(trained, tmp_path), tmp_path / "records"
+    [scored] = run_grid(Grid([spec], out, final_num_gen=4, final_metrics=("kid",), records_dir=records))
+    path = grid.record_path(records, spec)
+    kept = json.loads(path.read_text())
+    assert kept["final_kid"] == scored["final_kid"] and kept["curves"] == scored["curves"]
+    assert kept["config"]["seed"] == 0 and "run_dir" not in kept
+
+    # A sitting on a new machine: no run folders, the same records. Nothing is trained or scored again.
+    fresh = tmp_path / "fresh"
+    [again] = run_grid(Grid([spec], fresh, final_num_gen=4, final_metrics=("kid",), records_dir=records))
+    assert not spec.run_dir(fresh).exists()
+    assert again["status"] == "scored" and again["final_kid"] == scored["final_kid"]
+    assert again["kept_record"] == str(path) and again["curves"] == scored["curves"]
+
+
+def test_a_kept_record_of_another_config_is_not_used(data: Path, trained: Path, tmp_path: Path) -> None:
+    spec = specs(data)[0]
+    records = tmp_path / "records"
+    run_grid(Grid([spec], copy_of(trained, tmp_path), final_num_gen=4, final_metrics=("kid",), records_dir=records))
+    changed = RunSpec(spec.group, spec.arm, spec.seed, micro(), data)
+    changed.cfg.regularizers[1].weight = 2.0  # R1 gamma: another protocol under the same run name
+    g = Grid([changed], tmp_path / "fresh", records_dir=records)
+    assert g.kept(spec) is not None and g.kept(changed) is None
