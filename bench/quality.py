@@ -34,6 +34,7 @@ from gan_core.config import (  # noqa: E402
     NetworkConfig,
     RegularizerConfig,
     TrainConfig,
+    apply_overrides,
     get_preset,
     nvlabs_auto_r1_gamma,
 )
@@ -200,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--records", default=None,
                     help="folder for scored runs' records, kept in git (default bench/records/<name of --out>; "
                          "'none': keep nothing; never kept for --dry-run or --max-kimg)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                    help="override a field of every arm's config, e.g. --set perf.precision=bf16 (use its own --out)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the CPU protocol is sized for 1)")
     ap.add_argument("--status", action="store_true", help="print each run's state and exit")
     args = ap.parse_args(argv)
@@ -209,6 +212,13 @@ def main(argv: list[str] | None = None) -> None:
 
     proto = PROTOCOLS[args.protocol]
     base = copy.deepcopy(proto.base)
+    if args.set:
+        from gan_core.cli import parse_set
+
+        try:
+            base = apply_overrides(base, parse_set(args.set))
+        except KeyError as exc:
+            raise SystemExit(f"--set: {exc.args[0]}") from None
     datasets = args.datasets.split(",") if args.datasets else list(proto.datasets)
     arms = args.arms.split(",") if args.arms else list(proto.arms)
     seeds = args.seeds or proto.seeds

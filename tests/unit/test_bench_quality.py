@@ -97,3 +97,23 @@ def test_paper_gpu_dry_run_lists_its_runs(capsys, tmp_path: Path) -> None:
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[:4] for line in lines] == [["obama", "ada", "seed", "0:"], ["obama", "ada+diggan", "seed", "0:"]]
     assert all(line.endswith("new") for line in lines)
+
+
+def test_set_overrides_every_arm_and_status_shows_kept_runs(capsys, tmp_path: Path) -> None:
+    import grid
+
+    with pytest.raises(SystemExit, match="unknown config key 'perf.nope'"):
+        quality.main(["--set", "perf.nope=1", "--status", "--out", str(tmp_path / "out")])
+
+    # A record kept by an earlier sitting for the bf16 variant of `none`, seed 0, stands in for that run only.
+    base = quality.apply_overrides(quality.cpu_overfit_32(), {"perf.precision": "bf16"})
+    [spec] = build_specs(base, [quality.make_arm("none", base)], [0], "obama", DATASETS_DIR / "100-shot-obama")
+    grid.keep_record(tmp_path / "records", spec, {"arm": "none", "seed": 0, "status": "scored", "final_kid": 0.1})
+    argv = ["--datasets", "100-shot-obama", "--arms", "none", "--status", "--out", str(tmp_path / "out"),
+            "--records", str(tmp_path / "records")]
+    quality.main(argv + ["--set", "perf.precision=bf16"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":", 1)[1].strip() for line in lines] == ["kept (scored in an earlier sitting)", "new", "new"]
+    quality.main(argv)  # float32: the bf16 record is another config, and the note says how it differs
+    note, first, *_ = capsys.readouterr().out.strip().splitlines()
+    assert "kept for another config (differs in ['perf'])" in note and first.endswith("seed 0: new")
