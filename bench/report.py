@@ -135,7 +135,9 @@ def plot_group(records: Records, group: str, path: Path, title: str = "") -> Non
     for ax, key, xkey, label, log in panels:
         for arm in arms:
             series = []
-            for r in (r for r in rs if r["arm"] == arm):
+            runs = [r for r in rs if r["arm"] == arm]
+            thin = len(runs) > 1  # one run: its own line is the arm's line
+            for r in runs:
                 c = r["curves"]
                 ys = ([None if a is None or b is None else a - b for a, b in zip(c["D_real"], c["D_fake"])]
                       if key == "logit_gap" else c[key])
@@ -144,7 +146,7 @@ def plot_group(records: Records, group: str, path: Path, title: str = "") -> Non
                 if key in ("dig", "logit_gap") and len(pts) > 10:
                     pts = _smooth(pts, 5)
                 if pts:
-                    ax.plot(*zip(*pts), color=colors[arm], alpha=0.35, lw=0.8)
+                    ax.plot(*zip(*pts), color=colors[arm], alpha=0.35 if thin else 1.0, lw=0.8 if thin else 1.5)
                     series.append(pts)
             if len(series) > 1 and all(len(s) == len(series[0]) for s in series):
                 xs = [p[0] for p in series[0]]
