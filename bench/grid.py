@@ -21,7 +21,7 @@ metrics.jsonl, checkpoints/, grids/) plus `config.json` (refused if a re-run ask
 different config: use another --out), `trained.json` and `final.json`.
 
 Run folders live on one machine (checkpoints are tens of MB). With `Grid.records_dir` set, each
-scored run's record (scores, curves, its complete config, the commit) is also kept in
+scored run's record (scores, curves, its complete config, the commit that trained it) is also kept in
 `<records_dir>/<group>/<arm>-seed<k>.json`, a few KB meant for git: a sitting on a new machine
 skips a run kept there with the same config and reports it beside the runs trained here.
 """
@@ -182,13 +182,14 @@ def train_run(spec: RunSpec, dataset: Any, run_dir: Path, device: str, features_
         cut_logs(run_dir, -1.0)  # killed before its first checkpoint: start the logs again too
         trainer = Trainer(spec.cfg, dataset, run_dir, device=device)
     t0 = time.perf_counter()
+    commit = _git_commit()  # the code that trains it, read before a long run (HEAD may move meanwhile)
     result = trainer.run()
     if result.kimg * 1000 < trainer.total_nimg:
         raise RuntimeError(f"{run_dir}: training stopped at {result.kimg} kimg")
     write_json(run_dir / "trained.json", {
         "kimg": result.kimg, "resumed_from_kimg": resume, "train_seconds": round(trainer.elapsed, 1),
         "wall_seconds_last_sitting": round(time.perf_counter() - t0, 1),
-        "threads": _threads(),
+        "threads": _threads(), "commit": commit,
     })
     if prune:
         prune_checkpoints(run_dir)
@@ -264,7 +265,7 @@ def collect(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         "end_kid": kids[-1][1] if kids and trained else None,  # the cheap KID of the final snapshot
         "min_kid": best[1], "min_kid_kimg": best[0], "snapshot_num_gen": spec.cfg.metrics_num_gen,
         "final_augment_p": last.get("augment_p"), "final_dig": last.get("dig"),
-        "final_logit_gap": _gap(last),
+        "final_logit_gap": _gap(last), "commit": trained.get("commit"),
         "curves": {
             "kimg": [t["kimg"] for t in ticks],
             "dig": [t.get("dig") for t in ticks],
@@ -301,12 +302,13 @@ def record_path(records_dir: Path, spec: RunSpec) -> Path:
 
 
 def keep_record(records_dir: Path, spec: RunSpec, record: dict[str, Any]) -> Path:
-    """Write a scored run's record where git can keep it: everything the reports read, the run's
-    complete config (what `kept_record` matches on) and the commit that trained it."""
+    """Write a scored run's record where git can keep it: everything the reports read (with `commit`, the
+    code that trained it, from trained.json), the run's complete config (what `kept_record` matches on) and
+    the commit at the time it was kept."""
     path = record_path(records_dir, spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     kept = {k: v for k, v in record.items() if k != "run_dir"}
-    write_json(path, {**kept, "config": _config_json(spec.cfg), "commit": _git_commit(),
+    write_json(path, {**kept, "config": _config_json(spec.cfg), "kept_at_commit": _git_commit(),
                       "kept_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return path
 

@@ -167,6 +167,8 @@ def test_a_scored_run_is_kept_for_git_and_stands_in_on_a_new_machine(data: Path,
     kept = json.loads(path.read_text())
     assert kept["final_kid"] == scored["final_kid"] and kept["curves"] == scored["curves"]
     assert kept["config"]["seed"] == 0 and "run_dir" not in kept
+    trained_json = json.loads((spec.run_dir(out) / "trained.json").read_text())
+    assert kept["commit"] == trained_json["commit"] and "kept_at_commit" in kept  # the code that trained it
 
     # A sitting on a new machine: no run folders, the same records. Nothing is trained or scored again.
     fresh = tmp_path / "fresh"
