@@ -119,12 +119,12 @@ def check_config(run_dir: Path, cfg: TrainConfig) -> None:
     """Write the run's config the first time; refuse a different one later, except a longer `kimg`:
     then the trained run is reopened and continues from its final checkpoint (a run grows over sittings)."""
     path = run_dir / "config.json"
-    want = json.loads(json.dumps(config_to_dict(cfg)))
+    want = _config_json(cfg)
     if path.exists():
         have = json.loads(path.read_text())
         if have == want:
             return
-        diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+        diff = _differing_keys(have, want)
         if diff == ["kimg"] and want["kimg"] > have["kimg"]:
             _extend(run_dir, have["kimg"])
             write_json(path, want)
@@ -133,6 +133,15 @@ def check_config(run_dir: Path, cfg: TrainConfig) -> None:
                                  "use another --out, or delete that folder to start it again")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, want)
+
+
+def _config_json(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as it reads back from JSON (tuples as lists), so it compares equal to a stored one."""
+    return json.loads(json.dumps(config_to_dict(cfg)))
+
+
+def _differing_keys(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
 
 
 def _extend(run_dir: Path, old_kimg: float) -> None:
@@ -322,18 +331,13 @@ def kept_record(records_dir: Path, spec: RunSpec) -> dict[str, Any] | None:
     rec = json.loads(path.read_text())
     want = _config_json(spec.cfg)
     if rec.get("config") != want:
-        have = rec.get("config") or {}
-        diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
         if path not in _NOTED:  # once per process: reports call this after every step
             _NOTED.add(path)
+            diff = _differing_keys(rec.get("config") or {}, want)
             print(f"  {path}: kept for another config (differs in {diff}); not used", flush=True)
         return None
     rec.pop("config")
     return {**rec, "run_dir": None, "kept_record": str(path)}
-
-
-def _config_json(cfg: TrainConfig) -> dict[str, Any]:
-    return json.loads(json.dumps(config_to_dict(cfg)))
 
 
 def _git_commit() -> str | None:
