@@ -172,6 +172,7 @@ def train_run(spec: RunSpec, dataset: Any, run_dir: Path, device: str, features_
     """Train (or finish) one run. Returns True if it trained now, False if it was already trained."""
     from gan_core.training import Trainer
     from gan_core.training.checkpoint import CheckpointError
+    from gan_core.versions import runtime_versions
 
     check_config(run_dir, spec.cfg)
     if (run_dir / "trained.json").exists():
@@ -199,6 +200,7 @@ def train_run(spec: RunSpec, dataset: Any, run_dir: Path, device: str, features_
         "kimg": result.kimg, "resumed_from_kimg": resume, "train_seconds": round(trainer.elapsed, 1),
         "wall_seconds_last_sitting": round(time.perf_counter() - t0, 1),
         "threads": _threads(), "commit": commit,
+        "runtime": runtime_versions(device),  # with the commit, what a bit-for-bit repeat needs (CPU included)
     })
     if prune:
         prune_checkpoints(run_dir)
@@ -274,7 +276,7 @@ def collect(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         "end_kid": kids[-1][1] if kids and trained else None,  # the cheap KID of the final snapshot
         "min_kid": best[1], "min_kid_kimg": best[0], "snapshot_num_gen": spec.cfg.metrics_num_gen,
         "final_augment_p": last.get("augment_p"), "final_dig": last.get("dig"),
-        "final_logit_gap": _gap(last), "commit": trained.get("commit"),
+        "final_logit_gap": _gap(last), "commit": trained.get("commit"), "runtime": trained.get("runtime"),
         "curves": {
             "kimg": [t["kimg"] for t in ticks],
             "dig": [t.get("dig") for t in ticks],

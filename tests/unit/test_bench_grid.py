@@ -169,6 +169,10 @@ def test_a_scored_run_is_kept_for_git_and_stands_in_on_a_new_machine(data: Path,
     assert kept["config"]["seed"] == 0 and "run_dir" not in kept
     trained_json = json.loads((spec.run_dir(out) / "trained.json").read_text())
     assert kept["commit"] == trained_json["commit"] and "kept_at_commit" in kept  # the code that trained it
+    # ... and the machine: the same code and seed on another CPU is not the same run (gan_core/versions.py)
+    assert kept["runtime"] == trained_json["runtime"]
+    assert kept["runtime"]["cpu_capability"] == str(torch.backends.cpu.get_cpu_capability())
+    assert kept["runtime"]["torch"] == torch.__version__
 
     # A sitting on a new machine: no run folders, the same records. Nothing is trained or scored again.
     fresh = tmp_path / "fresh"
