@@ -28,12 +28,19 @@ from tests.unit.test_trainer import micro_config
 # Float tolerance of a split run against one process: the sums run in another order (per shard, then
 # across ranks), ~1e-7 relative per step, and Adam's normalised steps amplify that where a gradient is
 # near zero (a near-zero gradient's step is ~lr = 2e-3 whatever its size). Every run here uses one thread
-# (gan_core.threads.one_thread), so the result does not depend on the tests run before; measured (2 ranks, and batch_gpu 2,
-# 2026-12-04): weights within 1.75e-5 (D) and 1.5e-5 (G, G_ema) after 4 steps, alone and after
-# test_bench_quality.py. The bound leaves ~10x; a rank whose gradient were lost or not averaged moves the
-# losses (LOSS_RTOL) and the weights by ~lr.
+# (gan_core.threads.one_thread), so the result does not depend on the tests run before. How far the few
+# near-zero elements move depends on the CPU's kernels, so the weights are compared in bulk, not by their
+# largest difference. Measured after 4 steps (2 ranks, and batch_gpu 2; both give the same weights):
+# - 2026-12-04, the machine of that session: largest difference 1.75e-5 (D), 1.5e-5 (G, G_ema);
+# - 2026-12-05, AMD EPYC with AVX-512: D's largest 5.0e-4 (b8.conv0, an element with sqrt(v) 9e-6, where
+#   the median is 1.5e-4), 19 of 72,785 D weights beyond 2e-4 (0.03%), mean 1.3e-6; G largest 1.5e-5.
+# The same run with other gradients (mirroring off) differs by a mean of 4e-4 (G) to 1.5e-3 (D), 53-86% of
+# weights beyond 2e-4: a rank whose gradient were lost or not averaged looks like that (and moves the losses,
+# LOSS_RTOL). The bounds leave 15x (mean) and 19x (share) on this machine and sit 20x and 100x below that.
 LOSS_RTOL = 2e-4
+WEIGHT_MEAN_ATOL = 2e-5  # mean |difference| over a network's weights
 WEIGHT_ATOL = 2e-4
+WEIGHT_FRACTION_BEYOND = 5e-3  # at most this share of weights may differ by more than WEIGHT_ATOL
 STAT_KEYS = ("loss_G", "loss_D", "r1", "dig", "dig_smoothed", "D_real", "D_fake", "grad_norm_real")
 
 
@@ -123,6 +130,14 @@ def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return max(float((a[k].double().cpu() - b[k].double().cpu()).abs().max()) for k in a)
 
 
+def _assert_weights_match(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], net: str) -> None:
+    """All but a few near-zero-gradient weights agree to WEIGHT_ATOL, and on average far closer (see the bounds)."""
+    assert a.keys() == b.keys()
+    d = torch.cat([(a[k].double().cpu() - b[k].double().cpu()).abs().flatten() for k in a])
+    mean, beyond = float(d.mean()), float((d > WEIGHT_ATOL).double().mean())
+    assert mean < WEIGHT_MEAN_ATOL and beyond < WEIGHT_FRACTION_BEYOND, (net, mean, beyond, float(d.max()))
+
+
 @pytest.fixture(scope="module")
 def one_process(dataset: PreparedDataset, tmp_path_factory: pytest.TempPathFactory) -> tuple[Trainer, Recorder]:
     """The reference: one process, the whole minibatch in one pass."""
@@ -147,7 +162,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(
                 assert t2[k] == pytest.approx(t1[k], rel=LOSS_RTOL, abs=1e-7), (t1["tick"], k)
     assert split["ticks"][0]["dig_smoothed"] is not None and split["ticks"][0]["r1"] is not None  # both ran
     for net, weights in _weights(one).items():
-        assert _max_diff(weights, split[net]) < WEIGHT_ATOL, net
+        _assert_weights_match(weights, split[net], net)
     # DigGAN's moving average covers the whole minibatch, as in one process.
     prev = two_ranks[0]["a"]["dig_prev"]["prev_real"]
     assert prev.shape == (4,)
@@ -187,7 +202,7 @@ def test_gradient_accumulation_matches_one_pass(
     with one_thread():
         accumulated.run()
     for net, weights in _weights(whole).items():
-        assert _max_diff(weights, _weights(accumulated)[net]) < WEIGHT_ATOL, net
+        _assert_weights_match(weights, _weights(accumulated)[net], net)
 
 
 def test_split_configs_are_checked() -> None:
