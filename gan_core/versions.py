@@ -9,6 +9,7 @@ project (same code, seed, thread count and versions) parted from the first withi
 
 from __future__ import annotations
 
+import functools
 import platform
 from importlib import metadata
 from typing import Any
@@ -52,15 +53,25 @@ _SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "a
                "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
 
 
-def _cpuinfo_field(name: str) -> str | None:
+@functools.cache
+def _cpuinfo_first_cpu() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo, read once per process (the CPU does not change, and
+    every checkpoint asks); empty where the file is absent."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith(name):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # the end of the first processor's block
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return None
+    return fields
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    return _cpuinfo_first_cpu().get(name)
 
 
 def cpu_simd_flags() -> list[str]:

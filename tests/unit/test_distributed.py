@@ -125,15 +125,19 @@ def two_ranks(dataset: PreparedDataset, tmp_path_factory: pytest.TempPathFactory
     return [torch.load(root / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
-def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+def _abs_diffs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
+    """|a - b| over every tensor of two state dicts with the same keys, flattened into one float64 vector."""
     assert a.keys() == b.keys()
-    return max(float((a[k].double().cpu() - b[k].double().cpu()).abs().max()) for k in a)
+    return torch.cat([(a[k].double().cpu() - b[k].double().cpu()).abs().flatten() for k in a])
+
+
+def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return float(_abs_diffs(a, b).max())
 
 
 def _assert_weights_match(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], net: str) -> None:
     """All but a few near-zero-gradient weights agree to WEIGHT_ATOL, and on average far closer (see the bounds)."""
-    assert a.keys() == b.keys()
-    d = torch.cat([(a[k].double().cpu() - b[k].double().cpu()).abs().flatten() for k in a])
+    d = _abs_diffs(a, b)
     mean, beyond = float(d.mean()), float((d > WEIGHT_ATOL).double().mean())
     assert mean < WEIGHT_MEAN_ATOL and beyond < WEIGHT_FRACTION_BEYOND, (net, mean, beyond, float(d.max()))
 
