@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from grid import Grid, RunSpec, run_grid, slug  # noqa: E402
 from grid import _write_text as write_text  # noqa: E402
-from report import group_markdown, groups_of, plot_group  # noqa: E402
+from report import group_markdown, groups_of, plot_group, windows_markdown  # noqa: E402
 
 from gan_core.config import TrainConfig  # noqa: E402
 
@@ -67,6 +67,7 @@ class Reporter:
         parts = [f"## {self.title}", ""]
         for g in groups_of(records):
             parts.append(group_markdown(records, g, self.pairs, self.group_titles.get(g, g)))
+            parts.append(windows_markdown(records, g))
             parts.append(f"![curves](curves-{slug(g)}.png)\n")
             try:
                 png = self.out / f"curves-{slug(g)}.png"

@@ -114,6 +114,56 @@ def group_markdown(records: Records, group: str, pairs: list[tuple[str, str]], t
     return "\n".join(lines) + "\n"
 
 
+WINDOW_SERIES = (  # (curve, its x, label, scale, digits): the trends the item-3 reading rests on
+    ("augment_p", "kimg", "ADA p", 1.0, 3),
+    ("logit_gap", "kimg", "D(real) − D(fake) logit", 1.0, 2),
+    ("kid", "kid_kimg", "snapshot KID ×1e3", 1e3, 0),
+)
+
+
+def _series(curves: dict[str, Any], key: str) -> list[float | None]:
+    if key == "logit_gap":
+        return [None if a is None or b is None else a - b for a, b in zip(curves["D_real"], curves["D_fake"])]
+    return curves.get(key) or []
+
+
+def window_means(xs: list[float], ys: list[float | None], width: float, end: float) -> list[float | None]:
+    """Mean of ys over (k*width, (k+1)*width] for k = 0 .. ceil(end/width) - 1 (a tick's x is the kimg at
+    its end, so it belongs to the window it closes; x = 0 goes to the first); None where a window is empty.
+    Per-tick values are noisy; a trend (ADA's p creeping up, KID turning back up) shows in window means."""
+    n = max(1, math.ceil(end / width - 1e-9))
+    bins: list[list[float]] = [[] for _ in range(n)]
+    for x, y in zip(xs, ys):
+        if y is not None and math.isfinite(y) and 0 <= x <= n * width + 1e-9:
+            bins[min(max(math.ceil(x / width - 1e-9) - 1, 0), n - 1)].append(y)
+    return [statistics.fmean(b) if b else None for b in bins]
+
+
+def windows_markdown(records: Records, group: str, width: float | None = None) -> str:
+    """Per run, the mean of ADA p, the logit gap and the snapshot KID over windows of `width` kimg
+    (default: an eighth of the longest run). Rows where a series is absent or all zero are left out."""
+    rs = [r for r in records if r["group"] == group and r.get("curves", {}).get("kimg")]
+    if not rs:
+        return ""
+    end = max(max(r["curves"]["kimg"]) for r in rs)
+    width = width or max(1.0, round(end / 8))
+    n = max(1, math.ceil(end / width - 1e-9))
+    head = [f"{k * width:g}–{(k + 1) * width:g}" for k in range(n)]
+    lines = ["Window means over kimg (per run; ticks for p and the gap, snapshots for KID):", ""]
+    for key, xkey, label, scale, digits in WINDOW_SERIES:
+        rows = []
+        for r in sorted(rs, key=lambda r: (arms_of(rs).index(r["arm"]), r["seed"])):
+            c = r["curves"]
+            ys = _series(c, key)
+            if not any(y for y in ys if y is not None):
+                continue
+            means = window_means(c[xkey], ys, width, end)
+            rows.append(f"| {r['arm']} s{r['seed']} | " + " | ".join(_fmt(m, scale, digits) for m in means) + " |")
+        if rows:
+            lines += [f"| {label} | " + " | ".join(head) + " |", "| --- " * (n + 1) + "|", *rows, ""]
+    return "\n".join(lines) + "\n"
+
+
 def plot_group(records: Records, group: str, path: Path, title: str = "") -> None:
     """Four panels over kimg: snapshot KID, DIG, ADA p, and D's logit gap (real - fake); one colour per
     arm, thin lines per seed, a thick line for the seed mean where all seeds share the x values."""
@@ -139,8 +189,7 @@ def plot_group(records: Records, group: str, path: Path, title: str = "") -> Non
             thin = len(runs) > 1  # one run: its own line is the arm's line
             for r in runs:
                 c = r["curves"]
-                ys = ([None if a is None or b is None else a - b for a, b in zip(c["D_real"], c["D_fake"])]
-                      if key == "logit_gap" else c[key])
+                ys = _series(c, key)
                 xs = c[xkey]
                 pts = [(x, y) for x, y in zip(xs, ys) if y is not None and (not log or y > 0)]
                 if key in ("dig", "logit_gap") and len(pts) > 10:

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import compare  # noqa: E402
 import quality  # noqa: E402
 from harness import DATASETS_DIR, build_specs  # noqa: E402
-from report import group_markdown, paired  # noqa: E402
+from report import group_markdown, paired, window_means, windows_markdown  # noqa: E402
 
 from gan_core.config import get_preset  # noqa: E402
 
@@ -88,6 +88,21 @@ def test_paired_differences_and_table() -> None:
     md = group_markdown(recs, "obama", [("ada+diggan", "ada")])
     assert "| ada+diggan − ada | -100.0 | +20.0 | -90.0 | -56.7 ± 66.6 | 2/3 | 0.28 |" in md
     assert "6/6 runs trained, 6/6 scored" in md
+
+
+def test_window_means_show_a_slow_trend_per_run() -> None:
+    xs = [0.5 * i for i in range(1, 17)]  # ticks at 0.5 .. 8 kimg; the last one closes the final window
+    assert window_means(xs, [float(i) for i in range(1, 17)], 2.0, 8.0) == [2.5, 6.5, 10.5, 14.5]
+    assert window_means(xs, [None] * 16, 4.0, 8.0) == [None, None]
+    curves = {"kimg": xs, "augment_p": [0.01 * (i // 4) for i in range(16)], "D_real": [2.0] * 16,
+              "D_fake": [1.0] * 16, "kid_kimg": [4.0, 8.0], "kid": [0.3, 0.2]}
+    recs = [{"group": "obama", "arm": "ada", "seed": 0, "curves": curves},
+            {"group": "obama", "arm": "none", "seed": 0, "curves": {**curves, "augment_p": [0.0] * 16}}]
+    md = windows_markdown(recs, "obama", width=2.0)
+    assert "| ADA p | 0–2 | 2–4 | 4–6 | 6–8 |" in md
+    assert "| ada s0 | 0.000 | 0.010 | 0.020 | 0.030 |" in md and "| none s0 | 0.000" not in md  # p all zero: no row
+    assert "| none s0 | 1.00 | 1.00 | 1.00 | 1.00 |" in md  # the logit gap
+    assert "| ada s0 | – | 300 | – | 200 |" in md  # snapshot KID: in the window each snapshot closes
 
 
 @pytest.mark.needs_shared
