@@ -134,4 +134,6 @@ ModelsDep = Annotated["ModelRepo", Depends(get_models)]
 SamplesDep = Annotated["SampleSetRepo", Depends(get_samples)]
 CeleryDep = Annotated["Celery", Depends(get_celery)]
 GeneratorsDep = Annotated["GeneratorCache", Depends(get_generators)]
-HeavySlot = Depends(heavy_slot)
+# scope="function": the slot is released when the handler returns, before the response is sent (the default,
+# "request", releases it after the body has gone out, so a client's next request could find it still taken).
+HeavySlot = Depends(heavy_slot, scope="function")

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 import torch
 from sqlalchemy import func, select
@@ -15,7 +16,7 @@ from sqlalchemy import func, select
 from gan_core.config import config_to_dict, get_preset
 from gan_core.networks import Generator
 from gan_core.training.checkpoint import checkpoint_bytes
-from service.core.db.models import Blob, Tick
+from service.core.db.models import Blob, Tick, WorkSlot
 from tests.dbstate import add_checkpoint, set_job
 from tests.e2e.harness import LiveServer, images_zip, make_settings, store_keys
 
@@ -108,6 +109,43 @@ def test_exports_are_made_once_per_checkpoint_and_charged(server):
     assert len(cached) == 1 and _used(server, "exports") == before + len(a.content)
     b = server.client.get(f"/v1/jobs/{job}/export", params={"format": "safetensors"}, headers=h)
     assert b.content == a.content and _used(server, "exports") == before + len(a.content)
+
+
+def _heavy_in_use(srv, tenant) -> int:
+    with srv.core.db.read() as s:
+        return int(s.scalar(select(func.count()).select_from(WorkSlot)
+                            .where(WorkSlot.tenant == tenant, WorkSlot.kind == "heavy")))
+
+
+def test_a_heavy_slot_is_free_before_its_response_is_sent(server):
+    """A client that sends its next heavy request as soon as the last one answered must not get a 429:
+    the slot is released when the work ends, not after the body has gone out (FastAPI runs a yield
+    dependency's exit after sending unless its scope is "function"). The real app, called in-process
+    over ASGI, counts the tenant's heavy slots in the database when the response starts."""
+    h = _key(server, "slot-order")
+    job = _job_with_checkpoint(server, h, "slot-order")
+    seen: list[tuple[int, int]] = []
+
+    async def call() -> None:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+                 "path": f"/v1/jobs/{job}/export", "raw_path": f"/v1/jobs/{job}/export".encode(),
+                 "query_string": b"format=safetensors", "root_path": "",
+                 "headers": [(b"host", b"127.0.0.1"), (b"authorization", h["Authorization"].encode())],
+                 "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", server.port)}
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                seen.append((message["status"], _heavy_in_use(server, "slot-order")))
+
+        await server.app(scope, receive, send)
+
+    anyio.run(call)
+    assert seen == [(200, 0)]
+    r = server.client.get(f"/v1/jobs/{job}/export", params={"format": "safetensors"}, headers=h)
+    assert r.status_code == 200  # back to back, over HTTP
 
 
 def test_deleting_reclaims_storage_and_credits_the_quota(server):
