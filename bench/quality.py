@@ -127,18 +127,30 @@ def lecam_config(base: TrainConfig) -> RegularizerConfig:
 
 def make_arm(spec: str, base: TrainConfig) -> Arm:
     """`<augment>[+diggan][+lecam]`: the augmentation, the base config's regularizers minus DigGAN/LeCam,
-    plus the ones named."""
+    plus the ones named, each at its default weight or at the one written after a colon
+    (`none+diggan+lecam:0.03`, `diffaugment+diggan:10`)."""
     augment, *regs = spec.split("+")
     if augment not in AUGMENTS:
         raise SystemExit(f"arm {spec!r}: augmentation must be one of {AUGMENTS}")
     extra = {"diggan": diggan_config(base), "lecam": lecam_config(base)}
-    unknown = [r for r in regs if r not in extra]
-    if unknown:
-        raise SystemExit(f"arm {spec!r}: unknown regularizer(s) {unknown}; this benchmark knows {sorted(extra)}")
+    chosen = []
+    for reg in regs:
+        name, _, weight = reg.partition(":")
+        if name not in extra:
+            raise SystemExit(f"arm {spec!r}: unknown regularizer {name!r}; this benchmark knows {sorted(extra)}")
+        cfg_reg = copy.deepcopy(extra[name])
+        if weight:
+            try:
+                cfg_reg.weight = float(weight)
+            except ValueError:
+                raise SystemExit(f"arm {spec!r}: weight {weight!r} of {name} is not a number") from None
+            if not cfg_reg.weight > 0:
+                raise SystemExit(f"arm {spec!r}: weight of {name} must be positive")
+        chosen.append(cfg_reg)
 
     def configure(cfg: TrainConfig) -> None:
         cfg.augment.kind = augment
-        cfg.regularizers = [r for r in cfg.regularizers if r.name not in extra] + [copy.deepcopy(extra[r]) for r in regs]
+        cfg.regularizers = [r for r in cfg.regularizers if r.name not in extra] + copy.deepcopy(chosen)
 
     return Arm(spec, configure)
 

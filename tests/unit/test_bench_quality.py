@@ -42,6 +42,20 @@ def test_quality_arms_add_diggan_and_lecam_on_top_of_r1() -> None:
         quality.make_arm("ada+r3", base)
 
 
+def test_an_arm_can_name_a_regularizer_weight() -> None:
+    base = quality.cpu_overfit_32()
+    light = configured(base, "none+diggan+lecam:0.03")
+    assert [(r.name, r.weight, r.interval) for r in light.regularizers] == [
+        ("r1", pytest.approx(0.0128), 16), ("diggan", 100.0, 8), ("lecam", 0.03, 1)]
+    assert light.regularizer("lecam").params == {"decay": 0.99}  # only the weight changes
+    assert configured(base, "diffaugment+diggan:10").regularizer("diggan").weight == 10.0
+    assert configured(base, "none+diggan+lecam").regularizer("lecam").weight == 0.3  # the default is untouched
+    for bad, msg in (("none+lecam:x", "not a number"), ("none+lecam:0", "must be positive"),
+                     ("none+lecam:-1", "must be positive")):
+        with pytest.raises(SystemExit, match=msg):
+            quality.make_arm(bad, base)
+
+
 def test_pairs_and_priority() -> None:
     arms = quality.PROTOCOLS["cpu-overfit-32"].arms
     assert ("ada+diggan", "ada") in quality.pairs_for(arms)
