@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data-root", type=Path, default=Path(os.environ.get("DIGGAN_DATASETS", DATASETS_DIR)),
                     help="folder holding 100-shot-obama/ and 100-shot-grumpy_cat/ (default: $DIGGAN_DATASETS or "
                          "../shared/datasets)")
-    ap.add_argument("--arms", default=None, help="comma list, e.g. none,none+diggan,ada,ada+diggan")
+    ap.add_argument("--arms", default=None, help="comma list, e.g. none,none+diggan,ada,ada+diggan; a weight after a "
+                    "colon overrides a regularizer's default, e.g. none+diggan+lecam:0.03")
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--kimg", type=float, default=None, help="training length of every run (protocol default)")
     ap.add_argument("--max-kimg", type=float, default=None,
