@@ -111,7 +111,7 @@ async def get_principal(request: Request) -> Principal:
 
 
 def heavy_slot(request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Iterator[None]:
-    """Holds one of the tenant's heavy-request slots (shared by every replica) for the whole request:
+    """Holds one of the tenant's heavy-request slots (shared by every replica) while the handler runs:
     sampling, interpolation, memorization and export each keep a CPU busy for seconds."""
     core, settings = request.app.state.core, request.app.state.settings
     with core.slots.hold(principal.tenant, "heavy", settings.max_heavy_requests_per_tenant):
