@@ -127,11 +127,15 @@ def _series(curves: dict[str, Any], key: str) -> list[float | None]:
     return curves.get(key) or []
 
 
+def _window_count(end: float, width: float) -> int:
+    return max(1, math.ceil(end / width - 1e-9))
+
+
 def window_means(xs: list[float], ys: list[float | None], width: float, end: float) -> list[float | None]:
     """Mean of ys over (k*width, (k+1)*width] for k = 0 .. ceil(end/width) - 1 (a tick's x is the kimg at
     its end, so it belongs to the window it closes; x = 0 goes to the first); None where a window is empty.
     Per-tick values are noisy; a trend (ADA's p creeping up, KID turning back up) shows in window means."""
-    n = max(1, math.ceil(end / width - 1e-9))
+    n = _window_count(end, width)
     bins: list[list[float]] = [[] for _ in range(n)]
     for x, y in zip(xs, ys):
         if y is not None and math.isfinite(y) and 0 <= x <= n * width + 1e-9:
@@ -147,12 +151,14 @@ def windows_markdown(records: Records, group: str, width: float | None = None) -
         return ""
     end = max(max(r["curves"]["kimg"]) for r in rs)
     width = width or max(1.0, round(end / 8))
-    n = max(1, math.ceil(end / width - 1e-9))
+    n = _window_count(end, width)
     head = [f"{k * width:g}–{(k + 1) * width:g}" for k in range(n)]
+    arms = arms_of(rs)
+    ordered = sorted(rs, key=lambda r: (arms.index(r["arm"]), r["seed"]))
     lines = ["Window means over kimg (per run; ticks for p and the gap, snapshots for KID):", ""]
     for key, xkey, label, scale, digits in WINDOW_SERIES:
         rows = []
-        for r in sorted(rs, key=lambda r: (arms_of(rs).index(r["arm"]), r["seed"])):
+        for r in ordered:
             c = r["curves"]
             ys = _series(c, key)
             if not any(y for y in ys if y is not None):
