@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from service.core.db.engine import Database
 from service.core.db.models import WorkSlot
@@ -36,14 +37,18 @@ class Slots:
         with self.db.write() as s:
             lock_tenant(s, tenant)
             s.execute(delete(WorkSlot).where(WorkSlot.tenant == tenant, WorkSlot.expires_at < db_now()))
-            used = int(s.scalar(select(func.coalesce(func.sum(WorkSlot.weight), 0))
-                                .where(WorkSlot.tenant == tenant, WorkSlot.kind == kind)) or 0)
+            used = _weight_in_use(s, tenant, kind)
             if used + weight > limit:
                 raise QuotaExceeded(f"too many {WHAT.get(kind, kind)} for this tenant at once ({used:,} of "
                                     f"{limit:,} in use, this needs {weight:,}); wait for one to finish", 5)
             slot = new_id("slot")
             s.add(WorkSlot(id=slot, tenant=tenant, kind=kind, weight=weight, expires_at=seconds_after_now(ttl_s)))
             return slot
+
+    def in_use(self, tenant: str, kind: str) -> int:
+        """The weight of the tenant's slots of this kind, expired ones included until the next acquire."""
+        with self.db.read() as s:
+            return _weight_in_use(s, tenant, kind)
 
     def extend(self, slot: str, ttl_s: float) -> None:
         with self.db.write() as s:
@@ -61,3 +66,8 @@ class Slots:
             yield slot
         finally:
             self.release(slot)
+
+
+def _weight_in_use(s: Session, tenant: str, kind: str) -> int:
+    return int(s.scalar(select(func.coalesce(func.sum(WorkSlot.weight), 0))
+                        .where(WorkSlot.tenant == tenant, WorkSlot.kind == kind)) or 0)

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from gan_core.config import config_to_dict, get_preset
 from gan_core.networks import Generator
 from gan_core.training.checkpoint import checkpoint_bytes
-from service.core.db.models import Blob, Tick, WorkSlot
+from service.core.db.models import Blob, Tick
 from tests.dbstate import add_checkpoint, set_job
 from tests.e2e.harness import LiveServer, images_zip, make_settings, store_keys
 
@@ -111,12 +111,6 @@ def test_exports_are_made_once_per_checkpoint_and_charged(server):
     assert b.content == a.content and _used(server, "exports") == before + len(a.content)
 
 
-def _heavy_in_use(srv, tenant) -> int:
-    with srv.core.db.read() as s:
-        return int(s.scalar(select(func.count()).select_from(WorkSlot)
-                            .where(WorkSlot.tenant == tenant, WorkSlot.kind == "heavy")))
-
-
 def test_a_heavy_slot_is_free_before_its_response_is_sent(server):
     """A client that sends its next heavy request as soon as the last one answered must not get a 429:
     the slot is released when the work ends, not after the body has gone out (FastAPI runs a yield
@@ -138,7 +132,7 @@ def test_a_heavy_slot_is_free_before_its_response_is_sent(server):
 
         async def send(message: dict) -> None:
             if message["type"] == "http.response.start":
-                seen.append((message["status"], _heavy_in_use(server, "slot-order")))
+                seen.append((message["status"], server.core.slots.in_use("slot-order", "heavy")))
 
         await server.app(scope, receive, send)
 
