@@ -39,6 +39,8 @@ from gan_core.config import (  # noqa: E402
     nvlabs_auto_r1_gamma,
 )
 from gan_core.regularizers.lecam import ARCH_DEFAULTS as LECAM_DEFAULTS  # noqa: E402
+from gan_core.request import ConfigRequestError, RegularizerRequest, merge_regularizer  # noqa: E402
+from gan_core.specs import parse_regularizer_spec  # noqa: E402
 
 AUGMENTS = ("none", "ada", "diffaugment")
 
@@ -127,26 +129,31 @@ def lecam_config(base: TrainConfig) -> RegularizerConfig:
 
 def make_arm(spec: str, base: TrainConfig) -> Arm:
     """`<augment>[+diggan][+lecam]`: the augmentation, the base config's regularizers minus DigGAN/LeCam,
-    plus the ones named, each at its default weight or at the one written after a colon
-    (`none+diggan+lecam:0.03`, `diffaugment+diggan:10`)."""
+    plus the ones named, each at its default or as written after a colon in the `--reg` grammar
+    (`none+diggan+lecam:0.03`, `diffaugment+diggan:10`; interval and parameters may follow)."""
     augment, *regs = spec.split("+")
     if augment not in AUGMENTS:
         raise SystemExit(f"arm {spec!r}: augmentation must be one of {AUGMENTS}")
     extra = {"diggan": diggan_config(base), "lecam": lecam_config(base)}
     chosen = []
     for reg in regs:
-        name, _, weight = reg.partition(":")
+        name = reg.partition(":")[0]
         if name not in extra:
             raise SystemExit(f"arm {spec!r}: unknown regularizer {name!r}; this benchmark knows {sorted(extra)}")
-        cfg_reg = copy.deepcopy(extra[name])
-        if weight:
-            try:
-                cfg_reg.weight = float(weight)
-            except ValueError:
-                raise SystemExit(f"arm {spec!r}: weight {weight!r} of {name} is not a number") from None
-            if not cfg_reg.weight > 0:
-                raise SystemExit(f"arm {spec!r}: weight of {name} must be positive")
-        chosen.append(cfg_reg)
+        if ":" not in reg:
+            chosen.append(extra[name])
+            continue
+        try:  # the --reg grammar of gan_core's CLI, merged onto this arm's default as a request would be
+            _, weight, interval, params = parse_regularizer_spec(reg)
+        except ValueError:
+            raise SystemExit(f"arm {spec!r}: {reg!r} has a part that is not a number; "
+                             "use NAME:WEIGHT[:INTERVAL][:k=v,...], e.g. lecam:0.03") from None
+        if not weight > 0:
+            raise SystemExit(f"arm {spec!r}: weight of {name} must be positive")
+        try:
+            chosen.append(merge_regularizer(RegularizerRequest(name, weight, interval, params), extra[name]))
+        except ConfigRequestError as e:
+            raise SystemExit(f"arm {spec!r}: {e}") from None
 
     def configure(cfg: TrainConfig) -> None:
         cfg.augment.kind = augment
