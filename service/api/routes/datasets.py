@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service.api.dataset_ingest import ingest, receive_upload
 from service.api.deps import CoreDep, DatasetsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep, in_upload_pool
 from service.api.lookups import load_dataset
+from service.api.pagination import PageCursor, PageLimit, check_cursor, page_fields
 from service.api.schemas.common import ERROR_RESPONSES
 from service.api.schemas.datasets import Dataset, DatasetList
 from service.api.storage_checks import purge_quietly, refuse_when_full
-from service.core.ids import is_valid_id
 from service.core.uploads import DatasetRecord, InUse
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
@@ -69,13 +67,12 @@ async def create_dataset(request: Request, settings: SettingsDep, store: StoreDe
 @router.get("", response_model=DatasetList, summary="Your datasets, newest first, with cursor pagination")
 def list_datasets(
     repo: DatasetsDep, tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 100,
-    cursor: Annotated[str | None, Query(max_length=64, description="`next_cursor` of the previous page")] = None,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> DatasetList:
-    if cursor is not None and not is_valid_id(cursor, "ds"):
-        raise HTTPException(422, f"invalid cursor {cursor!r}; pass the `next_cursor` of a previous page")
+    check_cursor(cursor, "ds")
     page, next_cursor = repo.list(tenant, limit=limit, cursor=cursor)
-    return DatasetList(data=[_view(r) for r in page], next_cursor=next_cursor, has_more=next_cursor is not None)
+    return DatasetList(data=[_view(r) for r in page], **page_fields(next_cursor))
 
 
 @router.get("/{dataset_id}", response_model=Dataset)

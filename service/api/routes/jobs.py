@@ -18,11 +18,11 @@ from service.api.event_stream import StreamPacer, acquire_stream_slot, event_str
 from service.api.init_from import resolve_init_from
 from service.api.job_config import JobConfigError, charged_kimg, fit_config_to_dataset, resolve_config_dict
 from service.api.lookups import load_dataset, load_job, require_checkpoint
+from service.api.pagination import PageCursor, PageLimit, check_cursor, page_fields
 from service.api.schemas.common import ERROR_RESPONSES
 from service.api.schemas.jobs import CheckpointList, Estimate, Job, JobCreate, JobEstimate, JobList, Metrics
 from service.core import calibration, webhooks
 from service.core.blobs import purge_deleted
-from service.core.ids import is_valid_id
 from service.core.jobs import DatasetMissing, IdempotencyConflict, JobBusy, JobRecord, JobRepo, JobStatus
 from service.core.queue import enqueue_calibration, enqueue_train, job_gpus
 from service.core.quotas import check_new_job
@@ -139,14 +139,13 @@ def list_jobs(
     request: Request, jobs: JobsDep, tenant: TenantDep,
     status: JobStatus | None = None,
     name: Annotated[str | None, Query(max_length=200, description="the job's name, exactly")] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64, description="`next_cursor` of the previous page")] = None,
+    limit: PageLimit = 20,
+    cursor: PageCursor = None,
 ) -> JobList:
-    if cursor is not None and not is_valid_id(cursor, "job"):
-        raise HTTPException(422, f"invalid cursor {cursor!r}; pass the `next_cursor` of a previous page")
+    check_cursor(cursor, "job")
     metadata = _metadata_filters(request)
     page, next_cursor = jobs.list(tenant, status=status, limit=limit, cursor=cursor, name=name, metadata=metadata)
-    return JobList(data=[job_view(r) for r in page], next_cursor=next_cursor, has_more=next_cursor is not None)
+    return JobList(data=[job_view(r) for r in page], **page_fields(next_cursor))
 
 
 def _metadata_filters(request: Request) -> dict[str, str]:

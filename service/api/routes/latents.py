@@ -25,12 +25,13 @@ from service.api.latent_ops import (
     resolve,
 )
 from service.api.lookups import load_job
+from service.api.pagination import PageCursor, PageLimit, check_cursor, page_fields
 from service.api.sampling import GeneratorCache
 from service.api.schemas.common import ERROR_RESPONSES
 from service.api.schemas.latents import Latent, LatentCreate, LatentInterpolationRequest, LatentList
 from service.api.storage_checks import purge_quietly
 from service.core.apikeys import Principal
-from service.core.ids import is_valid_id, new_id
+from service.core.ids import new_id
 from service.core.jobs import JobRecord
 from service.core.latents import LatentRecord, LatentRepo, kind_of, npy_bytes
 from service.core.services import Core
@@ -76,15 +77,13 @@ async def create_latent(job_id: str, body: LatentCreate, request: Request, setti
 @router.get("", response_model=LatentList, summary="A job's saved latents, newest first")
 def list_latents(
     job_id: str, request: Request, jobs: JobsDep, latents: LatentsDep, tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 100,
-    cursor: Annotated[str | None, Query(max_length=64, description="`next_cursor` of the previous page")] = None,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> LatentList:
     rec = load_job(jobs, tenant, job_id)
-    if cursor is not None and not is_valid_id(cursor, "lat"):
-        raise HTTPException(422, f"invalid cursor {cursor!r}; pass the `next_cursor` of a previous page")
+    check_cursor(cursor, "lat")
     page, next_cursor = latents.list(tenant, rec.id, limit=limit, cursor=cursor)
-    return LatentList(data=[latent_view(x, _base(request)) for x in page], next_cursor=next_cursor,
-                      has_more=next_cursor is not None)
+    return LatentList(data=[latent_view(x, _base(request)) for x in page], **page_fields(next_cursor))
 
 
 @router.get("/{latent_id}", response_model=Latent, summary="One latent (JSON; its values: .../w.npy)")

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service.api.deps import CoreDep, ModelsDep, PrincipalDep, SettingsDep, StoreDep, TenantDep, in_upload_pool
 from service.api.lookups import load_model
 from service.api.model_ingest import ingest_model, receive_model
+from service.api.pagination import PageCursor, PageLimit, check_cursor, page_fields
 from service.api.schemas.common import ERROR_RESPONSES
 from service.api.schemas.models import Model, ModelList
 from service.api.storage_checks import purge_quietly, refuse_when_full
-from service.core.ids import is_valid_id
 from service.core.uploads import InUse, ModelRecord
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
@@ -64,13 +63,12 @@ async def create_model(request: Request, settings: SettingsDep, store: StoreDep,
 @router.get("", response_model=ModelList, summary="Your models, newest first, with cursor pagination")
 def list_models(
     repo: ModelsDep, tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 100,
-    cursor: Annotated[str | None, Query(max_length=64, description="`next_cursor` of the previous page")] = None,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> ModelList:
-    if cursor is not None and not is_valid_id(cursor, "model"):
-        raise HTTPException(422, f"invalid cursor {cursor!r}; pass the `next_cursor` of a previous page")
+    check_cursor(cursor, "model")
     page, next_cursor = repo.list(tenant, limit=limit, cursor=cursor)
-    return ModelList(data=[_view(r) for r in page], next_cursor=next_cursor, has_more=next_cursor is not None)
+    return ModelList(data=[_view(r) for r in page], **page_fields(next_cursor))
 
 
 @router.get("/{model_id}", response_model=Model)

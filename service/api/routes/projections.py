@@ -30,6 +30,7 @@ from service.api.deps import CeleryDep, CoreDep, JobsDep, PrincipalDep, Settings
 from service.api.event_stream import StreamPacer, acquire_stream_slot, event_stream_response, sse
 from service.api.latent_ops import projection_repo, require_stylegan2_job
 from service.api.lookups import load_job, require_checkpoint
+from service.api.pagination import PageCursor, PageLimit, check_cursor, page_fields
 from service.api.schemas.common import ERROR_RESPONSES
 from service.api.schemas.projections import Projection, ProjectionImage, ProjectionList, ProjectionProgress
 from service.api.storage_checks import purge_quietly
@@ -281,15 +282,13 @@ async def create_projection(job_id: str, request: Request, settings: SettingsDep
 @router.get("", response_model=ProjectionList, summary="A job's projections, newest first")
 def list_projections(
     job_id: str, request: Request, jobs: JobsDep, repo: ProjectionsDep, tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: PageLimit = 20,
+    cursor: PageCursor = None,
 ) -> ProjectionList:
     rec = load_job(jobs, tenant, job_id)
-    if cursor is not None and not is_valid_id(cursor, "proj"):
-        raise HTTPException(422, f"invalid cursor {cursor!r}; pass the `next_cursor` of a previous page")
+    check_cursor(cursor, "proj")
     page, next_cursor = repo.list(tenant, rec.id, limit=limit, cursor=cursor)
-    return ProjectionList(data=[projection_view(p, _base(request)) for p in page], next_cursor=next_cursor,
-                          has_more=next_cursor is not None)
+    return ProjectionList(data=[projection_view(p, _base(request)) for p in page], **page_fields(next_cursor))
 
 
 @router.get("/{projection_id}", response_model=Projection,
