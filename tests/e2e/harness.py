@@ -7,6 +7,7 @@ Used by tests/integration/test_api_*.py and tests/e2e/*.
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -178,6 +179,30 @@ def server_with_worker(root: Path, **overrides: Any) -> Iterator[tuple[LiveServe
             yield srv, worker
     finally:
         worker.stop()
+
+
+def cli_command() -> list[str]:
+    """The `diggan` console script `pip install -e .` made, or the module where there is none."""
+    script = Path(sys.executable).parent / "diggan"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "diggan"]
+
+
+class Cli:
+    """Runs the `diggan` command line against a live server, as a user's shell would."""
+
+    def __init__(self, url: str, cwd: Path, api_key: str):
+        self.env = {**os.environ, "DIGGAN_URL": url, "DIGGAN_API_KEY": api_key}
+        self.cwd = cwd
+
+    def __call__(self, *args: str, ok: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*cli_command(), *args], capture_output=True, text=True, env=self.env, cwd=self.cwd,
+                              timeout=timeout)
+        if ok:
+            assert proc.returncode == 0, f"diggan {' '.join(args)} -> {proc.returncode}\n{proc.stderr[-3000:]}"
+        return proc
+
+    def json(self, *args: str) -> object:
+        return json.loads(self(*args).stdout)
 
 
 def wait_for(fn: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:

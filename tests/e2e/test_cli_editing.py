@@ -9,9 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,34 +16,13 @@ import pytest
 from PIL import Image
 
 from diggan import DigganClient
-from tests.e2e.harness import LiveServer, Worker, make_settings
+from tests.e2e.harness import Cli, LiveServer, Worker, make_settings
 from tests.editing_world import RES, job_with_checkpoint, pixels, trained_checkpoint
 
 pytestmark = pytest.mark.slow
 
 KEY = "cli-editing-key-0123456789"
 TENANT = "ed"
-
-
-def _cli_cmd() -> list[str]:
-    script = Path(sys.executable).parent / "diggan"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "diggan"]
-
-
-class Cli:
-    def __init__(self, url: str, cwd: Path):
-        self.env = {**os.environ, "DIGGAN_URL": url, "DIGGAN_API_KEY": KEY}
-        self.cwd = cwd
-
-    def __call__(self, *args: str, ok: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        proc = subprocess.run([*_cli_cmd(), *args], capture_output=True, text=True, env=self.env, cwd=self.cwd,
-                              timeout=timeout)
-        if ok:
-            assert proc.returncode == 0, f"diggan {' '.join(args)} -> {proc.returncode}\n{proc.stderr[-3000:]}"
-        return proc
-
-    def json(self, *args: str) -> object:
-        return json.loads(self(*args).stdout)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +38,7 @@ def stack(tmp_path_factory):
             h = {"Authorization": f"Bearer {KEY}"}
             job = job_with_checkpoint(srv.client, srv.core, TENANT, ckpt, headers=h)
             with DigganClient(srv.url, KEY) as client:
-                yield srv, worker, client, Cli(srv.url, root), job
+                yield srv, worker, client, Cli(srv.url, root, KEY), job
     finally:
         worker.stop()
 

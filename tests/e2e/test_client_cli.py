@@ -11,7 +11,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -26,7 +25,17 @@ from gan_core.cli import build_train_config
 from gan_core.config import config_to_dict
 from service.core import object_keys as keys
 from tests.dbstate import add_checkpoint, set_job
-from tests.e2e.harness import TERMINAL, LiveServer, Worker, images_zip, make_settings, png_bytes, wait_for
+from tests.e2e.harness import (
+    TERMINAL,
+    Cli,
+    LiveServer,
+    Worker,
+    cli_command,
+    images_zip,
+    make_settings,
+    png_bytes,
+    wait_for,
+)
 from tests.recorder import Recorder
 from tests.unit.test_export import TORCHSCRIPT_USER, run_clean
 
@@ -45,27 +54,6 @@ def _auth_settings(root: Path, **kw):
     return make_settings(root, api_keys=[f"{TENANT}:{hashlib.sha256(KEY.encode()).hexdigest()}"], **kw)
 
 
-def _cli_cmd() -> list[str]:
-    script = Path(sys.executable).parent / "diggan"  # the console script `pip install -e .` made
-    return [str(script)] if script.exists() else [sys.executable, "-m", "diggan"]
-
-
-class Cli:
-    def __init__(self, url: str, cwd: Path):
-        self.env = {**os.environ, "DIGGAN_URL": url, "DIGGAN_API_KEY": KEY}
-        self.cwd = cwd
-
-    def __call__(self, *args: str, ok: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        proc = subprocess.run([*_cli_cmd(), *args], capture_output=True, text=True, env=self.env, cwd=self.cwd,
-                              timeout=timeout)
-        if ok:
-            assert proc.returncode == 0, f"diggan {' '.join(args)} -> {proc.returncode}\n{proc.stderr[-3000:]}"
-        return proc
-
-    def json(self, *args: str) -> object:
-        return json.loads(self(*args).stdout)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
@@ -74,7 +62,7 @@ def stack(tmp_path_factory):
     try:
         with LiveServer(settings) as srv, DigganClient(srv.url, KEY) as client:
             worker.wait_ready()
-            yield srv, worker, client, Cli(srv.url, root)
+            yield srv, worker, client, Cli(srv.url, root, KEY)
     finally:
         worker.stop()
 
@@ -233,7 +221,7 @@ def test_cancel_exits_nonzero_and_errors_carry_the_server_message(stack, image_f
         client._send("GET", f"/v1/jobs/{job['id']}/export")
     assert e.value.status == 422 and "format" in e.value.detail
     # A wrong key is refused with the server's hint; bad flags are usage errors.
-    r = subprocess.run([*_cli_cmd(), "--api-key", "wrong", "datasets", "list"], capture_output=True, text=True,
+    r = subprocess.run([*cli_command(), "--api-key", "wrong", "datasets", "list"], capture_output=True, text=True,
                        env={**cli.env}, timeout=60)
     assert r.returncode == 2 and "HTTP 401" in r.stderr and "invalid API key" in r.stderr
     r = cli("jobs", "create", "--dataset", ds["id"], "--regularizer", "diggan", ok=False)
@@ -257,7 +245,7 @@ def test_checkpoint_download_follows_s3_presigned_redirect(tmp_path, s3_server, 
         r = client._http.get(f"/v1/jobs/{job_id}/checkpoints/latest", params={"redirect": "true"})
         assert r.status_code == 307 and "X-Amz-Signature" in r.headers["location"]
 
-        out = Cli(srv.url, tmp_path).json("checkpoints", "download", job_id, "-o", str(tmp_path / "c.pt"))
+        out = Cli(srv.url, tmp_path, KEY).json("checkpoints", "download", job_id, "-o", str(tmp_path / "c.pt"))
         assert (tmp_path / "c.pt").read_bytes() == blob and out["sha256"] == hashlib.sha256(blob).hexdigest()
 
         srv.store.put_bytes(key, blob[:-1] + b"!")  # corrupted in storage
