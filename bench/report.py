@@ -170,9 +170,10 @@ def windows_markdown(records: Records, group: str, width: float | None = None) -
     return "\n".join(lines) + "\n"
 
 
-def plot_group(records: Records, group: str, path: Path, title: str = "") -> None:
+def plot_group(records: Records, group: str, path: Path, title: str = "") -> dict[str, int]:
     """Four panels over kimg: snapshot KID, DIG, ADA p, and D's logit gap (real - fake); one colour per
-    arm, thin lines per seed, a thick line for the seed mean where all seeds share the x values."""
+    arm, thin lines per seed, a thick line for the seed mean where all seeds share the x values.
+    Returns the number of runs drawn in each panel (none: no figure written)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -180,7 +181,8 @@ def plot_group(records: Records, group: str, path: Path, title: str = "") -> Non
 
     rs = [r for r in records if r["group"] == group and r["curves"]["kimg"]]
     if not rs:
-        return
+        return {}
+    drawn: dict[str, int] = {}
     arms = arms_of(rs)
     colors = dict(zip(arms, (plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3)))
     fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex=True)
@@ -188,7 +190,15 @@ def plot_group(records: Records, group: str, path: Path, title: str = "") -> Non
               (axes[0, 1], "dig", "kimg", "DIG", True),
               (axes[1, 0], "augment_p", "kimg", "ADA p", False),
               (axes[1, 1], "logit_gap", "kimg", "D(real) − D(fake) logit", False)]
+    no_ada = not any(y for r in rs for y in _series(r["curves"], "augment_p") if y is not None)
     for ax, key, xkey, label, log in panels:
+        if key == "augment_p" and no_ada:  # a flat zero line would read like an ADA run that never raised p
+            ax.text(0.5, 0.5, "no ADA run in this figure", transform=ax.transAxes, ha="center", va="center",
+                    color="0.4")
+            ax.set_ylabel(label)
+            drawn[label] = 0
+            continue
+        drawn[label] = 0
         for arm in arms:
             series = []
             runs = [r for r in rs if r["arm"] == arm]
@@ -203,6 +213,7 @@ def plot_group(records: Records, group: str, path: Path, title: str = "") -> Non
                 if pts:
                     ax.plot(*zip(*pts), color=colors[arm], alpha=0.35 if thin else 1.0, lw=0.8 if thin else 1.5)
                     series.append(pts)
+                    drawn[label] += 1
             if len(series) > 1 and all(len(s) == len(series[0]) for s in series):
                 xs = [p[0] for p in series[0]]
                 ys = [statistics.fmean(s[i][1] for s in series) for i in range(len(xs))]
@@ -220,6 +231,7 @@ def plot_group(records: Records, group: str, path: Path, title: str = "") -> Non
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+    return drawn
 
 
 def _smooth(pts: list[tuple[float, float]], k: int) -> list[tuple[float, float]]:

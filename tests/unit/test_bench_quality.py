@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import compare  # noqa: E402
 import quality  # noqa: E402
 from harness import DATASETS_DIR, build_specs  # noqa: E402
-from report import group_markdown, paired, window_means, windows_markdown  # noqa: E402
+from report import group_markdown, paired, plot_group, window_means, windows_markdown  # noqa: E402
 
 from gan_core.config import get_preset  # noqa: E402
 
@@ -118,6 +118,22 @@ def test_window_means_show_a_slow_trend_per_run() -> None:
     assert "| none s0 | 1.00 | 1.00 | 1.00 | 1.00 |" in md  # the logit gap
     assert "| ada s0 | – | 300 | – | 200 |" in md  # snapshot KID: in the window each snapshot closes
 
+
+
+def test_curves_figure_draws_each_run_and_no_flat_p_without_ada(tmp_path: Path) -> None:
+    from PIL import Image
+
+    xs = [1.0, 2.0, 3.0, 4.0]
+    curves = {"kimg": xs, "augment_p": [0.0, 0.1, 0.2, 0.1], "dig": [0.5, 0.4, 0.3, 0.3], "D_real": [2.0] * 4,
+              "D_fake": [1.0] * 4, "kid_kimg": [2.0, 4.0], "kid": [0.3, 0.2]}
+    ada = [{"group": "g", "arm": "ada", "seed": s, "curves": curves} for s in (0, 1)]
+    plain = [{"group": "g", "arm": "none", "seed": 0, "curves": {**curves, "augment_p": [0.0] * 4}}]
+    drawn = plot_group(ada + plain, "g", tmp_path / "with.png")
+    assert drawn == {"KID (snapshot)": 3, "DIG": 3, "ADA p": 3, "D(real) − D(fake) logit": 3}
+    drawn = plot_group(plain, "g", tmp_path / "without.png")
+    assert drawn["ADA p"] == 0 and drawn["KID (snapshot)"] == 1  # a flat zero would read as an ADA run at p 0
+    assert Image.open(tmp_path / "without.png").size == (880, 520)
+    assert plot_group(plain, "other", tmp_path / "none.png") == {} and not (tmp_path / "none.png").exists()
 
 @pytest.mark.needs_shared
 @pytest.mark.skipif(not (DATASETS_DIR / "100-shot-obama").exists(), reason="../shared/datasets is absent")
