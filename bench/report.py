@@ -192,13 +192,12 @@ def plot_group(records: Records, group: str, path: Path, title: str = "") -> dic
               (axes[1, 1], "logit_gap", "kimg", "D(real) − D(fake) logit", False)]
     no_ada = not any(y for r in rs for y in _series(r["curves"], "augment_p") if y is not None)
     for ax, key, xkey, label, log in panels:
+        drawn[label] = 0
         if key == "augment_p" and no_ada:  # a flat zero line would read like an ADA run that never raised p
             ax.text(0.5, 0.5, "no ADA run in this figure", transform=ax.transAxes, ha="center", va="center",
                     color="0.4")
             ax.set_ylabel(label)
-            drawn[label] = 0
             continue
-        drawn[label] = 0
         for arm in arms:
             series = []
             runs = [r for r in rs if r["arm"] == arm]

@@ -119,7 +119,6 @@ def test_window_means_show_a_slow_trend_per_run() -> None:
     assert "| ada s0 | – | 300 | – | 200 |" in md  # snapshot KID: in the window each snapshot closes
 
 
-
 def test_curves_figure_draws_each_run_and_no_flat_p_without_ada(tmp_path: Path) -> None:
     from PIL import Image
 
@@ -134,6 +133,7 @@ def test_curves_figure_draws_each_run_and_no_flat_p_without_ada(tmp_path: Path) 
     assert drawn["ADA p"] == 0 and drawn["KID (snapshot)"] == 1  # a flat zero would read as an ADA run at p 0
     assert Image.open(tmp_path / "without.png").size == (880, 520)
     assert plot_group(plain, "other", tmp_path / "none.png") == {} and not (tmp_path / "none.png").exists()
+
 
 @pytest.mark.needs_shared
 @pytest.mark.skipif(not (DATASETS_DIR / "100-shot-obama").exists(), reason="../shared/datasets is absent")
