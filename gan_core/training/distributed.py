@@ -11,6 +11,7 @@ DigGAN take a double backward through D, which DDP's bucketed hooks handle badly
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -74,6 +75,10 @@ def init_process_group(rank: int, world: int, init_method: str, device: torch.de
 
 def shutdown(info: DistInfo) -> None:
     if info.active and dist.is_initialized():
+        # Free what reference cycles still hold (a finished Trainer, a caught exception's frames) while the
+        # group is alive: left to interpreter exit, gloo aborted the process ("terminate called without an
+        # active exception", exit -6) in 3 of 37 runs of test_two_ranks_roll_back_...; 0 of 50 with this.
+        gc.collect()
         dist.destroy_process_group()
 
 
