@@ -63,3 +63,22 @@ def test_an_arm_of_ours_takes_its_precision(tmp_path: Path) -> None:
     runner.step()
     stats = runner.tick()
     assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+
+
+def test_the_activation_ablation_changes_the_function_only_inside_its_block(tmp_path: Path) -> None:
+    import ablate_activations
+
+    from gan_core.networks.layers import Conv2dLayer
+
+    layer = Conv2dLayer(4, 4, kernel_size=3, activation="lrelu", conv_clamp=0.01)
+    x = torch.randn(2, 4, 8, 8)
+    full = layer(x)
+    with ablate_activations.activations_removed():
+        ablated = layer(x)
+    assert full.abs().max() <= 0.01 + 1e-6  # the clamp ran
+    assert ablated.abs().max() > 0.01  # no clamp, no leaky ReLU inside the block
+    assert torch.equal(layer(x), full)  # and the real function is back after it
+
+    result = ablate_activations.ablate(small_spec(r1_interval=2), rounds=1, steps=1, warmup=1)
+    assert len(result["seconds"]["full"]) == len(result["seconds"]["without_activations"]) == 1
+    assert result["ratio_per_round"][0] > 0
