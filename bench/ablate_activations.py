@@ -30,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from side_by_side import Arm, _build_ours  # noqa: E402
 from train_step import add_spec_arguments, spec_for  # noqa: E402
 
+from gan_core.versions import runtime_versions  # noqa: E402
+
 
 def _identity_act_clamp(x: torch.Tensor, act: str = "linear", clamp: float | None = None) -> torch.Tensor:
     return x
@@ -80,7 +82,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     _, spec = spec_for(args)
-    result = {"spec": spec, "torch": torch.__version__, "threads": 1,
+    result = {"spec": spec, "torch": torch.__version__, "threads": 1, "versions": runtime_versions("cpu"),
               **ablate(spec, args.rounds, args.steps or spec["r1_interval"])}
     print(f"without activation and clamp passes / full, per round: {result['ratio_per_round']}; "
           f"fusing them could save at most {result['saving_at_most'] * 100:.1f}%")

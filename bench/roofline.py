@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -33,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # train_step adds the 
 
 from side_by_side import Arm, _build_ours  # noqa: E402
 from train_step import add_spec_arguments, spec_for  # noqa: E402
+
+from gan_core.versions import cpu_model, runtime_versions  # noqa: E402
 
 
 def _best_seconds(fn, repeats: int) -> float:
@@ -123,7 +124,7 @@ def main() -> None:
     best = max([peak["matmul_fp32"]] + [v for k, d in peak.items() if k.startswith("conv3x3_fp32") for v in d.values()])
     peak["best_fp32"] = best
     result: dict = {"spec": spec, "torch": torch.__version__, "threads": 1,
-                    "machine": platform.processor() or platform.machine(),
+                    "machine": cpu_model(), "versions": runtime_versions("cpu"),
                     "tflop_per_kimg": round(tflop, 3), **counted, "peak_gflops": peak,
                     "seconds_per_kimg_at_fp32_peak": round(tflop * 1e3 / best, 1)}
     if args.side_by_side:

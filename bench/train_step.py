@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from gan_core.data import PreparedDataset  # noqa: E402
 from gan_core.regularizers import build_regularizers  # noqa: E402
 from gan_core.training import Trainer  # noqa: E402
 from gan_core.training.stats import TickAccumulator  # noqa: E402
+from gan_core.versions import cpu_model, runtime_versions  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -211,7 +211,7 @@ def side_by_side_main(args: argparse.Namespace) -> None:
         ratios["ours/before_ours"] = paired_ratio(res, "ours", "before_ours")
     result = {
         "mode": "side_by_side", "preset": preset, "spec": spec, "device": args.device, "torch": torch.__version__,
-        "threads": args.threads or 1, "machine": platform.processor() or platform.machine(),
+        "threads": args.threads or 1, "machine": cpu_model(), "versions": runtime_versions(args.device),
         "steps_per_round": args.steps, "rounds": args.rounds, "ours_root": here, "before_root": args.before_root,
         "nvlabs_root": str(Path(args.nvlabs).resolve()),
         "notes": ["ratios: median over rounds of (arm / reference) seconds per kimg in the same round",
@@ -278,7 +278,8 @@ def main() -> None:
         "device": args.device,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
+        "machine": cpu_model(),
+        "versions": runtime_versions(args.device),
         "quick": args.quick,
         "phases_ms": {},
     }
