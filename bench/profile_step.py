@@ -5,7 +5,9 @@
 
 Profiles one lazy-regularization cycle (`--r1-interval` minibatches, after warm-up) on one thread and
 writes the ops with the most self CPU time, each with its count, its input shapes and, where torch
-knows its FLOPs, the GFLOP/s it ran at (compare with bench/roofline.py's peak).
+knows its FLOPs, the GFLOP/s it ran at (compare with bench/roofline.py's peak). Read the elementwise rows
+with care: on some CPUs the profiler inflates their self time many times over (docs/speed.md);
+bench/ablate_activations.py measures what the activation passes cost by taking them away.
 """
 
 from __future__ import annotations
