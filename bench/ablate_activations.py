@@ -68,9 +68,9 @@ def ablate(spec: dict, rounds: int, steps: int, warmup: int = 3) -> dict:
                         runner.step()
                     seconds[variant].append(time.perf_counter() - t0)
     per_round = [w / f for w, f in zip(seconds["without_activations"], seconds["full"], strict=True)]
+    median = statistics.median(per_round)
     return {"seconds": seconds, "ratio_per_round": [round(r, 4) for r in per_round],
-            "ratio_median": round(statistics.median(per_round), 4),
-            "saving_at_most": round(1 - statistics.median(per_round), 4)}
+            "ratio_median": round(median, 4), "saving_at_most": round(1 - median, 4)}
 
 
 def main() -> None:

@@ -65,7 +65,7 @@ def test_an_arm_of_ours_takes_its_precision(tmp_path: Path) -> None:
     assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
 
 
-def test_the_activation_ablation_changes_the_function_only_inside_its_block(tmp_path: Path) -> None:
+def test_the_activation_ablation_changes_the_function_only_inside_its_block() -> None:
     import ablate_activations
 
     from gan_core.networks.layers import Conv2dLayer
