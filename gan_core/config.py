@@ -112,6 +112,10 @@ class PerfConfig:
     # glibc keeps freed activation buffers for reuse instead of unmapping them every step (ours: 23k -> 0.5k
     # page faults per step at 64x64, ~3% of a CPU step); process-wide. None = on when training on CPU.
     host_memory_reuse: bool | None = None
+    # Winograd F(4x4, 3x3) for wide 3x3 convolutions (gan_core.networks.winograd): 4x fewer multiplies,
+    # float rounding differs from the direct conv (~1e-6 relative). None = on for float32 channels-last
+    # StyleGAN2 training on CPU (ours: measured per layer in bench/winograd_layers.py); cuDNN has its own on GPU.
+    winograd: bool | None = None
 
 
 @dataclass

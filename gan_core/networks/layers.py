@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from . import winograd
+
 # Leaky ReLU slope and the gain that keeps activations at unit variance (He init);
 # NVlabs' `bias_act.activation_funcs`.
 LRELU_ALPHA = 0.2
@@ -319,6 +321,8 @@ def conv2d_resample(
 
     # No resampling, symmetric padding: plain conv2d.
     if up == 1 and down == 1 and px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
+        if px0 == py0 and winograd.eligible(x, w, px0, groups):
+            return winograd.winograd_conv3x3(x, w if flip_weight else w.flip([2, 3]), bias)
         return _conv2d_wrapper(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight, bias=bias)
 
     # Generic fallback.

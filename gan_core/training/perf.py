@@ -35,6 +35,7 @@ class Perf:
     joint_d_pass: bool
     fused_adam: bool
     device_type: str
+    winograd: bool = False  # Winograd F(4x4, 3x3) for the wide 3x3 convolutions of a training step
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -69,7 +70,10 @@ def resolve_perf(cfg: PerfConfig, device: torch.device, arch: str) -> Perf:
     joint = stylegan if cfg.joint_d_pass is None else bool(cfg.joint_d_pass) and stylegan
     fused = fused_adam_available(device) if cfg.fused_adam is None else bool(cfg.fused_adam)
     dtype = torch.bfloat16 if cfg.precision == "bf16" else None
-    return Perf(channels_last, dtype, joint, fused, device.type)
+    # Winograd: measured for float32 channels-last StyleGAN2 layers on CPU (bench/winograd_layers.py).
+    auto_winograd = stylegan and channels_last and dtype is None and device.type == "cpu"
+    winograd = auto_winograd if cfg.winograd is None else bool(cfg.winograd)
+    return Perf(channels_last, dtype, joint, fused, device.type, winograd)
 
 
 def apply_backend_flags(cfg: PerfConfig, device: torch.device) -> None:

@@ -57,6 +57,7 @@ from ..augment import AdaAugment, AdaptiveP, build_augment
 from ..config import CONDITIONAL_ARCHS, TrainConfig, config_from_dict, config_to_dict, fit_to_dataset, validate_config
 from ..data import BatchSampler, PreparedDataset, resize_images, to_float
 from ..networks import build_networks
+from ..networks.winograd import use_winograd
 from ..regularizers import RegContext, build_regularizers
 from ..regularizers.base import call_d
 from ..versions import runtime_versions
@@ -420,9 +421,13 @@ class Trainer:
 
     def train_step(self, acc: TickAccumulator) -> None:
         """One minibatch: a D step, preceded by a G step on every `d_steps`-th minibatch."""
-        if self.shard is not None:
-            self.shard.train_step(acc)
-            return
+        with use_winograd(self.perf.winograd):
+            if self.shard is not None:
+                self.shard.train_step(acc)
+            else:
+                self._train_step(acc)
+
+    def _train_step(self, acc: TickAccumulator) -> None:
         real, real_c = self.next_real_batch_and_labels()
         if self.batch_idx % self.cfg.d_steps == 0:
             self._generator_step(acc)

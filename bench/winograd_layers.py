@@ -1,0 +1,94 @@
+"""Where Winograd F(4x4, 3x3) pays on this CPU: one 3x3 layer, direct against Winograd, forward + backward.
+
+    python bench/winograd_layers.py [--rounds 7] [--quick] [--out bench/results/winograd_layers.json]
+
+For each layer shape (batch, channels in = out, side) of the StyleGAN2 networks we train (the issue-15
+64x64 network: G batch 8, D's joint real + fake batch 16; the low-shot-256 widths), the two
+implementations run in alternation, `--rounds` times, one thread, input and weight gradients taken as in
+training. The JSON has the median seconds of each and their ratio (below 1: Winograd is faster), the
+gate `gan_core.networks.winograd.eligible` applies (MIN_CHANNELS, MIN_PIXELS), and the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from gan_core.config import PerfConfig
+from gan_core.networks.winograd import MIN_CHANNELS, MIN_PIXELS, winograd_conv3x3
+from gan_core.training.perf import reuse_host_memory
+from gan_core.versions import runtime_versions
+
+# (batch, channels, side): 64x64 net (cbase 4096, cmax 256) at G's batch 8 and D's joint 16, then wider layers.
+SHAPES = [(8, 256, 8), (16, 256, 8), (8, 256, 16), (16, 256, 16), (8, 128, 32), (16, 128, 32),
+          (8, 64, 64), (16, 64, 64), (8, 512, 16), (8, 512, 32), (8, 256, 64)]
+QUICK_SHAPES = [(4, 128, 16), (4, 32, 16)]
+
+
+def _fwd_bwd(conv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, w: torch.Tensor,
+             grad: torch.Tensor) -> None:
+    torch.autograd.grad(conv(x, w), [x, w], grad)
+
+
+def _direct(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(x, w, padding=1)
+
+
+def time_layer(batch: int, channels: int, side: int, rounds: int) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, channels, side, side, generator=gen).to(memory_format=torch.channels_last)
+    w = torch.randn(channels, channels, 3, 3, generator=gen).to(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    w.requires_grad_(True)
+    grad = torch.randn(batch, channels, side, side, generator=gen).to(memory_format=torch.channels_last)
+    arms = {"direct": _direct, "winograd": winograd_conv3x3}
+    seconds: dict[str, list[float]] = {name: [] for name in arms}
+    for conv in arms.values():  # warm-up: allocator and oneDNN primitive caches
+        _fwd_bwd(conv, x, w, grad)
+    for _ in range(rounds):
+        for name, conv in arms.items():
+            t0 = time.perf_counter()
+            _fwd_bwd(conv, x, w, grad)
+            seconds[name].append(time.perf_counter() - t0)
+    direct, wino = (statistics.median(seconds[k]) for k in arms)
+    ratios = [b / a for a, b in zip(seconds["direct"], seconds["winograd"], strict=True)]
+    return {"batch": batch, "channels": channels, "side": side, "direct_s": direct, "winograd_s": wino,
+            "ratio": statistics.median(ratios), "ratio_range": [min(ratios), max(ratios)],
+            "gflop_fwd_bwd": 3 * 2 * batch * channels * channels * 9 * side * side / 1e9,
+            "gated_on": channels >= MIN_CHANNELS and side * side >= MIN_PIXELS}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="two small shapes, three rounds (a check of the script)")
+    ap.add_argument("--out", type=Path, default=Path("bench/results/winograd_layers.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    reuse_host_memory(PerfConfig(), torch.device("cpu"))  # as in a CPU training step
+    shapes, rounds = (QUICK_SHAPES, 3) if args.quick else (SHAPES, args.rounds)
+    layers = []
+    for batch, channels, side in shapes:
+        row = time_layer(batch, channels, side, rounds)
+        layers.append(row)
+        print(f"N {batch:2d}  C {channels:3d}  {side:2d}x{side:<2d}  direct {row['direct_s'] * 1e3:7.2f} ms  "
+              f"winograd {row['winograd_s'] * 1e3:7.2f} ms  ratio {row['ratio']:.2f}"
+              f"{'  (gated on)' if row['gated_on'] else ''}", flush=True)
+    result = {"benchmark": "winograd_layers", "threads": args.threads, "rounds": rounds,
+              "gate": {"min_channels": MIN_CHANNELS, "min_pixels": MIN_PIXELS},
+              "versions": runtime_versions(), "layers": layers}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

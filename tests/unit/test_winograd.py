@@ -1,0 +1,161 @@
+"""Winograd F(4x4, 3x3) (gan_core.networks.winograd): the direct convolution's function and gradients to second
+order, only where it is switched on and measured to pay, and training with it stays bit-reproducible."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gan_core.config import PerfConfig, RegularizerConfig, get_preset
+from gan_core.networks.layers import conv2d_resample
+from gan_core.networks.winograd import MIN_CHANNELS, MIN_PIXELS, eligible, use_winograd, winograd_conv3x3
+from gan_core.threads import one_thread
+from gan_core.training import Trainer
+from gan_core.training.perf import resolve_perf
+from gan_core.training.stats import TickAccumulator
+from tests.unit.test_speed_trainer import dataset
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    with one_thread():
+        yield
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 16, 16, 5), (3, 4, 8, 12, 6), (1, 16, 4, 4, 16)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_matches_the_direct_convolution_in_float32(shape: tuple[int, ...], channels_last: bool) -> None:
+    n, c, h, w_, k = shape
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, c, h, w_, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(k, c, 3, 3, generator=g) / (3 * c**0.5)
+    b = torch.randn(k, generator=g)
+    exact = F.conv2d(x.double(), w.double(), b.double(), padding=1)
+    got = winograd_conv3x3(x, w, b)
+    assert got.shape == exact.shape and got.dtype == torch.float32
+    # F(4x4, 3x3) rounds a few times more than the direct conv (~1e-6 relative); a wrong tile or
+    # transform is off by O(1).
+    assert ((got.double() - exact).norm() / exact.norm()).item() < 2e-5
+    assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_gradients_to_second_order_are_the_convolution_s() -> None:
+    # float64, so gradcheck's finite differences can see an error; the double backward is what R1 and
+    # DigGAN take through D.
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 8, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(2, 3, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(2, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(winograd_conv3x3, (x, w, b))
+    assert torch.autograd.gradgradcheck(winograd_conv3x3, (x, w, b))
+    # And the R1 gradient penalty's own gradient equals the direct conv's.
+    def r1_grad(conv) -> torch.Tensor:
+        (gx,) = torch.autograd.grad(conv(x, w, b).square().sum(), x, create_graph=True)
+        return torch.autograd.grad(gx.square().sum(), w)[0]
+    assert torch.allclose(r1_grad(winograd_conv3x3), r1_grad(lambda x, w, b: F.conv2d(x, w, b, padding=1)))
+
+
+def wide(n: int = 2, c: int = 256, side: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(n, c, side, side, generator=g).contiguous(memory_format=torch.channels_last)
+    return x, torch.randn(c, c, 3, 3, generator=g) / 48
+
+
+def test_gate_is_off_outside_the_block_and_for_layers_where_it_does_not_pay() -> None:
+    x, w = wide()
+    assert not eligible(x, w, 1, 1)
+    with use_winograd():
+        assert eligible(x, w, 1, 1)
+        assert not eligible(*wide(c=128), 1, 1)  # too few channels
+        assert not eligible(*wide(side=8), 1, 1)  # too few pixels
+        assert not eligible(*wide(side=18), 1, 1)  # side not a multiple of the tile
+        assert not eligible(x, w, 0, 1)
+        assert not eligible(x, w[:, :128], 1, 2)
+        assert not eligible(x.double(), w.double(), 1, 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not eligible(x, w, 1, 1)
+        with use_winograd(False):
+            assert not eligible(x, w, 1, 1)
+    assert not eligible(x, w, 1, 1)
+
+
+@pytest.mark.parametrize("flip_weight", [True, False])
+def test_conv2d_resample_uses_it_only_inside_the_block(flip_weight: bool) -> None:
+    x, w = wide()
+    b = torch.linspace(-1, 1, 256)
+    direct = F.conv2d(x, w if flip_weight else w.flip([2, 3]), b, padding=1)
+    assert torch.equal(conv2d_resample(x, w, padding=1, flip_weight=flip_weight, bias=b), direct)
+    with use_winograd():
+        got = conv2d_resample(x, w, padding=1, flip_weight=flip_weight, bias=b)
+    assert torch.equal(got, winograd_conv3x3(x, w if flip_weight else w.flip([2, 3]), b))
+    assert not torch.equal(got, direct) and torch.allclose(got, direct, atol=1e-4)
+
+
+def test_policy_turns_it_on_for_float32_stylegan2_training_on_cpu_only() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_perf(PerfConfig(), cpu, "stylegan2").winograd
+    assert not resolve_perf(PerfConfig(precision="bf16"), cpu, "stylegan2").winograd
+    assert not resolve_perf(PerfConfig(channels_last=False), cpu, "stylegan2").winograd
+    assert not resolve_perf(PerfConfig(), cpu, "sngan").winograd
+    assert not resolve_perf(PerfConfig(fused_adam=False), cuda, "stylegan2").winograd
+    assert not resolve_perf(PerfConfig(winograd=False), cpu, "stylegan2").winograd
+    assert resolve_perf(PerfConfig(winograd=True, channels_last=False), cpu, "stylegan2").winograd
+
+
+def wide_net(**perf) -> object:
+    """32x32 StyleGAN2 with 256 channels up to 16x16: G's and D's 16x16 3x3 layers are on the gate."""
+    cfg = get_preset("cpu-tiny")
+    cfg.network.resolution = 32
+    cfg.network.channel_base = 4096
+    cfg.network.channel_max = 256
+    cfg.network.z_dim = cfg.network.w_dim = 32
+    cfg.batch_size = 4
+    cfg.regularizers = [RegularizerConfig("diggan", 100.0, 2, {"alpha": 0.5}), RegularizerConfig("r1", 1.0, 2)]
+    cfg.perf = PerfConfig(**perf)
+    return cfg
+
+
+def train(cfg, tmp_path: Path, steps: int = 2) -> Trainer:
+    tr = Trainer(cfg, dataset(n=8), tmp_path)
+    acc = TickAccumulator()
+    for _ in range(steps):
+        tr.train_step(acc)
+    return tr
+
+
+def test_training_with_it_is_bit_reproducible_and_close_to_the_direct_path(tmp_path: Path) -> None:
+    a, b = train(wide_net(), tmp_path / "a"), train(wide_net(), tmp_path / "b")
+    assert a.perf.winograd
+    direct = train(wide_net(winograd=False), tmp_path / "c")
+    lr = a.cfg.g_lr
+    for name in ("G", "D"):
+        sa, sb, sd = (getattr(t, name).state_dict() for t in (a, b, direct))
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), name
+        diff = torch.cat([(sa[k] - sd[k]).abs().flatten() for k in sa])
+        # Float rounding only, but not the same bits: the Winograd layers ran (R1 and DigGAN through them
+        # included). Adam's first steps move a weight by up to ~1.4 lr whatever its gradient's size, so a
+        # gradient that cancels to near zero may step either way: on this net NCHW against channels-last,
+        # both direct, also differs on ~3% of D's weights, by up to 0.009. A wrong transform moves them all.
+        assert diff.max() <= 3 * lr * 2 and (diff > 1e-4).float().mean() < 0.1, name
+        assert diff.max() > 0, name
+
+
+def test_layer_benchmark_times_both_and_reports_the_gate(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "layers.json"
+    subprocess.run([sys.executable, str(root / "bench" / "winograd_layers.py"), "--quick", "--out", str(out)],
+                   check=True, cwd=root, capture_output=True, timeout=300)
+    result = json.loads(out.read_text())
+    assert result["gate"] == {"min_channels": MIN_CHANNELS, "min_pixels": MIN_PIXELS}
+    assert "cpu" in result["versions"]
+    rows = {(r["channels"], r["side"]): r for r in result["layers"]}
+    assert rows[(128, 16)]["direct_s"] > 0 and rows[(128, 16)]["winograd_s"] > 0 and rows[(128, 16)]["ratio"] > 0
+    assert not rows[(32, 16)]["gated_on"] and rows[(128, 16)]["gated_on"] == (MIN_CHANNELS <= 128)
