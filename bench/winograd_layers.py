@@ -6,7 +6,7 @@ For each layer shape (batch, channels in = out, side) of the StyleGAN2 networks 
 64x64 network: G batch 8, D's joint real + fake batch 16; the low-shot-256 widths), the two
 implementations run in alternation, `--rounds` times, one thread, input and weight gradients taken as in
 training. The JSON has the median seconds of each and their ratio (below 1: Winograd is faster), the
-gate `gan_core.networks.winograd.eligible` applies (MIN_CHANNELS, MIN_PIXELS), and the CPU.
+gate `gan_core.networks.winograd.eligible` applies (MIN_CHANNELS, MIN_WORK), and the CPU.
 """
 
 from __future__ import annotations
@@ -22,14 +22,16 @@ import torch
 import torch.nn.functional as F
 
 from gan_core.config import PerfConfig
-from gan_core.networks.winograd import MIN_CHANNELS, MIN_PIXELS, winograd_conv3x3
+from gan_core.networks.winograd import MIN_CHANNELS, MIN_WORK, eligible, use_winograd, winograd_conv3x3
 from gan_core.training.perf import reuse_host_memory
 from gan_core.versions import runtime_versions
 
-# (batch, channels, side): 64x64 net (cbase 4096, cmax 256) at G's batch 8 and D's joint 16, then wider layers.
+# (batch, channels, side): 64x64 net (cbase 4096, cmax 256) at G's batch 8 and D's joint 16, low-shot-256's
+# wider layers, then the narrow layers of the CPU presets around the gate.
 SHAPES = [(8, 256, 8), (16, 256, 8), (8, 256, 16), (16, 256, 16), (8, 128, 32), (16, 128, 32),
-          (8, 64, 64), (16, 64, 64), (8, 512, 16), (8, 512, 32), (8, 256, 64)]
-QUICK_SHAPES = [(4, 128, 16), (4, 32, 16)]
+          (8, 64, 64), (16, 64, 64), (8, 512, 16), (8, 512, 32), (8, 256, 64),
+          (8, 128, 16), (16, 128, 16), (8, 64, 32), (16, 64, 16), (16, 32, 32), (8, 32, 64), (8, 128, 64)]
+QUICK_SHAPES = [(1, 64, 64), (4, 32, 16)]
 
 
 def _fwd_bwd(conv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, w: torch.Tensor,
@@ -48,6 +50,8 @@ def time_layer(batch: int, channels: int, side: int, rounds: int) -> dict:
     x.requires_grad_(True)
     w.requires_grad_(True)
     grad = torch.randn(batch, channels, side, side, generator=gen).to(memory_format=torch.channels_last)
+    with use_winograd():
+        gated_on = eligible(x, w, padding=1, groups=1)  # what training would run for this layer
     arms = {"direct": _direct, "winograd": winograd_conv3x3}
     seconds: dict[str, list[float]] = {name: [] for name in arms}
     for conv in arms.values():  # warm-up: allocator and oneDNN primitive caches
@@ -62,7 +66,7 @@ def time_layer(batch: int, channels: int, side: int, rounds: int) -> dict:
     return {"batch": batch, "channels": channels, "side": side, "direct_s": direct, "winograd_s": wino,
             "ratio": statistics.median(ratios), "ratio_range": [min(ratios), max(ratios)],
             "gflop_fwd_bwd": 3 * 2 * batch * channels * channels * 9 * side * side / 1e9,
-            "gated_on": channels >= MIN_CHANNELS and side * side >= MIN_PIXELS}
+            "gated_on": gated_on}
 
 
 def main() -> None:
@@ -83,7 +87,7 @@ def main() -> None:
               f"winograd {row['winograd_s'] * 1e3:7.2f} ms  ratio {row['ratio']:.2f}"
               f"{'  (gated on)' if row['gated_on'] else ''}", flush=True)
     result = {"benchmark": "winograd_layers", "threads": args.threads, "rounds": rounds,
-              "gate": {"min_channels": MIN_CHANNELS, "min_pixels": MIN_PIXELS},
+              "gate": {"min_channels": MIN_CHANNELS, "min_work": MIN_WORK},
               "versions": runtime_versions(), "layers": layers}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

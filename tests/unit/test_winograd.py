@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from gan_core.config import PerfConfig, RegularizerConfig, get_preset
 from gan_core.networks.layers import conv2d_resample
-from gan_core.networks.winograd import MIN_CHANNELS, MIN_PIXELS, eligible, use_winograd, winograd_conv3x3
+from gan_core.networks.winograd import MIN_CHANNELS, MIN_WORK, eligible, use_winograd, winograd_conv3x3
 from gan_core.threads import one_thread
 from gan_core.training import Trainer
 from gan_core.training.perf import resolve_perf
@@ -74,8 +74,10 @@ def test_gate_is_off_outside_the_block_and_for_layers_where_it_does_not_pay() ->
     assert not eligible(x, w, 1, 1)
     with use_winograd():
         assert eligible(x, w, 1, 1)
-        assert not eligible(*wide(c=128), 1, 1)  # too few channels
-        assert not eligible(*wide(side=8), 1, 1)  # too few pixels
+        assert eligible(*wide(c=64, side=64), 1, 1) and eligible(*wide(c=128, side=32), 1, 1)
+        assert not eligible(*wide(c=32, side=128), 1, 1)  # too few channels
+        assert not eligible(*wide(side=8), 1, 1)  # too little work per image
+        assert not eligible(*wide(c=64, side=32), 1, 1) and not eligible(*wide(c=128, side=16), 1, 1)
         assert not eligible(*wide(side=18), 1, 1)  # side not a multiple of the tile
         assert not eligible(x, w, 0, 1)
         assert not eligible(x, w[:, :128], 1, 2)
@@ -111,7 +113,7 @@ def test_policy_turns_it_on_for_float32_stylegan2_training_on_cpu_only() -> None
 
 
 def wide_net(**perf) -> object:
-    """32x32 StyleGAN2 with 256 channels up to 16x16: G's and D's 16x16 3x3 layers are on the gate."""
+    """32x32 StyleGAN2, 256 channels up to 16x16 and 128 at 32x32: G's and D's 3x3 layers there are on the gate."""
     cfg = get_preset("cpu-tiny")
     cfg.network.resolution = 32
     cfg.network.channel_base = 4096
@@ -154,8 +156,8 @@ def test_layer_benchmark_times_both_and_reports_the_gate(tmp_path: Path) -> None
     subprocess.run([sys.executable, str(root / "bench" / "winograd_layers.py"), "--quick", "--out", str(out)],
                    check=True, cwd=root, capture_output=True, timeout=300)
     result = json.loads(out.read_text())
-    assert result["gate"] == {"min_channels": MIN_CHANNELS, "min_pixels": MIN_PIXELS}
+    assert result["gate"] == {"min_channels": MIN_CHANNELS, "min_work": MIN_WORK}
     assert "cpu" in result["versions"]
     rows = {(r["channels"], r["side"]): r for r in result["layers"]}
-    assert rows[(128, 16)]["direct_s"] > 0 and rows[(128, 16)]["winograd_s"] > 0 and rows[(128, 16)]["ratio"] > 0
-    assert not rows[(32, 16)]["gated_on"] and rows[(128, 16)]["gated_on"] == (MIN_CHANNELS <= 128)
+    assert rows[(64, 64)]["direct_s"] > 0 and rows[(64, 64)]["winograd_s"] > 0 and rows[(64, 64)]["ratio"] > 0
+    assert rows[(64, 64)]["gated_on"] and not rows[(32, 16)]["gated_on"]
