@@ -6,7 +6,7 @@ For each layer shape (batch, channels in = out, side) of the StyleGAN2 networks 
 64x64 network: G batch 8, D's joint real + fake batch 16; the low-shot-256 widths), the two
 implementations run in alternation, `--rounds` times, one thread, input and weight gradients taken as in
 training. The JSON has the median seconds of each and their ratio (below 1: Winograd is faster), the
-gate `gan_core.networks.winograd.eligible` applies (MIN_CHANNELS, MIN_WORK), and the CPU.
+gate `gan_core.networks.winograd.eligible` applies (MIN_CHANNELS, MIN_SIDE, MIN_WORK), and the CPU.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_core.config import PerfConfig
-from gan_core.networks.winograd import MIN_CHANNELS, MIN_WORK, eligible, use_winograd, winograd_conv3x3
+from gan_core.networks.winograd import MIN_CHANNELS, MIN_SIDE, MIN_WORK, eligible, use_winograd, winograd_conv3x3
 from gan_core.training.perf import reuse_host_memory
 from gan_core.versions import runtime_versions
 
@@ -30,7 +30,8 @@ from gan_core.versions import runtime_versions
 # wider layers, then the narrow layers of the CPU presets around the gate.
 SHAPES = [(8, 256, 8), (16, 256, 8), (8, 256, 16), (16, 256, 16), (8, 128, 32), (16, 128, 32),
           (8, 64, 64), (16, 64, 64), (8, 512, 16), (8, 512, 32), (8, 256, 64),
-          (8, 128, 16), (16, 128, 16), (8, 64, 32), (16, 64, 16), (16, 32, 32), (8, 32, 64), (8, 128, 64)]
+          (8, 128, 16), (16, 128, 16), (8, 64, 32), (16, 64, 16), (16, 32, 32), (8, 32, 64), (8, 128, 64),
+          (8, 512, 8), (4, 128, 128), (4, 64, 256)]
 QUICK_SHAPES = [(1, 64, 64), (4, 32, 16)]
 
 
@@ -87,7 +88,7 @@ def main() -> None:
               f"winograd {row['winograd_s'] * 1e3:7.2f} ms  ratio {row['ratio']:.2f}"
               f"{'  (gated on)' if row['gated_on'] else ''}", flush=True)
     result = {"benchmark": "winograd_layers", "threads": args.threads, "rounds": rounds,
-              "gate": {"min_channels": MIN_CHANNELS, "min_work": MIN_WORK},
+              "gate": {"min_channels": MIN_CHANNELS, "min_side": MIN_SIDE, "min_work": MIN_WORK},
               "versions": runtime_versions(), "layers": layers}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

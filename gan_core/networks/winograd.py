@@ -38,12 +38,14 @@ _G = [[1 / 4, 0, 0],
       [1 / 24, -1 / 12, 1 / 6],
       [0, 0, 1]]
 
-# Where it pays, measured per layer on a 2-core AMD EPYC (bench/winograd_layers.py, docs/speed.md): 64 or more
-# channels and, per image, at least the work of a 64-channel 64x64 layer (in x out channels x pixels): 0.43-0.92
-# of the direct conv's time for 256 channels at 16x16, 128 at 32x32, 64 at 64x64 and wider. Below that the
-# transform passes cost about what the saved multiplies do or more: 32 channels at any size (1.4-1.8x), and
-# a quarter of that work (64 at 32x32, 128 at 16x16, 256 at 8x8: 0.92-1.8x).
+# Where it pays, measured per layer on a 2-core AMD EPYC (bench/winograd_layers.py, table in docs/speed.md): 64 or
+# more channels, sides of 16 or more, and per image at least the work of a 64-channel 64x64 layer (in x out
+# channels x pixels): 0.42-0.94 of the direct conv's time there (256 channels at 16x16, 128 at 32x32 and up, 64 at
+# 64x64 and up; 64-channel layers gain least). Elsewhere the transform passes cost about what the saved
+# multiplies do, or more: 32 channels (1.4-1.6x), a quarter of that work (64 at 32x32: 1.24x; 128 at 16x16:
+# 0.80-0.99), and 8x8 images however wide (256 or 512 channels: 1.5-2.2x).
 MIN_CHANNELS = 64
+MIN_SIDE = 16
 MIN_WORK = 64 * 64 * 64 * 64  # in channels x out channels x height x width, of one image
 
 _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("winograd_enabled", default=False)
@@ -61,8 +63,8 @@ def use_winograd(enabled: bool = True) -> Iterator[None]:
 
 def eligible(x: torch.Tensor, w: torch.Tensor, padding: int, groups: int) -> bool:
     """True where Winograd is on for this block and measured to pay: a float32 CPU 3x3 stride-1
-    convolution with padding 1, no groups, at least MIN_CHANNELS in and out and MIN_WORK per
-    image, sides divisible by the tile, outside autocast (bf16 would amplify the transforms' rounding)."""
+    convolution with padding 1, no groups, at least MIN_CHANNELS in and out, MIN_SIDE and
+    MIN_WORK per image, sides divisible by the tile, outside autocast (bf16 would amplify the transforms' rounding)."""
     if not _enabled.get():
         return False
     n, c, h, wd = x.shape
@@ -71,7 +73,7 @@ def eligible(x: torch.Tensor, w: torch.Tensor, padding: int, groups: int) -> boo
         and not torch.is_autocast_enabled("cpu")
         and tuple(w.shape[2:]) == (3, 3) and padding == 1 and groups == 1
         and min(c, w.shape[0]) >= MIN_CHANNELS and c * w.shape[0] * h * wd >= MIN_WORK
-        and h % TILE == 0 and wd % TILE == 0
+        and min(h, wd) >= MIN_SIDE and h % TILE == 0 and wd % TILE == 0
     )
 
 

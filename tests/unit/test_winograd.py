@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from gan_core.config import PerfConfig, RegularizerConfig, get_preset
 from gan_core.networks.layers import conv2d_resample
-from gan_core.networks.winograd import MIN_CHANNELS, MIN_WORK, eligible, use_winograd, winograd_conv3x3
+from gan_core.networks.winograd import MIN_CHANNELS, MIN_SIDE, MIN_WORK, eligible, use_winograd, winograd_conv3x3
 from gan_core.threads import one_thread
 from gan_core.training import Trainer
 from gan_core.training.perf import resolve_perf
@@ -77,6 +77,7 @@ def test_gate_is_off_outside_the_block_and_for_layers_where_it_does_not_pay() ->
         assert eligible(*wide(c=64, side=64), 1, 1) and eligible(*wide(c=128, side=32), 1, 1)
         assert not eligible(*wide(c=32, side=128), 1, 1)  # too few channels
         assert not eligible(*wide(side=8), 1, 1)  # too little work per image
+        assert not eligible(*wide(c=512, side=8), 1, 1)  # 8x8: the transforms cost more, however wide
         assert not eligible(*wide(c=64, side=32), 1, 1) and not eligible(*wide(c=128, side=16), 1, 1)
         assert not eligible(*wide(side=18), 1, 1)  # side not a multiple of the tile
         assert not eligible(x, w, 0, 1)
@@ -156,7 +157,7 @@ def test_layer_benchmark_times_both_and_reports_the_gate(tmp_path: Path) -> None
     subprocess.run([sys.executable, str(root / "bench" / "winograd_layers.py"), "--quick", "--out", str(out)],
                    check=True, cwd=root, capture_output=True, timeout=300)
     result = json.loads(out.read_text())
-    assert result["gate"] == {"min_channels": MIN_CHANNELS, "min_work": MIN_WORK}
+    assert result["gate"] == {"min_channels": MIN_CHANNELS, "min_side": MIN_SIDE, "min_work": MIN_WORK}
     assert "cpu" in result["versions"]
     rows = {(r["channels"], r["side"]): r for r in result["layers"]}
     assert rows[(64, 64)]["direct_s"] > 0 and rows[(64, 64)]["winograd_s"] > 0 and rows[(64, 64)]["ratio"] > 0
