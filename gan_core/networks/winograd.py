@@ -21,22 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 from collections.abc import Iterator
 
 import torch
 
 from .winograd_tiles import SIDE as _A
 from .winograd_tiles import TILE, InputTiles, OutputTiles
-
-# Lavin & Gray 2016, section 4.2 (F(4x4, 3x3), interpolation points 0, +-1, +-2, infinity): the weight
-# transform G (B^T and A^T are written out as passes in winograd_tiles).
-_G = [[1 / 4, 0, 0],
-      [-1 / 6, -1 / 6, -1 / 6],
-      [-1 / 6, 1 / 6, -1 / 6],
-      [1 / 24, 1 / 12, 1 / 6],
-      [1 / 24, -1 / 12, 1 / 6],
-      [0, 0, 1]]
 
 # Where it pays, measured per layer on a 2-core AMD EPYC (bench/winograd_layers.py, table in docs/speed.md): 64 or
 # more channels, sides of 16 or more, and per image at least the work of a 64-channel 64x64 layer (in x out
@@ -77,10 +67,22 @@ def eligible(x: torch.Tensor, w: torch.Tensor, padding: int, groups: int) -> boo
     )
 
 
-@functools.cache
-def _weight_transform(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    # Built in float64, then rounded once: G's sixths and twenty-fourths are inexact in float32 either way.
-    return torch.tensor(_G, dtype=torch.float64).to(device=device, dtype=dtype)
+def _g(t0: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor) -> list[torch.Tensor]:
+    """G applied along one kernel axis: 3 taps -> 6. Lavin & Gray 2016, section 4.2 (F(4x4, 3x3),
+    points 0, +-1, +-2, infinity): G = [[1/4,0,0], [-1/6,-1/6,-1/6], [-1/6,1/6,-1/6], [1/24,1/12,1/6],
+    [1/24,-1/12,1/6], [0,0,1]]. Elementwise on [K, C] planes: as one small einsum or matmul the weight
+    transform and its backward cost 10-15 ms per 256-channel layer here, as passes under 2."""
+    outer = t0 + t2
+    even = torch.add(t0 * (1 / 24), t2, alpha=1 / 6)
+    odd = t1 * (1 / 12)
+    return [t0 * 0.25, (outer + t1) * (-1 / 6), (outer - t1) * (-1 / 6), even + odd, even - odd, t2]
+
+
+def weight_tiles(w: torch.Tensor) -> torch.Tensor:
+    """G w G^T for every (out, in) channel pair: [K, C, 3, 3] -> [36, K, C]."""
+    taps = w.permute(2, 3, 0, 1).contiguous()  # [3, 3, K, C]: each tap a contiguous plane
+    rows = _g(taps[0], taps[1], taps[2])  # 6 x [3, K, C]
+    return torch.stack([u for r in rows for u in _g(r[0], r[1], r[2])])
 
 
 def winograd_conv3x3(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -92,10 +94,9 @@ def winograd_conv3x3(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
     n, c, h, wd = x.shape
     k = w.shape[0]
     tiles = n * (h // TILE) * (wd // TILE)
-    g = _weight_transform(x.dtype, x.device)
     v = InputTiles.apply(x.permute(0, 2, 3, 1))  # B^T d B of every input tile, [6, 6, N, H/4, W/4, C]
-    u = torch.einsum("ik,ockl,jl->ijco", g, w, g).reshape(_A * _A, c, k)  # G w G^T, [36, C, K]
-    m = torch.bmm(v.view(_A * _A, tiles, c), u)  # the 36 products, summed over C: [36, tiles, K]
+    u = weight_tiles(w)  # G w G^T, [36, K, C]
+    m = torch.bmm(v.view(_A * _A, tiles, c), u.transpose(1, 2))  # the 36 products, summed over C: [36, tiles, K]
     y = OutputTiles.apply(m.view(_A, _A, n, h // TILE, wd // TILE, k))  # A^T m A, [N, H, W, K]
     if bias is not None:
         y = y + bias
