@@ -91,20 +91,36 @@ def _scratch(like: Tensor, n: int) -> list[Tensor]:
     return [torch.empty(like.shape, dtype=like.dtype, device=like.device) for _ in range(n)]
 
 
+# Each map runs over a few images at a time, so that a chunk's passes stay in the core's caches: on a 64-channel
+# 64x64 layer, 2 MB chunks took the input transform from 19-23 ms to 14 for 16 images (one-off probe, AMD EPYC).
+CHUNK_BYTES = 2 << 20
+
+
+def _image_chunks(n: int, image: Tensor) -> list[slice]:
+    per = max(1, CHUNK_BYTES // (image.numel() * image.element_size()))
+    return [slice(i, min(i + per, n)) for i in range(0, n, per)]
+
+
 def input_tiles(x: Tensor) -> Tensor:
     """x [N, H, W, C] (H, W multiples of 4) -> B^T d B of every 6x6 window of the 1-padded image, every 4
     pixels: [6, 6, N, H/4, W/4, C]."""
+    n, h, w, c = x.shape
+    v = x.new_empty(SIDE, SIDE, n, h // TILE, w // TILE, c)
+    for images in _image_chunks(n, x[0]):
+        _input_tiles_into(x[images], v[:, :, images])
+    return v
+
+
+def _input_tiles_into(x: Tensor, v: Tensor) -> None:
     n, h, w, c = x.shape
     th, tw = h // TILE, w // TILE
     padded = x.new_zeros(n, h + 2, w + 2, c)
     padded[:, 1:h + 1, 1:w + 1] = x
     rows = x.new_empty(SIDE, n, th, w + 2, c)  # the transform down each column of windows
     _bt([_every_tile(padded, 1, k, th) for k in range(SIDE)], rows, *_scratch(rows[0], 2))
-    v = x.new_empty(SIDE, SIDE, n, th, tw, c)
     scratch = _scratch(v[0, 0], 2)
     for i in range(SIDE):  # then along each row
         _bt([_every_tile(rows[i], 2, k, tw) for k in range(SIDE)], v[i], *scratch)
-    return v
 
 
 def _scatter_b(g: Sequence[Tensor], target: Tensor, dim: int, tiles: int) -> None:
@@ -119,41 +135,58 @@ def _scatter_b(g: Sequence[Tensor], target: Tensor, dim: int, tiles: int) -> Non
 
 def input_tiles_adjoint(v: Tensor, h: int, w: int) -> Tensor:
     """The adjoint of `input_tiles`: [6, 6, N, H/4, W/4, C] -> [N, H, W, C]."""
+    n, c = v.shape[2], v.shape[5]
+    x = v.new_empty(n, h, w, c)
+    for images in _image_chunks(n, x[0]):
+        x[images] = _input_tiles_adjoint_padded(v[:, :, images], h, w)[:, 1:h + 1, 1:w + 1]
+    return x
+
+
+def _input_tiles_adjoint_padded(v: Tensor, h: int, w: int) -> Tensor:
     _, _, n, th, tw, c = v.shape
     rows = v.new_empty(SIDE, n, th, w + 2, c)
     for i in range(SIDE):
         _scatter_b(v[i], rows[i], 2, tw)
     padded = v.new_empty(n, h + 2, w + 2, c)
     _scatter_b(rows, padded, 1, th)
-    return padded[:, 1:h + 1, 1:w + 1]
+    return padded
 
 
 def output_tiles(m: Tensor) -> Tensor:
     """[6, 6, N, H/4, W/4, K] -> A^T m A placed as 4x4 output tiles: [N, H, W, K]."""
     _, _, n, th, tw, k = m.shape
-    cols = m.new_empty(SIDE, TILE, n, th, tw, k)
+    y = m.new_empty(n, th, TILE, tw, TILE, k)
+    for images in _image_chunks(n, y[0]):
+        _output_tiles_into(m[:, :, images], y[images])
+    return y.view(n, th * TILE, tw * TILE, k)
+
+
+def _output_tiles_into(m: Tensor, y: Tensor) -> None:
+    cols = m.new_empty(SIDE, TILE, *m.shape[2:])
     scratch = _scratch(m[0, 0], 4)
     for i in range(SIDE):
         _at(m[i], cols[i], scratch)
-    y = m.new_empty(n, th, TILE, tw, TILE, k)
     for q in range(TILE):
         _at(cols[:, q], [y[:, :, p, :, q] for p in range(TILE)], scratch)
-    return y.view(n, th * TILE, tw * TILE, k)
 
 
 def output_tiles_adjoint(y: Tensor) -> Tensor:
     """The adjoint of `output_tiles`: [N, H, W, K] -> [6, 6, N, H/4, W/4, K]."""
     n, h, w, k = y.shape
-    th, tw = h // TILE, w // TILE
-    tiles = y.contiguous().view(n, th, TILE, tw, TILE, k)
-    cols = y.new_empty(SIDE, TILE, n, th, tw, k)
+    tiles = y.contiguous().view(n, h // TILE, TILE, w // TILE, TILE, k)
+    m = y.new_empty(SIDE, SIDE, n, h // TILE, w // TILE, k)
+    for images in _image_chunks(n, tiles[0]):
+        _output_tiles_adjoint_into(tiles[images], m[:, :, images])
+    return m
+
+
+def _output_tiles_adjoint_into(tiles: Tensor, m: Tensor) -> None:
+    cols = tiles.new_empty(SIDE, TILE, *m.shape[2:])
     scratch = _scratch(cols[0, 0], 2)
     for q in range(TILE):
         _a([tiles[:, :, p, :, q] for p in range(TILE)], cols[:, q], *scratch)
-    m = y.new_empty(SIDE, SIDE, n, th, tw, k)
     for i in range(SIDE):
         _a(cols[i], m[i], *scratch)
-    return m
 
 
 class InputTiles(torch.autograd.Function):

@@ -162,3 +162,24 @@ def test_layer_benchmark_times_both_and_reports_the_gate(tmp_path: Path) -> None
     rows = {(r["channels"], r["side"]): r for r in result["layers"]}
     assert rows[(64, 64)]["direct_s"] > 0 and rows[(64, 64)]["winograd_s"] > 0 and rows[(64, 64)]["ratio"] > 0
     assert rows[(64, 64)]["gated_on"] and not rows[(32, 16)]["gated_on"]
+
+
+def test_transforms_chunked_by_image_compute_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The tile transforms run a few images at a time (winograd_tiles.CHUNK_BYTES); every value is computed
+    # by the same elementwise ops either way, so one image per chunk must give the same bits.
+    from gan_core.networks import winograd_tiles
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 8, 8, 12, generator=g).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    w = torch.randn(5, 8, 3, 3, generator=g).requires_grad_(True)
+    grad = torch.randn(3, 5, 8, 12, generator=g)
+
+    def run() -> list[torch.Tensor]:
+        y = winograd_conv3x3(x, w)
+        gx, gw = torch.autograd.grad(y, [x, w], grad, create_graph=True)
+        return [y, gx, gw, *torch.autograd.grad(gx.square().sum() + gw.square().sum(), [x, w])]
+
+    whole = run()
+    monkeypatch.setattr(winograd_tiles, "CHUNK_BYTES", 1)
+    assert len(winograd_tiles._image_chunks(3, x[0])) == 3
+    assert all(torch.equal(a, b) for a, b in zip(whole, run(), strict=True))
