@@ -30,10 +30,10 @@ from .winograd_tiles import TILE, InputTiles, OutputTiles
 
 # Where it pays, measured per layer on a 2-core AMD EPYC (bench/winograd_layers.py, table in docs/speed.md): 64 or
 # more channels, sides of 16 or more, and per image at least the work of a 64-channel 64x64 layer (in x out
-# channels x pixels): 0.42-0.94 of the direct conv's time there (256 channels at 16x16, 128 at 32x32 and up, 64 at
-# 64x64 and up; 64-channel layers gain least). Elsewhere the transform passes cost about what the saved
-# multiplies do, or more: 32 channels (1.4-1.6x), a quarter of that work (64 at 32x32: 1.24x; 128 at 16x16:
-# 0.80-0.99), and 8x8 images however wide (256 or 512 channels: 1.5-2.2x).
+# channels x pixels): 0.39-0.71 of the direct conv's time with 128 channels or more (256 at 16x16, 128 at 32x32
+# and up), 0.9-1.0 with 64 (64x64 and up). Elsewhere the transform passes cost about what the saved multiplies
+# do, or more: 32 channels (1.5-1.7x), a quarter of that work (64 at 32x32: 1.07x; 128 at 16x16: 0.82-1.0), and
+# 8x8 images however wide (256 or 512 channels: 0.93-1.27).
 MIN_CHANNELS = 64
 MIN_SIDE = 16
 MIN_WORK = 64 * 64 * 64 * 64  # in channels x out channels x height x width, of one image
