@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gan_core.config import PerfConfig, RegularizerConfig, get_preset
+from gan_core.config import PerfConfig, RegularizerConfig
 from gan_core.networks.layers import conv2d_resample
 from gan_core.networks.winograd import MIN_CHANNELS, MIN_SIDE, MIN_WORK, eligible, use_winograd, winograd_conv3x3
 from gan_core.threads import one_thread
@@ -20,6 +20,7 @@ from gan_core.training import Trainer
 from gan_core.training.perf import resolve_perf
 from gan_core.training.stats import TickAccumulator
 from tests.unit.test_speed_trainer import dataset
+from tests.unit.test_trainer import micro_config
 
 
 @pytest.fixture(autouse=True)
@@ -115,14 +116,9 @@ def test_policy_turns_it_on_for_float32_stylegan2_training_on_cpu_only() -> None
 
 def wide_net(**perf) -> object:
     """32x32 StyleGAN2, 256 channels up to 16x16 and 128 at 32x32: G's and D's 3x3 layers there are on the gate."""
-    cfg = get_preset("cpu-tiny")
-    cfg.network.resolution = 32
-    cfg.network.channel_base = 4096
-    cfg.network.channel_max = 256
-    cfg.network.z_dim = cfg.network.w_dim = 32
-    cfg.batch_size = 4
+    cfg = micro_config(perf=PerfConfig(**perf))
+    cfg.network.channel_base, cfg.network.channel_max = 4096, 256
     cfg.regularizers = [RegularizerConfig("diggan", 100.0, 2, {"alpha": 0.5}), RegularizerConfig("r1", 1.0, 2)]
-    cfg.perf = PerfConfig(**perf)
     return cfg
 
 
