@@ -25,8 +25,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .winograd_tiles import SIDE as _A
-from .winograd_tiles import TILE, InputTiles, OutputTiles
+from .winograd_tiles import SIDE, TILE, InputTiles, OutputTiles
 
 # Where it pays, measured per layer on a 2-core AMD EPYC (bench/winograd_layers.py, table in docs/speed.md): 64 or
 # more channels, sides of 16 or more, and per image at least the work of a 64-channel 64x64 layer (in x out
@@ -57,7 +56,7 @@ def eligible(x: torch.Tensor, w: torch.Tensor, padding: int, groups: int) -> boo
     MIN_WORK per image, sides divisible by the tile, outside autocast (bf16 would amplify the transforms' rounding)."""
     if not _enabled.get():
         return False
-    n, c, h, wd = x.shape
+    _, c, h, wd = x.shape
     return (
         x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
@@ -93,13 +92,13 @@ def winograd_conv3x3(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
     """
     n, c, h, wd = x.shape
     k = w.shape[0]
-    tiles = n * (h // TILE) * (wd // TILE)
+    th, tw = h // TILE, wd // TILE
     v = InputTiles.apply(x.permute(0, 2, 3, 1))  # B^T d B of every input tile, [6, 6, N, H/4, W/4, C]
     u = weight_tiles(w)  # G w G^T, [36, K, C]
-    m = torch.bmm(v.view(_A * _A, tiles, c), u.transpose(1, 2))  # the 36 products, summed over C: [36, tiles, K]
+    m = torch.bmm(v.view(SIDE * SIDE, n * th * tw, c), u.transpose(1, 2))  # the 36 products, summed over C: [36, tiles, K]
     if bias is not None:
         # Column 1 of A^T is all ones, so a constant in component (1, 1) of every tile is a constant over its
         # 4x4 outputs: the bias costs a pass over 1/36 of m instead of one over the output.
-        m[_A + 1] += bias
-    y = OutputTiles.apply(m.view(_A, _A, n, h // TILE, wd // TILE, k))  # A^T m A, [N, H, W, K]
+        m[SIDE + 1] += bias
+    y = OutputTiles.apply(m.view(SIDE, SIDE, n, th, tw, k))  # A^T m A, [N, H, W, K]
     return y.permute(0, 3, 1, 2)

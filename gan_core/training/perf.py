@@ -35,7 +35,7 @@ class Perf:
     joint_d_pass: bool
     fused_adam: bool
     device_type: str
-    winograd: bool = False  # Winograd F(4x4, 3x3) for the wide 3x3 convolutions of a training step
+    winograd: bool  # Winograd F(4x4, 3x3) for the wide 3x3 convolutions of a training step
 
     @property
     def memory_format(self) -> torch.memory_format:
