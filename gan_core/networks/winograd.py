@@ -96,9 +96,5 @@ def winograd_conv3x3(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
     v = InputTiles.apply(x.permute(0, 2, 3, 1))  # B^T d B of every input tile, [6, 6, N, H/4, W/4, C]
     u = weight_tiles(w)  # G w G^T, [36, K, C]
     m = torch.bmm(v.view(SIDE * SIDE, n * th * tw, c), u.transpose(1, 2))  # the 36 products, summed over C: [36, tiles, K]
-    if bias is not None:
-        # Column 1 of A^T is all ones, so a constant in component (1, 1) of every tile is a constant over its
-        # 4x4 outputs: the bias costs a pass over 1/36 of m instead of one over the output.
-        m[SIDE + 1] += bias
-    y = OutputTiles.apply(m.view(SIDE, SIDE, n, th, tw, k))  # A^T m A, [N, H, W, K]
+    y = OutputTiles.apply(m.view(SIDE, SIDE, n, th, tw, k), bias)  # A^T m A + bias, [N, H, W, K]
     return y.permute(0, 3, 1, 2)

@@ -153,20 +153,24 @@ def _input_tiles_adjoint_padded(v: Tensor, h: int, w: int) -> Tensor:
     return padded
 
 
-def output_tiles(m: Tensor) -> Tensor:
-    """[6, 6, N, H/4, W/4, K] -> A^T m A placed as 4x4 output tiles: [N, H, W, K]."""
+def output_tiles(m: Tensor, bias: Tensor | None = None) -> Tensor:
+    """[6, 6, N, H/4, W/4, K] -> A^T m A placed as 4x4 output tiles, plus bias [K] if given: [N, H, W, K]."""
     _, _, n, th, tw, k = m.shape
     y = m.new_empty(n, th, TILE, tw, TILE, k)
     for images in _image_chunks(n, y[0]):
-        _output_tiles_into(m[:, :, images], y[images])
+        _output_tiles_into(m[:, :, images], y[images], bias)
     return y.view(n, th * TILE, tw * TILE, k)
 
 
-def _output_tiles_into(m: Tensor, y: Tensor) -> None:
+def _output_tiles_into(m: Tensor, y: Tensor, bias: Tensor | None) -> None:
     cols = m.new_empty(SIDE, TILE, *m.shape[2:])
     scratch = _scratch(m[0, 0], 4)
     for i in range(SIDE):
         _at(m[i], cols[i], scratch)
+    if bias is not None:
+        # Row 1 of the half-transformed tiles reaches every output with weight 1 (column 1 of A^T is all ones):
+        # a bias there is a bias on the output, for a pass over 4/36 of m instead of one over the output.
+        cols[1] += bias
     for q in range(TILE):
         _at(cols[:, q], [y[:, :, p, :, q] for p in range(TILE)], scratch)
 
@@ -214,15 +218,19 @@ class InputTilesAdjoint(torch.autograd.Function):
 
 
 class OutputTiles(torch.autograd.Function):
-    """`output_tiles` with its adjoint as backward (and so on, to any order)."""
+    """`output_tiles` with its adjoint as backward (and so on, to any order). The bias is taken here rather than
+    added to m beforehand: an in-place add on a slice of m makes autograd copy m's whole gradient twice."""
 
     @staticmethod
-    def forward(ctx: Any, m: Tensor) -> Tensor:
-        return output_tiles(m.contiguous())
+    def forward(ctx: Any, m: Tensor, bias: Tensor | None = None) -> Tensor:
+        return output_tiles(m.contiguous(), bias)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        return OutputTilesAdjoint.apply(grad)
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None]:
+        grad_m = OutputTilesAdjoint.apply(grad)
+        # The sum of each tile's output gradient is grad_m's component (1, 1): 1/16 of a pass over grad.
+        grad_bias = grad_m[1, 1].sum((0, 1, 2)) if ctx.needs_input_grad[1] else None
+        return grad_m, grad_bias
 
 
 class OutputTilesAdjoint(torch.autograd.Function):
@@ -232,4 +240,4 @@ class OutputTilesAdjoint(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
-        return OutputTiles.apply(grad)
+        return OutputTiles.apply(grad, None)
