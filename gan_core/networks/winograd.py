@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
-from .winograd_tiles import SIDE, TILE, InputTiles, OutputTiles
+from .winograd_tiles import SIDE, TILE, InputTiles, OutputTiles, sums_and_differences
 
 # Where it pays, measured per layer on a 2-core AMD EPYC (bench/winograd_layers.py, table in docs/speed.md): 64 or
 # more channels, sides of 16 or more, and per image at least the work of a 64-channel 64x64 layer (in x out
@@ -66,22 +67,77 @@ def eligible(x: torch.Tensor, w: torch.Tensor, padding: int, groups: int) -> boo
     )
 
 
-def _g(t0: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor) -> list[torch.Tensor]:
-    """G applied along one kernel axis: 3 taps -> 6. Lavin & Gray 2016, section 4.2 (F(4x4, 3x3),
-    points 0, +-1, +-2, infinity): G = [[1/4,0,0], [-1/6,-1/6,-1/6], [-1/6,1/6,-1/6], [1/24,1/12,1/6],
-    [1/24,-1/12,1/6], [0,0,1]]. Elementwise on [K, C] planes: as one small einsum or matmul the weight
-    transform and its backward cost 10-15 ms per 256-channel layer here, as passes under 2."""
-    outer = t0 + t2
-    even = torch.add(t0 * (1 / 24), t2, alpha=1 / 6)
-    odd = t1 * (1 / 12)
-    return [t0 * 0.25, (outer + t1) * (-1 / 6), (outer - t1) * (-1 / 6), even + odd, even - odd, t2]
+def _g(t: Sequence[torch.Tensor], out: Sequence[torch.Tensor], s1: torch.Tensor, s2: torch.Tensor) -> None:
+    """out_i = sum_a G[i, a] t_a: G applied along one kernel axis, 3 taps -> 6. Lavin & Gray 2016, section 4.2
+    (F(4x4, 3x3), points 0, +-1, +-2, infinity): G = [[1/4,0,0], [-1/6,-1/6,-1/6], [-1/6,1/6,-1/6],
+    [1/24,1/12,1/6], [1/24,-1/12,1/6], [0,0,1]]. Elementwise over [K, C] planes: for a 256-channel layer the
+    weight transform and its backward cost 10-15 ms here as one small einsum or matmul, 7.5 ms as autograd'd
+    passes, 4.4 ms as these passes with the hand-written adjoint (`WeightTiles`; interleaved, one thread)."""
+    torch.add(t[0], t[2], out=s1)
+    torch.mul(t[0], 1 / 24, out=s2).add_(t[2], alpha=1 / 6)
+    torch.mul(t[0], 0.25, out=out[0])
+    torch.add(s1, t[1], out=out[1]).mul_(-1 / 6)
+    torch.sub(s1, t[1], out=out[2]).mul_(-1 / 6)
+    torch.add(s2, t[1], alpha=1 / 12, out=out[3])
+    torch.sub(s2, t[1], alpha=1 / 12, out=out[4])
+    out[5].copy_(t[2])
+
+
+def _gt(g: Sequence[torch.Tensor], out: Sequence[torch.Tensor], s: Sequence[torch.Tensor]) -> None:
+    """out_a = sum_i G[i, a] g_i (the adjoint of `_g`, 6 -> 3); s: four scratch tensors."""
+    p, q, r, t = sums_and_differences(g, s)
+    torch.mul(g[0], 0.25, out=out[0]).add_(p, alpha=-1 / 6).add_(r, alpha=1 / 24)
+    torch.mul(t, 1 / 12, out=out[1]).add_(q, alpha=-1 / 6)
+    torch.add(g[5], r, alpha=1 / 6, out=out[2]).add_(p, alpha=-1 / 6)
 
 
 def weight_tiles(w: torch.Tensor) -> torch.Tensor:
-    """G w G^T for every (out, in) channel pair: [K, C, 3, 3] -> [36, K, C]."""
+    """G w G^T for every (out, in) channel pair: [K, C, 3, 3] -> [36, K, C] (differentiable to any order)."""
+    return WeightTiles.apply(w)
+
+
+def _weight_tiles(w: torch.Tensor) -> torch.Tensor:
+    k, c = w.shape[:2]
     taps = w.permute(2, 3, 0, 1).contiguous()  # [3, 3, K, C]: each tap a contiguous plane
-    rows = _g(taps[0], taps[1], taps[2])  # 6 x [3, K, C]
-    return torch.stack([u for r in rows for u in _g(r[0], r[1], r[2])])
+    rows = w.new_empty(SIDE, 3, k, c)  # G along the kernel's first axis
+    _g(taps, rows, *w.new_empty(2, 3, k, c))
+    u = w.new_empty(SIDE, SIDE, k, c)  # then along its second: each pass covers all six rows at once
+    _g(rows.unbind(1), u.unbind(1), *w.new_empty(2, SIDE, k, c))
+    return u.view(SIDE * SIDE, k, c)
+
+
+def _weight_tiles_adjoint(u: torch.Tensor) -> torch.Tensor:
+    """[36, K, C] -> sum over (i, j) of G[i, a] G[j, b] u_ij: [K, C, 3, 3]."""
+    k, c = u.shape[1:]
+    u = u.contiguous().view(SIDE, SIDE, k, c)
+    rows = u.new_empty(SIDE, 3, k, c)
+    _gt(u.unbind(1), rows.unbind(1), u.new_empty(4, SIDE, k, c))
+    taps = u.new_empty(3, 3, k, c)
+    _gt(rows, taps, u.new_empty(4, 3, k, c))
+    return taps.permute(2, 3, 0, 1)
+
+
+class WeightTiles(torch.autograd.Function):
+    """`_weight_tiles` with its adjoint as backward (and so on): a hand-written backward with no graph of
+    small ops, like the tile transforms' (`winograd_tiles`)."""
+
+    @staticmethod
+    def forward(ctx: Any, w: torch.Tensor) -> torch.Tensor:
+        return _weight_tiles(w)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return WeightTilesAdjoint.apply(grad)
+
+
+class WeightTilesAdjoint(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, u: torch.Tensor) -> torch.Tensor:
+        return _weight_tiles_adjoint(u)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return WeightTiles.apply(grad)
 
 
 def winograd_conv3x3(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -50,7 +50,7 @@ def _bt(d: Sequence[Tensor], out: Sequence[Tensor], s1: Tensor, s2: Tensor, dim:
     torch.mul(d[3], -5, out=out[5]).add_(d[1], alpha=4).narrow(dim, 0, tiles - 1).add_(d[5])
 
 
-def _sums_and_differences(x: Sequence[Tensor], s: Sequence[Tensor]) -> Sequence[Tensor]:
+def sums_and_differences(x: Sequence[Tensor], s: Sequence[Tensor]) -> Sequence[Tensor]:
     """s <- (x1 + x2, x1 - x2, x3 + x4, x3 - x4): the terms `_b` and `_at` share."""
     torch.add(x[1], x[2], out=s[0])
     torch.sub(x[1], x[2], out=s[1])
@@ -61,7 +61,7 @@ def _sums_and_differences(x: Sequence[Tensor], s: Sequence[Tensor]) -> Sequence[
 
 def _b(g: Sequence[Tensor], out: Sequence[Tensor], s: Sequence[Tensor]) -> None:
     """out_k = sum_i BT[i, k] g_i (the adjoint of `_bt`); s: four scratch tensors."""
-    p, q, r, t = _sums_and_differences(g, s)
+    p, q, r, t = sums_and_differences(g, s)
     torch.mul(g[0], 4, out=out[0])
     torch.sub(g[5], q, out=out[1]).mul_(4).add_(t, alpha=-2)  # -4q - 2t + 4 g5
     torch.add(r, p, alpha=4, out=out[2]).add_(g[0], alpha=5).neg_()  # -5 g0 - 4p - r
@@ -72,7 +72,7 @@ def _b(g: Sequence[Tensor], out: Sequence[Tensor], s: Sequence[Tensor]) -> None:
 
 def _at(m: Sequence[Tensor], out: Sequence[Tensor], s: Sequence[Tensor]) -> None:
     """out_p = sum_i AT[p, i] m_i, AT = [[1,1,1,1,1,0], [0,1,-1,2,-2,0], [0,1,1,4,4,0], [0,1,-1,8,-8,1]]."""
-    a, b, c, d = _sums_and_differences(m, s)
+    a, b, c, d = sums_and_differences(m, s)
     torch.add(m[0], a, out=out[0]).add_(c)
     torch.add(b, d, alpha=2, out=out[1])
     torch.add(a, c, alpha=4, out=out[2])
