@@ -92,29 +92,31 @@ def _gt(g: Sequence[torch.Tensor], out: Sequence[torch.Tensor], s: Sequence[torc
 
 
 def weight_tiles(w: torch.Tensor) -> torch.Tensor:
-    """G w G^T for every (out, in) channel pair: [K, C, 3, 3] -> [36, K, C] (differentiable to any order)."""
+    """G w G^T for every (out, in) channel pair: [K, C, 3, 3] -> [36, C, K] (differentiable to any order). In
+    channels-first order so that it is the products' right-hand matrix as is, and their weight gradient (v^T m)
+    arrives in its layout: transposed, autograd would copy it before the adjoint."""
     return WeightTiles.apply(w)
 
 
 def _weight_tiles(w: torch.Tensor) -> torch.Tensor:
     k, c = w.shape[:2]
-    taps = w.permute(2, 3, 0, 1).contiguous()  # [3, 3, K, C]: each tap a contiguous plane
-    rows = w.new_empty(SIDE, 3, k, c)  # G along the kernel's first axis
-    _g(taps, rows, *w.new_empty(2, 3, k, c))
-    u = w.new_empty(SIDE, SIDE, k, c)  # then along its second: each pass covers all six rows at once
-    _g(rows.unbind(1), u.unbind(1), *w.new_empty(2, SIDE, k, c))
-    return u.view(SIDE * SIDE, k, c)
+    taps = w.permute(2, 3, 1, 0).contiguous()  # [3, 3, C, K]: each tap a contiguous plane
+    rows = w.new_empty(SIDE, 3, c, k)  # G along the kernel's first axis
+    _g(taps, rows, *w.new_empty(2, 3, c, k))
+    u = w.new_empty(SIDE, SIDE, c, k)  # then along its second: each pass covers all six rows at once
+    _g(rows.unbind(1), u.unbind(1), *w.new_empty(2, SIDE, c, k))
+    return u.view(SIDE * SIDE, c, k)
 
 
 def _weight_tiles_adjoint(u: torch.Tensor) -> torch.Tensor:
-    """[36, K, C] -> sum over (i, j) of G[i, a] G[j, b] u_ij: [K, C, 3, 3]."""
-    k, c = u.shape[1:]
-    u = u.contiguous().view(SIDE, SIDE, k, c)
-    rows = u.new_empty(SIDE, 3, k, c)
-    _gt(u.unbind(1), rows.unbind(1), u.new_empty(4, SIDE, k, c))
-    taps = u.new_empty(3, 3, k, c)
-    _gt(rows, taps, u.new_empty(4, 3, k, c))
-    return taps.permute(2, 3, 0, 1)
+    """[36, C, K] -> sum over (i, j) of G[i, a] G[j, b] u_ij: [K, C, 3, 3]."""
+    c, k = u.shape[1:]
+    u = u.contiguous().view(SIDE, SIDE, c, k)
+    rows = u.new_empty(SIDE, 3, c, k)
+    _gt(u.unbind(1), rows.unbind(1), u.new_empty(4, SIDE, c, k))
+    taps = u.new_empty(3, 3, c, k)
+    _gt(rows, taps, u.new_empty(4, 3, c, k))
+    return taps.permute(3, 2, 0, 1)
 
 
 class WeightTiles(torch.autograd.Function):
@@ -150,7 +152,7 @@ def winograd_conv3x3(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
     k = w.shape[0]
     th, tw = h // TILE, wd // TILE
     v = InputTiles.apply(x.permute(0, 2, 3, 1))  # B^T d B of every input tile, [6, 6, N, H/4, W/4, C]
-    u = weight_tiles(w)  # G w G^T, [36, K, C]
-    m = torch.bmm(v.view(SIDE * SIDE, n * th * tw, c), u.transpose(1, 2))  # the 36 products, summed over C: [36, tiles, K]
+    u = weight_tiles(w)  # G w G^T, [36, C, K]
+    m = torch.bmm(v.view(SIDE * SIDE, n * th * tw, c), u)  # the 36 products, summed over C: [36, tiles, K]
     y = OutputTiles.apply(m.view(SIDE, SIDE, n, th, tw, k), bias)  # A^T m A + bias, [N, H, W, K]
     return y.permute(0, 3, 1, 2)
