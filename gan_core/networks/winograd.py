@@ -29,14 +29,16 @@ import torch
 from .winograd_tiles import SIDE, TILE, InputTiles, OutputTiles, sums_and_differences
 
 # Where it pays, measured per layer on a 2-core AMD EPYC (bench/winograd_layers.py, table in docs/speed.md): 64 or
-# more channels, sides of 16 or more, and per image at least the work of a 64-channel 64x64 layer (in x out
-# channels x pixels): 0.39-0.71 of the direct conv's time with 128 channels or more (256 at 16x16, 128 at 32x32
-# and up), 0.9-1.0 with 64 (64x64 and up). Elsewhere the transform passes cost about what the saved multiplies
-# do, or more: 32 channels (1.5-1.7x), a quarter of that work (64 at 32x32: 1.07x; 128 at 16x16: 0.82-1.0), and
-# 8x8 images however wide (256 or 512 channels: 0.93-1.27).
+# more channels, sides of 8 or more, and per call at least 2^26 multiply-adds' worth of work (images x in x out
+# channels x pixels; the weight transform and each pass's dispatch are costs per call, not per image): 0.35-0.62 of
+# the direct conv's time with 128 channels or more at 16x16 and up, 0.78-0.81 with 64 at 64x64, 0.69 for 128 at
+# 16x16 and 0.78-0.79 at 8x8 (256 channels, 16 images; 512, 8 images). Below it the transform passes cost about what
+# the saved multiplies do, or more: half that work (256 at 8x8 with 8 images: 1.19; 128 at 16x16 and 64 at 32x32
+# with 8 images: 0.78-0.89, left out to keep one simple rule), a quarter (64 at 16x16, 16 images: 1.29), and 32
+# channels (1.26-1.37).
 MIN_CHANNELS = 64
-MIN_SIDE = 16
-MIN_WORK = 64 * 64 * 64 * 64  # in channels x out channels x height x width, of one image
+MIN_SIDE = 8
+MIN_WORK = 1 << 26  # images x in channels x out channels x height x width, of one call
 
 _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("winograd_enabled", default=False)
 
@@ -53,16 +55,16 @@ def use_winograd(enabled: bool = True) -> Iterator[None]:
 
 def eligible(x: torch.Tensor, w: torch.Tensor, padding: int, groups: int) -> bool:
     """True where Winograd is on for this block and measured to pay: a float32 CPU 3x3 stride-1
-    convolution with padding 1, no groups, at least MIN_CHANNELS in and out, MIN_SIDE and
-    MIN_WORK per image, sides divisible by the tile, outside autocast (bf16 would amplify the transforms' rounding)."""
+    convolution with padding 1, no groups, at least MIN_CHANNELS in and out, MIN_SIDE, MIN_WORK in the
+    call, sides divisible by the tile, outside autocast (bf16 would amplify the transforms' rounding)."""
     if not _enabled.get():
         return False
-    _, c, h, wd = x.shape
+    n, c, h, wd = x.shape
     return (
         x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
         and tuple(w.shape[2:]) == (3, 3) and padding == 1 and groups == 1
-        and min(c, w.shape[0]) >= MIN_CHANNELS and c * w.shape[0] * h * wd >= MIN_WORK
+        and min(c, w.shape[0]) >= MIN_CHANNELS and n * c * w.shape[0] * h * wd >= MIN_WORK
         and min(h, wd) >= MIN_SIDE and h % TILE == 0 and wd % TILE == 0
     )
 

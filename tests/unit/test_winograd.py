@@ -64,7 +64,7 @@ def test_gradients_to_second_order_are_the_convolution_s() -> None:
     assert torch.allclose(r1_grad(winograd_conv3x3), r1_grad(lambda x, w, b: F.conv2d(x, w, b, padding=1)))
 
 
-def wide(n: int = 2, c: int = 256, side: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+def wide(n: int = 4, c: int = 256, side: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(2)
     x = torch.randn(n, c, side, side, generator=g).contiguous(memory_format=torch.channels_last)
     return x, torch.randn(c, c, 3, 3, generator=g) / 48
@@ -77,8 +77,9 @@ def test_gate_is_off_outside_the_block_and_for_layers_where_it_does_not_pay() ->
         assert eligible(x, w, 1, 1)
         assert eligible(*wide(c=64, side=64), 1, 1) and eligible(*wide(c=128, side=32), 1, 1)
         assert not eligible(*wide(c=32, side=128), 1, 1)  # too few channels
-        assert not eligible(*wide(side=8), 1, 1)  # too little work per image
-        assert not eligible(*wide(c=512, side=8), 1, 1)  # 8x8: the transforms cost more, however wide
+        assert not eligible(*wide(side=8), 1, 1) and not eligible(*wide(n=2), 1, 1)  # too little work in the call
+        assert eligible(*wide(c=512, side=8), 1, 1)  # 8x8 pays with enough work
+        assert not eligible(*wide(n=64, side=4), 1, 1)  # one tile a side: the transforms cost more, however much
         assert not eligible(*wide(c=64, side=32), 1, 1) and not eligible(*wide(c=128, side=16), 1, 1)
         assert not eligible(*wide(side=18), 1, 1)  # side not a multiple of the tile
         assert not eligible(x, w, 0, 1)
