@@ -11,9 +11,10 @@ the channel count is high enough for the saved multiplies to outweigh the transf
 `bench/winograd_layers.py` measures per layer shape (the rule in `eligible`). cuDNN picks Winograd
 by itself on a GPU, so this path is for CPU only.
 
-The input and output tile transforms are elementwise passes with hand-written adjoints
-(`winograd_tiles`); the weight transform and the products are plain autograd ops, so the backward pass
-and the double backward that R1 and DigGAN take through D are exact. Results differ from the direct
+The input, output and weight transforms are elementwise passes with hand-written adjoints as their
+backward (`winograd_tiles`, `WeightTiles`), and each adjoint's backward is the transform again; the products
+are a plain `torch.bmm`. So the backward pass and the double backward that R1 and DigGAN take through D are
+exact. Results differ from the direct
 convolution by float rounding (~1e-6 relative, tests/unit/test_winograd.py) and are deterministic.
 """
 
@@ -72,7 +73,7 @@ def eligible(x: torch.Tensor, w: torch.Tensor, padding: int, groups: int) -> boo
 def _g(t: Sequence[torch.Tensor], out: Sequence[torch.Tensor], s1: torch.Tensor, s2: torch.Tensor) -> None:
     """out_i = sum_a G[i, a] t_a: G applied along one kernel axis, 3 taps -> 6. Lavin & Gray 2016, section 4.2
     (F(4x4, 3x3), points 0, +-1, +-2, infinity): G = [[1/4,0,0], [-1/6,-1/6,-1/6], [-1/6,1/6,-1/6],
-    [1/24,1/12,1/6], [1/24,-1/12,1/6], [0,0,1]]. Elementwise over [K, C] planes: for a 256-channel layer the
+    [1/24,1/12,1/6], [1/24,-1/12,1/6], [0,0,1]]. Elementwise over [C, K] planes: for a 256-channel layer the
     weight transform and its backward cost 10-15 ms here as one small einsum or matmul, 7.5 ms as autograd'd
     passes, 4.4 ms as these passes with the hand-written adjoint (`WeightTiles`; interleaved, one thread)."""
     torch.add(t[0], t[2], out=s1)

@@ -26,7 +26,7 @@ SIDE = TILE + 2  # input tile a = m + 2 for a 3x3 kernel
 def _taps(t: Tensor, dim: int, tiles: int) -> list[Tensor]:
     """The six taps of every window along `dim` of the 1-padded `t`, without padding it: window j covers
     positions 4j - 1 ... 4j + 4, so taps 1-4 lie inside `t` for every window, tap 0 for all but the first
-    (its is the zero pad) and tap 5 for all but the last. Taps 0 and 5 are views over tiles 1.. and ..-2."""
+    (whose tap 0 is the zero pad) and tap 5 for all but the last: views over windows 1.. and ..-2."""
     inner = [_every_tile(t, dim, k - 1, tiles) for k in range(1, 5)]
     return [_every_tile(t, dim, 3, tiles - 1), *inner, _every_tile(t, dim, 4, tiles - 1)]
 
