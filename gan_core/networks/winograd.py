@@ -12,7 +12,7 @@ the channel count is high enough for the saved multiplies to outweigh the transf
 by itself on a GPU, so this path is for CPU only.
 
 The input, output and weight transforms are elementwise passes with hand-written adjoints as their
-backward (`winograd_tiles`, `WeightTiles`), and each adjoint's backward is the transform again; the products
+backward (`winograd_tiles`, `LinearMap`), and each adjoint's backward is the transform again; the products
 are a plain `torch.bmm`. So the backward pass and the double backward that R1 and DigGAN take through D are
 exact. Results differ from the direct
 convolution by float rounding (~1e-6 relative, tests/unit/test_winograd.py) and are deterministic.
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -40,6 +40,8 @@ from .winograd_tiles import SIDE, TILE, InputTiles, OutputTiles, sums_and_differ
 MIN_CHANNELS = 64
 MIN_SIDE = 8
 MIN_WORK = 1 << 26  # images x in channels x out channels x height x width, of one call
+
+LinearFn = Callable[[torch.Tensor], torch.Tensor]
 
 _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("winograd_enabled", default=False)
 
@@ -75,7 +77,7 @@ def _g(t: Sequence[torch.Tensor], out: Sequence[torch.Tensor], s1: torch.Tensor,
     (F(4x4, 3x3), points 0, +-1, +-2, infinity): G = [[1/4,0,0], [-1/6,-1/6,-1/6], [-1/6,1/6,-1/6],
     [1/24,1/12,1/6], [1/24,-1/12,1/6], [0,0,1]]. Elementwise over [C, K] planes: for a 256-channel layer the
     weight transform and its backward cost 10-15 ms here as one small einsum or matmul, 7.5 ms as autograd'd
-    passes, 4.4 ms as these passes with the hand-written adjoint (`WeightTiles`; interleaved, one thread)."""
+    passes, 4.4 ms as these passes with the hand-written adjoint (`LinearMap`; interleaved, one thread)."""
     torch.add(t[0], t[2], out=s1)
     torch.mul(t[0], 1 / 24, out=s2).add_(t[2], alpha=1 / 6)
     torch.mul(t[0], 0.25, out=out[0])
@@ -98,7 +100,7 @@ def weight_tiles(w: torch.Tensor) -> torch.Tensor:
     """G w G^T for every (out, in) channel pair: [K, C, 3, 3] -> [36, C, K] (differentiable to any order). In
     channels-first order so that it is the products' right-hand matrix as is, and their weight gradient (v^T m)
     arrives in its layout: transposed, autograd would copy it before the adjoint."""
-    return WeightTiles.apply(w)
+    return LinearMap.apply(w, (_weight_tiles, _weight_tiles_adjoint))
 
 
 def _weight_tiles(w: torch.Tensor) -> torch.Tensor:
@@ -122,27 +124,19 @@ def _weight_tiles_adjoint(u: torch.Tensor) -> torch.Tensor:
     return taps.permute(3, 2, 0, 1)
 
 
-class WeightTiles(torch.autograd.Function):
-    """`_weight_tiles` with its adjoint as backward (and so on): a hand-written backward with no graph of
-    small ops, like the tile transforms' (`winograd_tiles`)."""
+class LinearMap(torch.autograd.Function):
+    """A linear map without parameters, `maps = (f, f_adjoint)`: its backward applies the adjoint through this
+    same Function with the pair swapped, so it is differentiable to any order with no graph of small ops."""
 
     @staticmethod
-    def forward(ctx: Any, w: torch.Tensor) -> torch.Tensor:
-        return _weight_tiles(w)
+    def forward(ctx: Any, x: torch.Tensor, maps: tuple[LinearFn, LinearFn]) -> torch.Tensor:
+        ctx.maps = maps
+        return maps[0](x)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return WeightTilesAdjoint.apply(grad)
-
-
-class WeightTilesAdjoint(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, u: torch.Tensor) -> torch.Tensor:
-        return _weight_tiles_adjoint(u)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return WeightTiles.apply(grad)
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        f, f_adjoint = ctx.maps
+        return LinearMap.apply(grad, (f_adjoint, f)), None
 
 
 def winograd_conv3x3(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
