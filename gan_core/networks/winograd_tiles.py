@@ -60,14 +60,14 @@ def sums_and_differences(x: Sequence[Tensor], s: Sequence[Tensor]) -> Sequence[T
 
 
 def _b(g: Sequence[Tensor], out: Sequence[Tensor], s: Sequence[Tensor]) -> None:
-    """out_k = sum_i BT[i, k] g_i (the adjoint of `_bt`); s: four scratch tensors."""
+    """out_k = sum_i BT[i, k] g_i for k < 5 (the adjoint of `_bt`; out_5 is g_5 itself, so no pass makes it);
+    s: four scratch tensors."""
     p, q, r, t = sums_and_differences(g, s)
     torch.mul(g[0], 4, out=out[0])
     torch.sub(g[5], q, out=out[1]).mul_(4).add_(t, alpha=-2)  # -4q - 2t + 4 g5
     torch.add(r, p, alpha=4, out=out[2]).add_(g[0], alpha=5).neg_()  # -5 g0 - 4p - r
     torch.add(q, t, alpha=2, out=out[3]).add_(g[5], alpha=-5)
     torch.add(g[0], p, out=out[4]).add_(r)
-    out[5].copy_(g[5])
 
 
 def _at(m: Sequence[Tensor], out: Sequence[Tensor], s: Sequence[Tensor]) -> None:
@@ -141,11 +141,11 @@ def _scatter_b(g: Sequence[Tensor], target: Tensor, dim: int, tiles: int) -> Non
     """target (fresh) <- the adjoint of one `_bt` stage along `dim`: taps 1-4 of the windows cover every
     position once and are written; taps 0 and 5 overlap the neighbouring windows' and are added (those of the
     first and last window fall on the zero pad and are dropped)."""
-    head, tail = _scratch(g[0], 2)
+    (head,) = _scratch(g[0], 1)
     inner = _taps(target, dim, tiles)[1:5]
-    _b(g, [head, *inner, tail], _scratch(g[0], 4))
+    _b(g, [head, *inner], _scratch(g[0], 4))
     _every_tile(target, dim, 3, tiles - 1).add_(head.narrow(dim, 1, tiles - 1))
-    _every_tile(target, dim, 4, tiles - 1).add_(tail.narrow(dim, 0, tiles - 1))
+    _every_tile(target, dim, 4, tiles - 1).add_(g[5].narrow(dim, 0, tiles - 1))  # tap 5's adjoint is g_5
 
 
 def input_tiles_adjoint(v: Tensor, h: int, w: int) -> Tensor:
