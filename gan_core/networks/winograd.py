@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 import torch
 
-from .winograd_tiles import SIDE, TILE, InputTiles, OutputTiles, sums_and_differences
+from .winograd_tiles import SIDE, TILE, LinearMap, OutputTiles, sums_and_differences, transform_input
 
 # Where it pays, measured per layer on a 2-core AMD EPYC (bench/winograd_layers.py, table in docs/speed.md): 64 or
 # more channels, sides of 8 or more, and per call at least 2^26 multiply-adds' worth of work (images x in x out
@@ -40,8 +39,6 @@ from .winograd_tiles import SIDE, TILE, InputTiles, OutputTiles, sums_and_differ
 MIN_CHANNELS = 64
 MIN_SIDE = 8
 MIN_WORK = 1 << 26  # images x in channels x out channels x height x width, of one call
-
-LinearFn = Callable[[torch.Tensor], torch.Tensor]
 
 _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("winograd_enabled", default=False)
 
@@ -124,21 +121,6 @@ def _weight_tiles_adjoint(u: torch.Tensor) -> torch.Tensor:
     return taps.permute(3, 2, 0, 1)
 
 
-class LinearMap(torch.autograd.Function):
-    """A linear map without parameters, `maps = (f, f_adjoint)`: its backward applies the adjoint through this
-    same Function with the pair swapped, so it is differentiable to any order with no graph of small ops."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, maps: tuple[LinearFn, LinearFn]) -> torch.Tensor:
-        ctx.maps = maps
-        return maps[0](x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        f, f_adjoint = ctx.maps
-        return LinearMap.apply(grad, (f_adjoint, f)), None
-
-
 def winograd_conv3x3(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`F.conv2d(x, w, bias, padding=1)` (correlation, stride 1) by Winograd F(4x4, 3x3).
 
@@ -148,7 +130,7 @@ def winograd_conv3x3(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
     n, c, h, wd = x.shape
     k = w.shape[0]
     th, tw = h // TILE, wd // TILE
-    v = InputTiles.apply(x.permute(0, 2, 3, 1))  # B^T d B of every input tile, [6, 6, N, H/4, W/4, C]
+    v = transform_input(x.permute(0, 2, 3, 1))  # B^T d B of every input tile, [6, 6, N, H/4, W/4, C]
     u = weight_tiles(w)  # G w G^T, [36, C, K]
     m = torch.bmm(v.view(SIDE * SIDE, n * th * tw, c), u)  # the 36 products, summed over C: [36, tiles, K]
     y = OutputTiles.apply(m.view(SIDE, SIDE, n, th, tw, k), bias)  # A^T m A + bias, [N, H, W, K]

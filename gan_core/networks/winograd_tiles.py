@@ -2,8 +2,8 @@
 
 `input_tiles` maps a channels-last image to its transformed 6x6 tiles B^T d B; `output_tiles` maps the
 transformed products back to 4x4 output tiles A^T m A. Both are linear, so each one's backward is the other
-direction's adjoint (`*_adjoint`), and the adjoint's backward is the map itself: `InputTiles` and
-`OutputTiles` below chain them, which gives the double backward R1 and DigGAN take for free.
+direction's adjoint (`*_adjoint`), and the adjoint's backward is the map itself: `LinearMap` (with
+`transform_input`) and `OutputTiles` below chain them, which gives the double backward R1 and DigGAN take for free.
 
 Why not matmuls: each transform stage multiplies by a 6x6 (or 4x6) constant, and a GEMM that small runs at a
 few GFLOP/s, ten times slower than a memory pass over the same data on the CPUs we measured. Written as
@@ -13,7 +13,8 @@ over whole channel rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -120,6 +121,7 @@ def _image_chunks(n: int, image: Tensor) -> list[slice]:
 def input_tiles(x: Tensor) -> Tensor:
     """x [N, H, W, C] (H, W multiples of 4) -> B^T d B of every 6x6 window of the 1-padded image, every 4
     pixels: [6, 6, N, H/4, W/4, C]."""
+    x = x.contiguous()
     n, h, w, c = x.shape
     v = x.new_empty(SIDE, SIDE, n, h // TILE, w // TILE, c)
     for images in _image_chunks(n, x[0]):
@@ -150,6 +152,7 @@ def _scatter_b(g: Sequence[Tensor], target: Tensor, dim: int, tiles: int) -> Non
 
 def input_tiles_adjoint(v: Tensor, h: int, w: int) -> Tensor:
     """The adjoint of `input_tiles`: [6, 6, N, H/4, W/4, C] -> [N, H, W, C]."""
+    v = v.contiguous()
     n, c = v.shape[2], v.shape[5]
     x = v.new_empty(n, h, w, c)
     for images in _image_chunks(n, x[0]):
@@ -206,27 +209,28 @@ def _output_tiles_adjoint_into(tiles: Tensor, m: Tensor) -> None:
         _a(cols[i], m[i], *scratch)
 
 
-class InputTiles(torch.autograd.Function):
+LinearFn = Callable[[Tensor], Tensor]
+
+
+class LinearMap(torch.autograd.Function):
+    """A linear map without parameters, `maps = (f, f_adjoint)`: its backward applies the adjoint through this
+    same Function with the pair swapped, so it is differentiable to any order with no graph of small ops."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, maps: tuple[LinearFn, LinearFn]) -> Tensor:
+        ctx.maps = maps
+        return maps[0](x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        f, f_adjoint = ctx.maps
+        return LinearMap.apply(grad, (f_adjoint, f)), None
+
+
+def transform_input(x: Tensor) -> Tensor:
     """`input_tiles` with its adjoint as backward (and so on, to any order)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:
-        ctx.hw = x.shape[1:3]
-        return input_tiles(x.contiguous())
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        return InputTilesAdjoint.apply(grad, *ctx.hw)
-
-
-class InputTilesAdjoint(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, v: Tensor, h: int, w: int) -> Tensor:
-        return input_tiles_adjoint(v.contiguous(), h, w)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        return InputTiles.apply(grad), None, None
+    h, w = x.shape[1:3]
+    return LinearMap.apply(x, (input_tiles, functools.partial(input_tiles_adjoint, h=h, w=w)))
 
 
 class OutputTiles(torch.autograd.Function):
