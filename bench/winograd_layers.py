@@ -40,6 +40,22 @@ def _fwd_bwd(conv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torc
     torch.autograd.grad(conv(x, w), [x, w], grad)
 
 
+def time_pair(before: Callable[[], None], after: Callable[[], None], rounds: int) -> tuple[float, float, float, list[float]]:
+    """`before` and `after` in alternation, `rounds` times after one warm-up each (allocator, oneDNN primitive
+    caches): their median seconds, the median of the per-round ratios after / before, and the ratios' range."""
+    seconds: tuple[list[float], list[float]] = ([], [])
+    before()
+    after()
+    for _ in range(rounds):
+        for arm, out in zip((before, after), seconds, strict=True):
+            t0 = time.perf_counter()
+            arm()
+            out.append(time.perf_counter() - t0)
+    ratios = [b / a for a, b in zip(*seconds, strict=True)]
+    return (statistics.median(seconds[0]), statistics.median(seconds[1]), statistics.median(ratios),
+            [min(ratios), max(ratios)])
+
+
 def _direct(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, w, padding=1)
 
@@ -53,19 +69,10 @@ def time_layer(batch: int, channels: int, side: int, rounds: int) -> dict:
     grad = torch.randn(batch, channels, side, side, generator=gen).to(memory_format=torch.channels_last)
     with use_winograd():
         gated_on = eligible(x, w, padding=1, groups=1)  # what training would run for this layer
-    arms = {"direct": _direct, "winograd": winograd_conv3x3}
-    seconds: dict[str, list[float]] = {name: [] for name in arms}
-    for conv in arms.values():  # warm-up: allocator and oneDNN primitive caches
-        _fwd_bwd(conv, x, w, grad)
-    for _ in range(rounds):
-        for name, conv in arms.items():
-            t0 = time.perf_counter()
-            _fwd_bwd(conv, x, w, grad)
-            seconds[name].append(time.perf_counter() - t0)
-    direct, wino = (statistics.median(seconds[k]) for k in arms)
-    ratios = [b / a for a, b in zip(seconds["direct"], seconds["winograd"], strict=True)]
+    direct, wino, ratio, ratio_range = time_pair(lambda: _fwd_bwd(_direct, x, w, grad),
+                                                 lambda: _fwd_bwd(winograd_conv3x3, x, w, grad), rounds)
     return {"batch": batch, "channels": channels, "side": side, "direct_s": direct, "winograd_s": wino,
-            "ratio": statistics.median(ratios), "ratio_range": [min(ratios), max(ratios)],
+            "ratio": ratio, "ratio_range": ratio_range,
             "gflop_fwd_bwd": 3 * 2 * batch * channels * channels * 9 * side * side / 1e9,
             "gated_on": gated_on}
 

@@ -116,6 +116,11 @@ class PerfConfig:
     # float rounding differs from the direct conv (~1e-6 relative). None = on for float32 channels-last
     # StyleGAN2 training on CPU (ours: measured per layer in bench/winograd_layers.py); cuDNN has its own on GPU.
     winograd: bool | None = None
+    # The weight gradient of strided convolutions (D's down-, G's up-convolutions) as im2col + one matmul
+    # (gan_core.networks.strided_conv) instead of oneDNN's, which runs at half its forward's rate on the CPUs we
+    # measured; float rounding differs (~1e-6 relative). None = on for float32 channels-last StyleGAN2 training on
+    # CPU (ours: 0.73-0.81 of those layers' time with 64+ channels, bench/strided_layers.py).
+    window_matmul: bool | None = None
 
 
 @dataclass

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from . import winograd
+from . import strided_conv, winograd
 
 # Leaky ReLU slope and the gain that keeps activations at unit variance (He init);
 # NVlabs' `bias_act.activation_funcs`.
@@ -233,6 +233,10 @@ def _conv2d_wrapper(
     # conv2d computes correlation; flip_weight=False asks for a true convolution.
     if not flip_weight:
         w = w.flip([2, 3])
+    if strided_conv.eligible(x, w, stride, padding, groups):
+        if transpose:
+            return _add_bias(strided_conv.conv_transpose2d(x, w, stride), bias)
+        return strided_conv.conv2d(x, w, bias, stride)
     if transpose:
         return F.conv_transpose2d(x, w, bias, stride=stride, padding=padding, groups=groups)
     return F.conv2d(x, w, bias, stride=stride, padding=padding, groups=groups)

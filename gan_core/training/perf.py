@@ -36,6 +36,7 @@ class Perf:
     fused_adam: bool
     device_type: str
     winograd: bool  # Winograd F(4x4, 3x3) for the wide 3x3 convolutions of a training step
+    window_matmul: bool  # strided convolutions' weight gradient as one matmul (gan_core.networks.strided_conv)
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -70,10 +71,12 @@ def resolve_perf(cfg: PerfConfig, device: torch.device, arch: str) -> Perf:
     joint = stylegan if cfg.joint_d_pass is None else bool(cfg.joint_d_pass) and stylegan
     fused = fused_adam_available(device) if cfg.fused_adam is None else bool(cfg.fused_adam)
     dtype = torch.bfloat16 if cfg.precision == "bf16" else None
-    # Winograd: measured for float32 channels-last StyleGAN2 layers on CPU (bench/winograd_layers.py).
-    auto_winograd = stylegan and channels_last and dtype is None and device.type == "cpu"
-    winograd = auto_winograd if cfg.winograd is None else bool(cfg.winograd)
-    return Perf(channels_last, dtype, joint, fused, device.type, winograd)
+    # Winograd and the window-matmul weight gradient: measured for float32 channels-last StyleGAN2 layers on CPU
+    # (bench/winograd_layers.py, bench/strided_layers.py).
+    auto_cpu_kernels = stylegan and channels_last and dtype is None and device.type == "cpu"
+    winograd = auto_cpu_kernels if cfg.winograd is None else bool(cfg.winograd)
+    window_matmul = auto_cpu_kernels if cfg.window_matmul is None else bool(cfg.window_matmul)
+    return Perf(channels_last, dtype, joint, fused, device.type, winograd, window_matmul)
 
 
 def apply_backend_flags(cfg: PerfConfig, device: torch.device) -> None:

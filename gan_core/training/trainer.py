@@ -57,6 +57,7 @@ from ..augment import AdaAugment, AdaptiveP, build_augment
 from ..config import CONDITIONAL_ARCHS, TrainConfig, config_from_dict, config_to_dict, fit_to_dataset, validate_config
 from ..data import BatchSampler, PreparedDataset, resize_images, to_float
 from ..networks import build_networks
+from ..networks.strided_conv import use_window_matmul
 from ..networks.winograd import use_winograd
 from ..regularizers import RegContext, build_regularizers
 from ..regularizers.base import call_d
@@ -421,7 +422,7 @@ class Trainer:
 
     def train_step(self, acc: TickAccumulator) -> None:
         """One minibatch: a D step, preceded by a G step on every `d_steps`-th minibatch."""
-        with use_winograd(self.perf.winograd):
+        with use_winograd(self.perf.winograd), use_window_matmul(self.perf.window_matmul):
             if self.shard is not None:
                 self.shard.train_step(acc)
             else:
