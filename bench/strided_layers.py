@@ -7,7 +7,8 @@ The layers are StyleGAN2's resampling convolutions: D's 3x3 stride-2 down-convol
 blur, so the input side is 2 * out + 1) at D's joint real + fake batch and at G's batch (the D pass of a G
 step), and G's 3x3 stride-2 transposed up-convolutions, for the issue-15 64x64 network, `low-shot-256`'s
 widths and the CPU presets' narrow ones. Both arms compute the same function; the JSON has each one's median
-seconds, their ratio (below 1: the matmul is faster), and the CPU.
+seconds, their ratio (below 1: the matmul is faster), the gate `gan_core.networks.strided_conv.eligible` applies
+(MIN_CHANNELS, MIN_WORK), and the CPU.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ SHAPES = [
     ("down", 32, 128, 256, 129), ("down", 32, 512, 512, 33), ("up", 16, 512, 512, 16), ("up", 16, 256, 128, 64),
     # cpu-tiny (16-32 channels) and cpu-faces (32-128) around their sizes
     ("down", 16, 16, 32, 65), ("down", 16, 32, 32, 33), ("up", 8, 32, 32, 16), ("up", 8, 32, 16, 32),
-    ("down", 32, 32, 64, 33), ("down", 32, 64, 128, 17), ("up", 16, 128, 64, 8), ("up", 16, 64, 32, 16),
+    ("down", 32, 32, 64, 33), ("down", 32, 64, 128, 17), ("down", 32, 128, 128, 9),
+    ("up", 16, 128, 128, 4), ("up", 16, 128, 64, 8), ("up", 16, 64, 32, 16),
 ]
-QUICK_SHAPES = [("down", 4, 32, 32, 17), ("up", 4, 32, 32, 8)]
+QUICK_SHAPES = [("down", 4, 32, 32, 17), ("up", 4, 256, 256, 16)]
 
 
 def _fwd_bwd(x: torch.Tensor, w: torch.Tensor, grad: torch.Tensor, kind: str, window: bool) -> None:
@@ -61,12 +63,14 @@ def time_layer(kind: str, batch: int, cin: int, cout: int, side: int, rounds: in
     w = torch.randn(wshape, generator=gen).to(memory_format=cl).requires_grad_(True)
     out_side = (side - 3) // 2 + 1 if kind == "down" else 2 * side + 1
     grad = torch.randn(batch, cout, out_side, out_side, generator=gen).to(memory_format=cl)
+    with strided_conv.use_window_matmul():
+        gated_on = strided_conv.eligible(x, w, 2, 0, 1, transpose=kind == "up")  # what training would run
     onednn, window, ratio, ratio_range = time_pair(lambda: _fwd_bwd(x, w, grad, kind, False),
                                                    lambda: _fwd_bwd(x, w, grad, kind, True), rounds)
     pixels = out_side**2 if kind == "down" else side**2
     return {"kind": kind, "batch": batch, "in_channels": cin, "out_channels": cout, "side": side,
             "onednn_s": onednn, "window_matmul_s": window, "ratio": ratio, "ratio_range": ratio_range,
-            "gflop_fwd_bwd": 3 * 2 * batch * cin * cout * 9 * pixels / 1e9}
+            "gflop_fwd_bwd": 3 * 2 * batch * cin * cout * 9 * pixels / 1e9, "gated_on": gated_on}
 
 
 def main() -> None:
@@ -85,8 +89,10 @@ def main() -> None:
         layers.append(row)
         kind, batch, cin, cout, side = shape
         print(f"{kind:4s} N {batch:2d}  {cin:3d} -> {cout:3d}  {side:3d}x{side:<3d}  onednn {row['onednn_s'] * 1e3:7.2f} ms"
-              f"  window matmul {row['window_matmul_s'] * 1e3:7.2f} ms  ratio {row['ratio']:.2f}", flush=True)
+              f"  window matmul {row['window_matmul_s'] * 1e3:7.2f} ms  ratio {row['ratio']:.2f}"
+              f"{'  (gated on)' if row['gated_on'] else ''}", flush=True)
     result = {"benchmark": "strided_layers", "threads": args.threads, "rounds": rounds,
+              "gate": {"min_channels": strided_conv.MIN_CHANNELS, "min_work": strided_conv.MIN_WORK},
               "versions": runtime_versions(), "layers": layers}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

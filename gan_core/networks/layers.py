@@ -233,7 +233,7 @@ def _conv2d_wrapper(
     # conv2d computes correlation; flip_weight=False asks for a true convolution.
     if not flip_weight:
         w = w.flip([2, 3])
-    if strided_conv.eligible(x, w, stride, padding, groups):
+    if strided_conv.eligible(x, w, stride, padding, groups, transpose):
         if transpose:
             return _add_bias(strided_conv.conv_transpose2d(x, w, stride), bias)
         return strided_conv.conv2d(x, w, bias, stride)

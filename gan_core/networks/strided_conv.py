@@ -27,10 +27,13 @@ from torch import Tensor
 from .winograd_tiles import CHUNK_BYTES
 
 # Measured per layer (bench/strided_layers.py, docs/speed.md): 0.73-0.81 of oneDNN's forward + backward time
-# with 64 or more channels in and out, 0.41-0.42 for low-shot-256's largest layers; 0.90-0.92 for 64 -> 32 and
-# 128 -> 64 at 8 to 16 images; 1.02-1.14 with 16-32 channels (cpu-tiny's), where oneDNN's own weight gradient is
-# not the slow part.
+# with 64 or more channels in and out, 0.41-0.42 for low-shot-256's largest layers; 0.90-0.92 for 64 <-> 128 at
+# 8x8 to 16x16; 1.02-1.14 with 16-32 channels (cpu-tiny's), where oneDNN's own weight gradient is not the slow
+# part. MIN_WORK (images x in x out channels x the low-resolution side's pixels, per call) also leaves the CPU
+# presets' layers on oneDNN (cpu-faces' and the quality protocol's largest call is 2^24), so their records stay
+# comparable; it costs the issue-15 network its two smallest resampling calls (2^23, 2^24; ~0.4% of a minibatch).
 MIN_CHANNELS = 64
+MIN_WORK = 1 << 25
 
 _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("window_matmul_enabled", default=False)
 
@@ -46,11 +49,16 @@ def use_window_matmul(enabled: bool = True) -> Iterator[None]:
         _enabled.reset(token)
 
 
-def eligible(x: Tensor, w: Tensor, stride: int, padding: Any, groups: int) -> bool:
-    """True inside `use_window_matmul` for a float32 CPU convolution with stride > 1, no padding, no groups,
-    MIN_CHANNELS in and out, outside autocast."""
+def eligible(x: Tensor, w: Tensor, stride: int, padding: Any, groups: int, transpose: bool = False) -> bool:
+    """True inside `use_window_matmul` for a float32 CPU convolution (or, `transpose`, transposed convolution) with
+    stride > 1, no padding, no groups, MIN_CHANNELS in and out and MIN_WORK in the call, outside autocast."""
+    if not (_enabled.get() and stride > 1 and groups == 1 and _is_zero(padding) and min(w.shape[:2]) >= MIN_CHANNELS):
+        return False
+    n, _, h, wd = x.shape
+    if not transpose:  # the output's pixels: x is the high-resolution side
+        h, wd = (h - w.shape[2]) // stride + 1, (wd - w.shape[3]) // stride + 1
     return (
-        _enabled.get() and stride > 1 and groups == 1 and _is_zero(padding) and min(w.shape[:2]) >= MIN_CHANNELS
+        n * w.shape[0] * w.shape[1] * h * wd >= MIN_WORK
         and x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
     )

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from gan_core.config import PerfConfig
 from gan_core.networks import strided_conv
 from gan_core.networks.layers import conv2d_resample, setup_filter
-from gan_core.networks.strided_conv import MIN_CHANNELS, conv2d, conv_transpose2d, eligible, use_window_matmul
+from gan_core.networks.strided_conv import MIN_CHANNELS, MIN_WORK, conv2d, conv_transpose2d, eligible, use_window_matmul
 from gan_core.threads import one_thread
 from gan_core.training.perf import resolve_perf
 from tests.unit.test_winograd import train, wide_net
@@ -84,23 +84,29 @@ def test_gradients_to_second_order_are_the_convolutions() -> None:
     assert torch.allclose(r1_grad(down), r1_grad(lambda x, w, b: F.conv2d(x, w, b, stride=2)))
 
 
-def wide(c: int = 64, k: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def wide(n: int = 2, c: int = 256, k: int = 256, side: int = 33) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(2)
-    x = torch.randn(2, c, 9, 9, generator=g).contiguous(memory_format=torch.channels_last)
-    return x, torch.randn(k, c, 3, 3, generator=g) / 24
+    x = torch.randn(n, c, side, side, generator=g).contiguous(memory_format=torch.channels_last)
+    return x, torch.randn(k, c, 3, 3, generator=g) / 48
 
 
 def test_gate_is_off_outside_the_block_and_for_layers_where_it_does_not_pay() -> None:
-    x, w = wide()
+    x, w = wide()  # 16x16 output: 2 x 256 x 256 x 256 = MIN_WORK
+    assert 2 * 256 * 256 * 256 == MIN_WORK
     assert not eligible(x, w, 2, 0, 1)
     with use_window_matmul():
         assert eligible(x, w, 2, 0, 1) and eligible(x, w, 2, [0, 0], 1)
-        assert eligible(*wide(c=MIN_CHANNELS, k=4 * MIN_CHANNELS), 2, 0, 1)
-        assert not eligible(*wide(c=MIN_CHANNELS // 2), 2, 0, 1)  # cpu-tiny's widths: oneDNN is as fast
+        assert eligible(*wide(n=16, c=MIN_CHANNELS, k=2 * MIN_CHANNELS, side=65), 2, 0, 1)  # the 64x64 net's D
+        assert not eligible(*wide(n=32, c=MIN_CHANNELS // 2, k=MIN_CHANNELS // 2, side=65), 2, 0, 1)  # cpu-tiny's
         assert not eligible(*wide(k=MIN_CHANNELS // 2), 2, 0, 1)
+        assert not eligible(*wide(side=31), 2, 0, 1)  # 15x15 output: too little work in the call
+        assert not eligible(*wide(n=32, c=64, k=128, side=17), 2, 0, 1)  # cpu-faces' largest: 2^24
+        # Transposed: the work counts x's own (low-resolution) pixels.
+        assert eligible(*wide(side=16), 2, 0, 1, transpose=True)
+        assert not eligible(*wide(side=15), 2, 0, 1, transpose=True)
         assert not eligible(x, w, 1, 0, 1)  # stride 1: Winograd's or oneDNN's
         assert not eligible(x, w, 2, 1, 1) and not eligible(x, w, 2, [0, 1], 1)
-        assert not eligible(x, w[:, :32], 2, 0, 2)
+        assert not eligible(x, w[:, :128], 2, 0, 2)
         assert not eligible(x.double(), w.double(), 2, 0, 1)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert not eligible(x, w, 2, 0, 1)
@@ -114,9 +120,9 @@ def test_conv2d_resample_uses_it_only_inside_the_block(resample: str, monkeypatc
     # D's down-convolution (blur, then the stride-2 conv with its bias) and G's up-convolution (transposed conv,
     # then blur): the same function either way; the weight gradient goes through the matmul only inside the block.
     g = torch.Generator().manual_seed(4)
-    x = torch.randn(2, 64, 8, 8, generator=g).contiguous(memory_format=torch.channels_last).requires_grad_(True)
-    w = (torch.randn(64, 64, 3, 3, generator=g) / 24).requires_grad_(True)
-    b = torch.linspace(-1, 1, 64)
+    x = torch.randn(4, 256, 32, 32, generator=g).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    w = (torch.randn(256, 256, 3, 3, generator=g) / 48).requires_grad_(True)
+    b = torch.linspace(-1, 1, 256)
     kwargs = {"f": setup_filter([1, 3, 3, 1]), "padding": 1, "bias": b, ("down" if resample == "down" else "up"): 2}
 
     def weight_grad() -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,5 +176,7 @@ def test_layer_benchmark_times_both(tmp_path: Path) -> None:
                    check=True, cwd=root, capture_output=True, timeout=300)
     result = json.loads(out.read_text())
     assert "cpu" in result["versions"] and {r["kind"] for r in result["layers"]} == {"down", "up"}
+    assert result["gate"] == {"min_channels": MIN_CHANNELS, "min_work": MIN_WORK}
+    assert [r["gated_on"] for r in result["layers"]] == [False, True]
     for row in result["layers"]:
         assert row["onednn_s"] > 0 and row["window_matmul_s"] > 0 and row["ratio"] > 0
