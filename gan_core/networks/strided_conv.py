@@ -1,10 +1,10 @@
 """Strided convolutions whose weight gradient is one matrix product over the input's windows, for CPU training.
 
-Why: oneDNN's weight gradient of a stride-2 convolution runs at 24-50 GFLOP/s on the CPUs we measured, against
-80-90 for the same layer's forward and input gradient (bench/strided_layers.py, docs/speed.md). Written as
+Why: oneDNN's weight gradient of a stride-2 convolution runs at 24-50 GFLOP/s on the 2-core AMD EPYC we measured,
+against 60-90 for the same layer's forward and input gradient (bench/strided_layers.py, docs/speed.md). Written as
 im2col (a copy of every kxk window, a few images at a time) and one `mm` with the output gradient, the same sum
-runs at 60-80 GFLOP/s: StyleGAN2's resampling layers (D's down-convolutions, G's transposed up-convolutions) are
-about a quarter of a training minibatch on CPU, and their weight gradient half of that.
+runs at 55-80 GFLOP/s. StyleGAN2's resampling layers (D's down-convolutions, G's transposed up-convolutions) are
+about a quarter of a training minibatch on CPU, and their weight gradient a third of that.
 
 The forward passes and the input gradients stay oneDNN's. `conv2d` and `conv_transpose2d` are each other's
 input gradient, and the weight gradient (`_WindowWeightGrad`) has both as its backward, so gradients of any
