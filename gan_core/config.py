@@ -117,9 +117,10 @@ class PerfConfig:
     # StyleGAN2 training on CPU (ours: measured per layer in bench/winograd_layers.py); cuDNN has its own on GPU.
     winograd: bool | None = None
     # The weight gradient of strided convolutions (D's down-, G's up-convolutions) as im2col + one matmul
-    # (gan_core.networks.strided_conv) instead of oneDNN's, which runs at half its forward's rate on the CPUs we
-    # measured; float rounding differs (~1e-6 relative). None = on for float32 channels-last StyleGAN2 training on
-    # CPU (ours: 0.73-0.81 of those layers' time with 64+ channels, bench/strided_layers.py).
+    # (gan_core.networks.strided_conv) instead of oneDNN's, which ran at under half its forward's rate on the AVX2
+    # CPU we measured; float rounding differs (~1e-6 relative). None = on for float32 channels-last StyleGAN2 training on
+    # a CPU where torch runs AVX2 kernels (ours: 0.73-0.85 of those layers' time with 64+ channels,
+    # bench/strided_layers.py; not measured with AVX-512, so off there).
     window_matmul: bool | None = None
 
 

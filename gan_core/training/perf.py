@@ -75,7 +75,11 @@ def resolve_perf(cfg: PerfConfig, device: torch.device, arch: str) -> Perf:
     # (bench/winograd_layers.py, bench/strided_layers.py).
     auto_cpu_kernels = stylegan and channels_last and dtype is None and device.type == "cpu"
     winograd = auto_cpu_kernels if cfg.winograd is None else bool(cfg.winograd)
-    window_matmul = auto_cpu_kernels if cfg.window_matmul is None else bool(cfg.window_matmul)
+    # The window matmul was measured to pay on a CPU where torch runs its AVX2 kernels (no AVX-512); on the AVX-512
+    # machines of earlier sessions oneDNN's stride-2 weight gradient ran at 70-82 GFLOP/s, about MKL's matmul rate
+    # there, so it is left off until measured (docs/speed.md, "Strided convolutions").
+    auto_window = auto_cpu_kernels and torch.backends.cpu.get_cpu_capability() == "AVX2"
+    window_matmul = auto_window if cfg.window_matmul is None else bool(cfg.window_matmul)
     return Perf(channels_last, dtype, joint, fused, device.type, winograd, window_matmul)
 
 
