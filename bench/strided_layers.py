@@ -13,8 +13,6 @@ seconds, their ratio (below 1: the matmul is faster), the gate `gan_core.network
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,12 +21,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from winograd_layers import time_pair  # noqa: E402
+from layer_bench import run_layer_bench, time_pair  # noqa: E402
 
-from gan_core.config import PerfConfig  # noqa: E402
 from gan_core.networks import strided_conv  # noqa: E402
-from gan_core.training.perf import reuse_host_memory  # noqa: E402
-from gan_core.versions import runtime_versions  # noqa: E402
 
 # (kind, batch, in channels, out channels, input side): "down" = D's conv (input side 2 * out + 1),
 # "up" = G's transposed conv (output side 2 * in + 1).
@@ -74,29 +69,11 @@ def time_layer(kind: str, batch: int, cin: int, cout: int, side: int, rounds: in
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="two small shapes, three rounds (a check of the script)")
-    ap.add_argument("--out", type=Path, default=Path("bench/results/strided_layers.json"))
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    reuse_host_memory(PerfConfig(), torch.device("cpu"))  # as in a CPU training step
-    shapes, rounds = (QUICK_SHAPES, 3) if args.quick else (SHAPES, args.rounds)
-    layers = []
-    for shape in shapes:
-        row = time_layer(*shape, rounds)
-        layers.append(row)
-        kind, batch, cin, cout, side = shape
-        print(f"{kind:4s} N {batch:2d}  {cin:3d} -> {cout:3d}  {side:3d}x{side:<3d}  onednn {row['onednn_s'] * 1e3:7.2f} ms"
-              f"  window matmul {row['window_matmul_s'] * 1e3:7.2f} ms  ratio {row['ratio']:.2f}"
-              f"{'  (gated on)' if row['gated_on'] else ''}", flush=True)
-    result = {"benchmark": "strided_layers", "threads": args.threads, "rounds": rounds,
-              "gate": {"min_channels": strided_conv.MIN_CHANNELS, "min_work": strided_conv.MIN_WORK},
-              "versions": runtime_versions(), "layers": layers}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    run_layer_bench(__doc__ or "", "strided_layers", SHAPES, QUICK_SHAPES, time_layer,
+                    lambda r: f"{r['kind']:4s} N {r['batch']:2d}  {r['in_channels']:3d} -> {r['out_channels']:3d}  "
+                              f"{r['side']:3d}x{r['side']:<3d}  onednn {r['onednn_s'] * 1e3:7.2f} ms  "
+                              f"window matmul {r['window_matmul_s'] * 1e3:7.2f} ms",
+                    {"min_channels": strided_conv.MIN_CHANNELS, "min_work": strided_conv.MIN_WORK})
 
 
 if __name__ == "__main__":

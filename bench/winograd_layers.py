@@ -11,20 +11,25 @@ gate `gan_core.networks.winograd.eligible` applies (MIN_CHANNELS, MIN_SIDE, MIN_
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import time
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from gan_core.config import PerfConfig
-from gan_core.networks.winograd import MIN_CHANNELS, MIN_SIDE, MIN_WORK, eligible, use_winograd, winograd_conv3x3
-from gan_core.training.perf import reuse_host_memory
-from gan_core.versions import runtime_versions
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from layer_bench import run_layer_bench, time_pair  # noqa: E402
+
+from gan_core.networks.winograd import (  # noqa: E402
+    MIN_CHANNELS,
+    MIN_SIDE,
+    MIN_WORK,
+    eligible,
+    use_winograd,
+    winograd_conv3x3,
+)
 
 # (batch, channels, side): 64x64 net (cbase 4096, cmax 256) at G's batch 8 and D's joint 16, low-shot-256's
 # wider layers, then the narrow layers of the CPU presets around the gate.
@@ -38,22 +43,6 @@ QUICK_SHAPES = [(4, 64, 64), (4, 32, 16)]
 def _fwd_bwd(conv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, w: torch.Tensor,
              grad: torch.Tensor) -> None:
     torch.autograd.grad(conv(x, w), [x, w], grad)
-
-
-def time_pair(before: Callable[[], None], after: Callable[[], None], rounds: int) -> tuple[float, float, float, list[float]]:
-    """`before` and `after` in alternation, `rounds` times after one warm-up each (allocator, oneDNN primitive
-    caches): their median seconds, the median of the per-round ratios after / before, and the ratios' range."""
-    seconds: tuple[list[float], list[float]] = ([], [])
-    before()
-    after()
-    for _ in range(rounds):
-        for arm, out in zip((before, after), seconds, strict=True):
-            t0 = time.perf_counter()
-            arm()
-            out.append(time.perf_counter() - t0)
-    ratios = [b / a for a, b in zip(*seconds, strict=True)]
-    return (statistics.median(seconds[0]), statistics.median(seconds[1]), statistics.median(ratios),
-            [min(ratios), max(ratios)])
 
 
 def _direct(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -78,28 +67,10 @@ def time_layer(batch: int, channels: int, side: int, rounds: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="two small shapes, three rounds (a check of the script)")
-    ap.add_argument("--out", type=Path, default=Path("bench/results/winograd_layers.json"))
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    reuse_host_memory(PerfConfig(), torch.device("cpu"))  # as in a CPU training step
-    shapes, rounds = (QUICK_SHAPES, 3) if args.quick else (SHAPES, args.rounds)
-    layers = []
-    for batch, channels, side in shapes:
-        row = time_layer(batch, channels, side, rounds)
-        layers.append(row)
-        print(f"N {batch:2d}  C {channels:3d}  {side:2d}x{side:<2d}  direct {row['direct_s'] * 1e3:7.2f} ms  "
-              f"winograd {row['winograd_s'] * 1e3:7.2f} ms  ratio {row['ratio']:.2f}"
-              f"{'  (gated on)' if row['gated_on'] else ''}", flush=True)
-    result = {"benchmark": "winograd_layers", "threads": args.threads, "rounds": rounds,
-              "gate": {"min_channels": MIN_CHANNELS, "min_side": MIN_SIDE, "min_work": MIN_WORK},
-              "versions": runtime_versions(), "layers": layers}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    run_layer_bench(__doc__ or "", "winograd_layers", SHAPES, QUICK_SHAPES, time_layer,
+                    lambda r: f"N {r['batch']:2d}  C {r['channels']:3d}  {r['side']:2d}x{r['side']:<2d}  direct "
+                              f"{r['direct_s'] * 1e3:7.2f} ms  winograd {r['winograd_s'] * 1e3:7.2f} ms",
+                    {"min_channels": MIN_CHANNELS, "min_side": MIN_SIDE, "min_work": MIN_WORK})
 
 
 if __name__ == "__main__":

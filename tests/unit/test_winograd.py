@@ -131,21 +131,26 @@ def train(cfg, tmp_path: Path, steps: int = 2) -> Trainer:
     return tr
 
 
+def assert_same_bits_and_within_rounding(a: Trainer, b: Trainer, other: Trainer) -> None:
+    """a and b (the same config) trained to the same bits; `other` (another kernel) to within float rounding of a,
+    but not to its bits."""
+    lr = a.cfg.g_lr
+    for name in ("G", "D"):
+        sa, sb, so = (getattr(t, name).state_dict() for t in (a, b, other))
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), name
+        diff = torch.cat([(sa[k] - so[k]).abs().flatten() for k in sa])
+        # Float rounding only, but not the same bits: the other kernel ran (R1 and DigGAN through it included).
+        # Adam's first steps move a weight by up to ~1.4 lr whatever its gradient's size, so a gradient that
+        # cancels to near zero may step either way: on this net NCHW against channels-last, both direct, also
+        # differs on ~3% of D's weights, by up to 0.009. A wrong transform or gradient moves them all.
+        assert diff.max() <= 3 * lr * 2 and (diff > 1e-4).float().mean() < 0.1, name
+        assert diff.max() > 0, name
+
+
 def test_training_with_it_is_bit_reproducible_and_close_to_the_direct_path(tmp_path: Path) -> None:
     a, b = train(wide_net(), tmp_path / "a"), train(wide_net(), tmp_path / "b")
     assert a.perf.winograd
-    direct = train(wide_net(winograd=False), tmp_path / "c")
-    lr = a.cfg.g_lr
-    for name in ("G", "D"):
-        sa, sb, sd = (getattr(t, name).state_dict() for t in (a, b, direct))
-        assert all(torch.equal(sa[k], sb[k]) for k in sa), name
-        diff = torch.cat([(sa[k] - sd[k]).abs().flatten() for k in sa])
-        # Float rounding only, but not the same bits: the Winograd layers ran (R1 and DigGAN through them
-        # included). Adam's first steps move a weight by up to ~1.4 lr whatever its gradient's size, so a
-        # gradient that cancels to near zero may step either way: on this net NCHW against channels-last,
-        # both direct, also differs on ~3% of D's weights, by up to 0.009. A wrong transform moves them all.
-        assert diff.max() <= 3 * lr * 2 and (diff > 1e-4).float().mean() < 0.1, name
-        assert diff.max() > 0, name
+    assert_same_bits_and_within_rounding(a, b, train(wide_net(winograd=False), tmp_path / "c"))
 
 
 def test_layer_benchmark_times_both_and_reports_the_gate(tmp_path: Path) -> None:
