@@ -185,8 +185,7 @@ class _DepthwiseFIRTransposed(torch.autograd.Function):
     def forward(ctx, y, w, stride, padding, out_hw):  # type: ignore[override]
         ctx.save_for_backward(w)
         ctx.stride, ctx.padding = stride, padding
-        k = w.shape[-2:]
-        extra = [out_hw[i] - ((y.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + k[i]) for i in range(2)]
+        extra = strided_conv.output_padding(out_hw, y.shape[-2:], stride, w.shape[-2:], padding)
         return F.conv_transpose2d(y, w, stride=stride, padding=padding, output_padding=extra, groups=w.shape[0])
 
     @staticmethod

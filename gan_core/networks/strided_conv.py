@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -84,9 +84,13 @@ def window_weight_grad(x: Tensor, grad: Tensor, stride: int, kernel: tuple[int, 
     return _WindowWeightGrad.apply(x, grad, stride, kernel)
 
 
-def _output_padding(size: tuple[int, ...], small: tuple[int, ...], stride: int, kernel: tuple[int, ...]) -> list[int]:
-    """The output_padding that makes a transposed conv of `small` exactly `size` again."""
-    return [size[i] - ((small[i] - 1) * stride + kernel[i]) for i in range(2)]
+def output_padding(size: Sequence[int], small: Sequence[int], stride: Sequence[int] | int, kernel: Sequence[int],
+                   padding: Sequence[int] | int = 0) -> list[int]:
+    """The output_padding that makes a transposed conv of `small` (with this stride, kernel and padding) exactly
+    `size` again: the spatial size of the conv's input that `small` came from."""
+    s = [stride] * 2 if isinstance(stride, int) else stride
+    p = [padding] * 2 if isinstance(padding, int) else padding
+    return [size[i] - ((small[i] - 1) * s[i] - 2 * p[i] + kernel[i]) for i in range(2)]
 
 
 class _Conv(torch.autograd.Function):
@@ -115,7 +119,7 @@ class _ConvTranspose(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, w: Tensor, stride: int, output_size: tuple[int, int] | None) -> Tensor:
         ctx.save_for_backward(x, w)
         ctx.stride = stride
-        pad = [0, 0] if output_size is None else _output_padding(output_size, x.shape[-2:], stride, w.shape[-2:])
+        pad = [0, 0] if output_size is None else output_padding(output_size, x.shape[-2:], stride, w.shape[-2:])
         return F.conv_transpose2d(x, w, stride=stride, output_padding=pad)
 
     @staticmethod
